@@ -1,0 +1,32 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both create .venv and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.vadgpu-installed
+# The CPU/CUDA torch build that this machine kind's wheel cache holds; on a CUDA machine set TORCH_SPEC to the
+# build for your driver (see README, "Install on a CUDA machine").
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+DEMO_DIR ?= runs/demo
+DEMO_DATA ?= $(DEMO_DIR)/data
+
+.PHONY: install test gpu-test demo clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -rs tests
+
+gpu-test: $(STAMP)
+	$(PY) -m pytest -q -rs -m gpu tests
+
+demo: $(STAMP)
+	$(PY) -m vadgpu data synth $(DEMO_DATA) --seed 0 --overwrite
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

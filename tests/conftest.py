@@ -1,0 +1,39 @@
+"""Shared test fixtures: device skips, ../shared paths, offline settings for ultralytics."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PED2_ROOT = SHARED / "datasets" / "ped2"
+YOLOV3_TINY = SHARED / "models" / "yolov3-tiny"
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO / ".cache" / "ultralytics"))
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none visible to torch on this machine")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def ped2_root() -> Path:
+    if not (PED2_ROOT / "training" / "frames").is_dir():
+        pytest.skip(f"real Ped2 not found at {PED2_ROOT} (../shared/datasets/ped2 is absent on this machine)")
+    return PED2_ROOT
+
+
+@pytest.fixture(scope="session")
+def yolov3_tiny_dir() -> Path:
+    if not (YOLOV3_TINY / "yolov3-tiny.weights").is_file():
+        pytest.skip(f"yolov3-tiny Darknet files not found at {YOLOV3_TINY} (../shared/models is absent)")
+    return YOLOV3_TINY

@@ -1,0 +1,1 @@
+"""The `vadgpu` command group. Command modules import heavy libraries inside their functions so `--help` is fast."""

@@ -1,0 +1,39 @@
+"""Entry point of the `vadgpu` console script: a click group that gathers the command modules."""
+
+from __future__ import annotations
+
+import click
+
+from vadgpu import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="vadgpu")
+def cli() -> None:
+    """vadgpu: video anomaly detection for fixed cameras, with decoding and pseudo-anomalies on the device.
+
+    \b
+    Typical use:
+      vadgpu data synth data/synth                      # a small synthetic dataset (no download)
+      vadgpu data prepare --dataset synthetic --root data/synth
+      vadgpu train --dataset synthetic --root data/synth --model ddl --preset ddl-tiny-cpu --out runs/x
+      vadgpu eval --run runs/x --dataset synthetic --root data/synth
+    """
+
+
+def _register() -> None:
+    # Each command module owns one command (or group); add new ones here.
+    from vadgpu.cli import data
+
+    cli.add_command(data.data)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="vadgpu")
+
+
+if __name__ == "__main__":
+    main()
