@@ -1,0 +1,1 @@
+"""Training engine: config, checkpoints, the training loop, DDP."""
