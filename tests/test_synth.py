@@ -1,0 +1,114 @@
+"""The synthetic dataset: layout, determinism, the three formats agree, labels, anomalies visible, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from vadgpu.cli.main import cli
+from vadgpu.errors import VadgpuError
+from vadgpu.pipelines.synth import make_synthetic_dataset
+
+FRAMES = 30
+SIZE = (64, 48)
+
+
+def _files_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synth") / "a", seed=3, train_videos=2, test_videos=3,
+                                  frames=FRAMES, size=SIZE)
+
+
+def test_layout_and_manifest(synth):
+    for split, count in (("training", 2), ("testing", 3)):
+        for index in range(1, count + 1):
+            assert (synth / split / "videos" / f"{index:02d}.avi").is_file()
+            assert (synth / split / "videos_h264" / f"{index:02d}.mp4").is_file()
+            frames = sorted((synth / split / "frames" / f"{index:02d}").glob("*.jpg"))
+            assert [p.name for p in frames] == [f"{i:03d}.jpg" for i in range(FRAMES)]
+    assert not (synth / "training" / "labels").exists()
+    manifest = json.loads((synth / "synthetic.json").read_text())
+    assert manifest["seed"] == 3 and manifest["frames"] == FRAMES and (manifest["width"], manifest["height"]) == SIZE
+    assert [a["kind"] for a in manifest["anomalies"]] == ["fast", "crossing", "cart"]
+
+
+def test_same_seed_same_files_other_seed_differs(synth, tmp_path):
+    again = make_synthetic_dataset(tmp_path / "b", seed=3, train_videos=2, test_videos=3, frames=FRAMES, size=SIZE)
+    assert _files_digest(again) == _files_digest(synth)
+    other = make_synthetic_dataset(tmp_path / "c", seed=4, train_videos=2, test_videos=3, frames=FRAMES, size=SIZE)
+    digest, other_digest = _files_digest(synth), _files_digest(other)
+    assert digest.keys() == other_digest.keys()
+    assert digest["testing/videos/01.avi"] != other_digest["testing/videos/01.avi"]
+    assert any(not np.array_equal(np.load(synth / "testing/labels" / n), np.load(other / "testing/labels" / n))
+               for n in ("01.npy", "02.npy", "03.npy"))
+
+
+def _decode(path: Path) -> tuple[str, np.ndarray]:
+    with av.open(str(path)) as container:
+        codec = container.streams.video[0].codec_context.name
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    return codec, np.stack(frames)  # (T, H, W, 3)
+
+
+@pytest.mark.parametrize("split,name", [("training", "01"), ("testing", "02")])
+def test_three_formats_decode_to_same_frames(synth, split, name):
+    codec_avi, avi = _decode(synth / split / "videos" / f"{name}.avi")
+    codec_mp4, mp4 = _decode(synth / split / "videos_h264" / f"{name}.mp4")
+    jpgs = np.stack([cv2.imread(str(p))[..., ::-1] for p in sorted((synth / split / "frames" / name).glob("*.jpg"))])
+    assert (codec_avi, codec_mp4) == ("mjpeg", "h264")
+    assert avi.shape == mp4.shape == jpgs.shape == (FRAMES, SIZE[1], SIZE[0], 3)
+    # Lossy codecs, same content: the mean difference stays small.
+    assert np.abs(avi.astype(int) - jpgs).mean() < 6
+    assert np.abs(mp4.astype(int) - jpgs).mean() < 6
+
+
+def test_labels_have_both_classes(synth):
+    for name in ("01", "02", "03"):
+        labels = np.load(synth / "testing" / "labels" / f"{name}.npy", allow_pickle=False)
+        assert labels.dtype == np.uint8 and labels.shape == (FRAMES,)
+        assert set(np.unique(labels)) == {0, 1}
+        assert labels[0] == 0  # every test video opens with normal frames
+
+
+def test_refuses_foreign_folder_and_needs_overwrite(synth, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(VadgpuError, match="foreign.*other files"):
+        make_synthetic_dataset(foreign, frames=FRAMES, size=SIZE)
+    assert (foreign / "notes.txt").read_text() == "mine"
+    out = make_synthetic_dataset(tmp_path / "d", seed=1, train_videos=1, test_videos=1, frames=FRAMES, size=SIZE)
+    with pytest.raises(VadgpuError, match="--overwrite"):
+        make_synthetic_dataset(out, seed=2, train_videos=1, test_videos=1, frames=FRAMES, size=SIZE)
+    make_synthetic_dataset(out, seed=2, train_videos=1, test_videos=1, frames=FRAMES, size=SIZE, overwrite=True)
+    assert json.loads((out / "synthetic.json").read_text())["seed"] == 2
+
+
+@pytest.mark.parametrize("kwargs,match", [({"size": (63, 48)}, "even"), ({"frames": 5}, "frames"),
+                                          ({"formats": ("mkv",)}, "formats"), ({"test_videos": 0}, "videos")])
+def test_bad_arguments(tmp_path, kwargs, match):
+    with pytest.raises(VadgpuError, match=match):
+        make_synthetic_dataset(tmp_path / "x", **kwargs)
+
+
+def test_cli(tmp_path):
+    runner = CliRunner()
+    args = ["data", "synth", str(tmp_path / "s"), "--seed", "1", "--train-videos", "1", "--test-videos", "1",
+            "--frames", "24", "--size", "64", "48"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "s/testing/frames/01").glob("*.jpg"))) == 24
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 1 and "--overwrite" in result.output

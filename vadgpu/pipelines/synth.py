@@ -1,0 +1,359 @@
+"""A small synthetic surveillance dataset shaped like UCSD Ped2, made in seconds with no download.
+
+A fixed camera looks at a paved walkway that runs left-right between two strips of grass. Pedestrian-like
+sprites (head, torso, swinging legs) walk along the walkway at walking speed in both directions. Training videos
+hold only that. Each test video adds one labelled anomalous event, chosen in turn from:
+
+    fast      a pedestrian moving several times faster than anyone else (a runner / cyclist)
+    crossing  a pedestrian crossing against the flow: top to bottom, over the grass where nobody walks
+    cart      a large cart-like block on wheels rolling along the walkway
+
+A frame is anomalous while at least `_VISIBLE_FRACTION` of the anomalous object's box is inside the image. Every
+test video starts with normal frames, so each holds both classes.
+
+Layout written under OUT (the catalog's `synthetic` reader relies on it):
+
+    OUT/training/videos/NN.avi          MJPEG         OUT/testing/videos/NN.avi
+    OUT/training/videos_h264/NN.mp4     H.264         OUT/testing/videos_h264/NN.mp4
+    OUT/training/frames/NN/NNN.jpg      jpg frames    OUT/testing/frames/NN/NNN.jpg
+    OUT/testing/labels/NN.npy           uint8 0/1 per frame
+    OUT/synthetic.json                  seed, sizes, formats, the anomalous event of each test video
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from vadgpu.errors import VadgpuError
+
+FORMATS = ("avi", "mp4", "frames")
+ANOMALY_KINDS = ("fast", "crossing", "cart")
+FPS = 25
+MANIFEST_NAME = "synthetic.json"
+_FORMAT_DIRS = {"avi": "videos", "mp4": "videos_h264", "frames": "frames"}
+_GENERATED = {"training", "testing", MANIFEST_NAME}  # the only entries an overwrite may remove
+_VISIBLE_FRACTION = 0.3
+_WALK_SPEED = (0.8, 1.4)  # px/frame at 160 px width; Ped2 pedestrians move about as far per frame
+_FAST_FACTOR = 5.0
+_MEAN_PEDESTRIANS = 4.0  # average number of walkers in view
+
+
+@dataclass(frozen=True)
+class _Walker:
+    """An object moving in a straight line: position at frame t is (x0 + vx (t - t0), y0 + vy (t - t0))."""
+
+    t0: float
+    x0: float
+    y0: float  # feet (bottom centre) of the sprite
+    vx: float
+    vy: float
+    phase: float  # gait phase, so walkers do not swing their legs in step
+    shirt: tuple[int, int, int]
+    trousers: tuple[int, int, int]
+    kind: str = "pedestrian"  # or "cart"
+
+    def position(self, t: int) -> tuple[float, float]:
+        return self.x0 + self.vx * (t - self.t0), self.y0 + self.vy * (t - self.t0)
+
+
+def make_synthetic_dataset(
+    out: str | os.PathLike,
+    seed: int = 0,
+    train_videos: int = 4,
+    test_videos: int = 4,
+    frames: int = 120,
+    size: tuple[int, int] = (160, 120),
+    formats: tuple[str, ...] = FORMATS,
+    overwrite: bool = False,
+) -> Path:
+    """Write the synthetic dataset to `out` (layout in the module docstring) and return its path.
+
+    `size` is (width, height), both even (H.264 needs it). The same seed gives the same files and labels.
+    `out` must be absent, empty, or (with `overwrite=True`) a synthetic dataset written earlier.
+    """
+    out = Path(out)
+    width, height = _check_args(out, train_videos, test_videos, frames, size, formats)
+    _check_out(out, overwrite)
+
+    # Build beside OUT, then move into place: an interrupted run never leaves a half-written dataset.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        background = _background(np.random.default_rng([seed, 0]), width, height)
+        events = []
+        for split, count, split_id in (("training", train_videos, 1), ("testing", test_videos, 2)):
+            for index in range(count):
+                name = f"{index + 1:02d}"
+                rng = np.random.default_rng([seed, split_id, index])
+                walkers = _pedestrians(rng, width, height, frames)
+                labels = np.zeros(frames, dtype=np.uint8)
+                if split == "testing":
+                    kind = ANOMALY_KINDS[index % len(ANOMALY_KINDS)]
+                    anomaly = _anomaly(kind, rng, width, height, frames)
+                    walkers.append(anomaly)
+                    labels = _visible_frames(anomaly, width, height, frames)
+                    anomalous = np.flatnonzero(labels)
+                    events.append({"video": name, "kind": kind, "first_frame": int(anomalous[0]),
+                                   "last_frame": int(anomalous[-1]), "anomalous_frames": int(labels.sum())})
+                    label_dir = staging / split / "labels"
+                    label_dir.mkdir(parents=True, exist_ok=True)
+                    np.save(label_dir / f"{name}.npy", labels)
+                video = np.stack([_render(background, walkers, t) for t in range(frames)])  # (T, H, W, 3) RGB
+                _write_formats(video, staging / split, name, formats)
+        manifest = {
+            "generator": "vadgpu.pipelines.synth",
+            "seed": seed,
+            "train_videos": train_videos,
+            "test_videos": test_videos,
+            "frames": frames,
+            "width": width,
+            "height": height,
+            "fps": FPS,
+            "formats": list(formats),
+            "anomalies": events,
+        }
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)  # _check_out made sure it is empty or only our own earlier output
+        os.replace(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out
+
+
+def _check_args(out, train_videos, test_videos, frames, size, formats) -> tuple[int, int]:
+    if train_videos < 1 or test_videos < 1:
+        raise VadgpuError(f"synthetic dataset {out}: --train-videos and --test-videos must be >= 1")
+    if frames < 20:
+        raise VadgpuError(f"synthetic dataset {out}: --frames {frames} is too short (at least 20)")
+    try:
+        width, height = (int(v) for v in size)
+    except (TypeError, ValueError) as exc:
+        raise VadgpuError(f"synthetic dataset {out}: --size must be two integers W H, got {size!r}") from exc
+    if width < 32 or height < 32 or width % 2 or height % 2:
+        raise VadgpuError(f"synthetic dataset {out}: --size {width} {height} must be even and at least 32x32")
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise VadgpuError(f"synthetic dataset {out}: formats {list(formats)} must be a non-empty subset of {FORMATS}")
+    return width, height
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise VadgpuError(f"synthetic dataset output {out} is a file, not a folder")
+    if not out.is_dir():
+        return
+    entries = {p.name for p in out.iterdir()}
+    if not entries:
+        return
+    if MANIFEST_NAME not in entries or not entries <= _GENERATED:
+        raise VadgpuError(
+            f"synthetic dataset output {out} already holds other files ({', '.join(sorted(entries)[:5])}); "
+            "choose an empty or new folder"
+        )
+    if not overwrite:
+        raise VadgpuError(f"{out} already holds a synthetic dataset; pass --overwrite to replace it")
+
+
+# ----------------------------------------------------------------------------------------------------- scene
+
+
+def _walkway(height: int) -> tuple[int, int]:
+    """Top and bottom rows of the walkway; pedestrians' feet stay inside it."""
+    return int(0.38 * height), int(0.78 * height)
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB: grass with blotchy texture, a paved walkway with tile joints, a few dark bushes."""
+    def blotches(cells: int, amplitude: float) -> np.ndarray:
+        coarse = rng.normal(0.0, amplitude, (cells * height // width + 2, cells + 2)).astype(np.float32)
+        return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+
+    texture = blotches(8, 14.0) + blotches(32, 6.0) + rng.normal(0.0, 4.0, (height, width)).astype(np.float32)
+    image = np.empty((height, width, 3), np.float32)
+    image[:] = (92, 128, 78)  # grass
+    top, bottom = _walkway(height)
+    image[top:bottom] = (150, 146, 140)  # paving
+    tile = max(4, width // 16)
+    image[top:bottom, ::tile] *= 0.8  # joints between paving stones
+    image[top:bottom:tile // 2 + 1] *= 0.85
+    image[top - 2:top] = image[bottom:bottom + 2] = (110, 108, 104)  # kerbs
+    image += texture[..., None]
+    for _ in range(3):  # bushes on the grass: static structure a model must learn to keep
+        cx = int(rng.uniform(0.05, 0.95) * width)
+        cy = int(rng.uniform(0.03, 0.2) * height) if rng.random() < 0.5 else int(rng.uniform(0.84, 0.97) * height)
+        axes = (int(rng.uniform(0.04, 0.08) * width), int(rng.uniform(0.04, 0.07) * height))
+        cv2.ellipse(image, (cx, cy), axes, 0, 0, 360, (48, 78, 40), -1, cv2.LINE_AA)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _scale(height: int) -> float:
+    return height / 120.0
+
+
+def _clothes(rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    palette = [(30, 30, 35), (200, 60, 50), (60, 80, 170), (230, 230, 225), (90, 60, 40), (240, 190, 60)]
+    shirt = palette[rng.integers(len(palette))]
+    trousers = palette[rng.integers(len(palette))]
+    return tuple(int(c) for c in shirt), tuple(int(c) for c in trousers)
+
+
+def _pedestrians(rng: np.random.Generator, width: int, height: int, frames: int) -> list[_Walker]:
+    """Normal traffic: walkers along the walkway both ways, some in view at frame 0, more arriving at the edges."""
+    s = _scale(height)
+    top, bottom = _walkway(height)
+    margin = 10 * s
+    speed_unit = width / 160.0
+    mean_speed = np.mean(_WALK_SPEED) * speed_unit
+    arrival_rate = _MEAN_PEDESTRIANS * mean_speed / (width + 2 * margin)  # walkers per frame, both edges together
+
+    def walker(t0: float, x0: float | None) -> _Walker:
+        direction = 1.0 if rng.random() < 0.5 else -1.0
+        speed = rng.uniform(*_WALK_SPEED) * speed_unit
+        if x0 is None:
+            x0 = -margin if direction > 0 else width + margin
+        shirt, trousers = _clothes(rng)
+        return _Walker(t0, x0, rng.uniform(top + 14 * s, bottom - 1), direction * speed,
+                       rng.normal(0.0, 0.03) * speed_unit, rng.uniform(0, 2 * np.pi), shirt, trousers)
+
+    walkers = [walker(0.0, rng.uniform(0, width)) for _ in range(rng.poisson(_MEAN_PEDESTRIANS))]
+    for t in range(frames):
+        for _ in range(rng.poisson(arrival_rate)):
+            walkers.append(walker(float(t), None))
+    return walkers
+
+
+def _anomaly(kind: str, rng: np.random.Generator, width: int, height: int, frames: int) -> _Walker:
+    """The one anomalous object of a test video, entering the image at a frame between 25% and 40% of the video."""
+    s = _scale(height)
+    top, bottom = _walkway(height)
+    speed_unit = width / 160.0
+    start = float(max(1, int(frames * rng.uniform(0.25, 0.4))))
+    direction = 1.0 if rng.random() < 0.5 else -1.0
+    shirt, trousers = _clothes(rng)
+    half_width = _half_width(kind, s)
+    x_entry = -half_width if direction > 0 else width + half_width  # just outside, touching the edge
+    lane = rng.uniform(top + 14 * s, bottom - 1)
+    if kind == "fast":
+        speed = _FAST_FACTOR * _WALK_SPEED[1] * speed_unit
+        return _Walker(start, x_entry, lane, direction * speed, 0.0, 0.0, shirt, trousers)
+    if kind == "crossing":
+        speed = 1.5 * _WALK_SPEED[1] * speed_unit
+        x = rng.uniform(0.2, 0.8) * width
+        return _Walker(start, x, 0.0, 0.15 * direction * speed, speed, 0.0, shirt, trousers)  # feet at the top edge
+    if kind == "cart":
+        speed = np.mean(_WALK_SPEED) * speed_unit
+        return _Walker(start, x_entry, lane, direction * speed, 0.0, 0.0, (120, 70, 30), (40, 40, 40), kind="cart")
+    raise ValueError(kind)
+
+
+def _half_width(kind: str, s: float) -> float:
+    return (16 if kind == "cart" else 4) * s
+
+
+def _sprite_box(walker: _Walker, t: int, s: float) -> tuple[float, float, float, float]:
+    """x1, y1, x2, y2 of the sprite at frame t."""
+    x, y = walker.position(t)
+    half = _half_width(walker.kind, s)
+    tall = (18 if walker.kind == "cart" else 24) * s
+    return x - half, y - tall, x + half, y
+
+
+def _visible_frames(walker: _Walker, width: int, height: int, frames: int) -> np.ndarray:
+    """(frames,) uint8: 1 where enough of the walker's box lies inside the image."""
+    s = _scale(height)
+    labels = np.zeros(frames, np.uint8)
+    for t in range(frames):
+        x1, y1, x2, y2 = _sprite_box(walker, t, s)
+        inside = max(0.0, min(x2, width) - max(x1, 0.0)) * max(0.0, min(y2, height) - max(y1, 0.0))
+        labels[t] = inside >= _VISIBLE_FRACTION * (x2 - x1) * (y2 - y1)
+    return labels
+
+
+def _render(background: np.ndarray, walkers: list[_Walker], t: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB frame t: the background with every walker drawn, farther (higher) ones first."""
+    frame = background.copy()
+    height, width = frame.shape[:2]
+    s = _scale(height)
+    for walker in sorted(walkers, key=lambda w: w.position(t)[1]):
+        x1, y1, x2, y2 = _sprite_box(walker, t, s)
+        if x2 < -2 or x1 > width + 2 or y2 < -2 or y1 > height + 2 or t < walker.t0:
+            continue
+        if walker.kind == "cart":
+            _draw_cart(frame, walker, t, s)
+        else:
+            _draw_pedestrian(frame, walker, t, s)
+    return frame
+
+
+def _pt(x: float, y: float) -> tuple[int, int]:
+    # cv2 draws with sub-pixel precision when given fixed-point coordinates (shift=4): smooth motion, no jitter.
+    return int(round(x * 16)), int(round(y * 16))
+
+
+def _draw_pedestrian(frame: np.ndarray, w: _Walker, t: int, s: float) -> None:
+    x, y = w.position(t)
+    speed = float(np.hypot(w.vx, w.vy))
+    swing = np.sin(w.phase + t * speed * 0.5 / max(s, 1e-6)) * 3.0 * s  # stride follows distance walked
+    leg = 9 * s
+    hip = (x, y - leg)
+    thickness = max(1, int(round(2 * s)))
+    for sign in (1.0, -1.0):
+        cv2.line(frame, _pt(*hip), _pt(x + sign * swing, y), w.trousers, thickness, cv2.LINE_AA, 4)
+    cv2.ellipse(frame, _pt(x, y - leg - 5 * s), _pt(3.2 * s, 6 * s), 0, 0, 360, w.shirt, -1, cv2.LINE_AA, 4)
+    cv2.circle(frame, _pt(x, y - leg - 12.5 * s), int(round(2.6 * s * 16)), (225, 185, 150), -1, cv2.LINE_AA, 4)
+
+
+def _draw_cart(frame: np.ndarray, w: _Walker, t: int, s: float) -> None:
+    x, y = w.position(t)
+    wheel = 3 * s
+    x1, y1, x2, y2 = x - 16 * s, y - 18 * s, x + 16 * s, y - wheel
+    cv2.rectangle(frame, _pt(x1, y1), _pt(x2, y2), w.shirt, -1, cv2.LINE_AA, 4)
+    cv2.rectangle(frame, _pt(x1, y1), _pt(x2, y2), (30, 20, 10), max(1, int(round(s))), cv2.LINE_AA, 4)
+    for wx in (x1 + 5 * s, x2 - 5 * s):
+        cv2.circle(frame, _pt(wx, y - wheel), int(round(wheel * 16)), w.trousers, -1, cv2.LINE_AA, 4)
+
+
+# ---------------------------------------------------------------------------------------------------- writing
+
+
+def _write_formats(video: np.ndarray, split_dir: Path, name: str, formats: tuple[str, ...]) -> None:
+    """Write one (T, H, W, 3) RGB video in each requested format."""
+    if "avi" in formats:
+        _encode(video, split_dir / _FORMAT_DIRS["avi"] / f"{name}.avi", "avi", "mjpeg", "yuvj420p",
+                {}, bit_rate=40 * video.shape[1] * video.shape[2] * FPS // 10)
+    if "mp4" in formats:
+        # A fixed thread count keeps x264's output byte-identical between runs.
+        _encode(video, split_dir / _FORMAT_DIRS["mp4"] / f"{name}.mp4", "mp4", "libx264", "yuv420p",
+                {"crf": "18", "preset": "veryfast", "threads": "1"})
+    if "frames" in formats:
+        folder = split_dir / _FORMAT_DIRS["frames"] / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, image in enumerate(video):
+            cv2.imwrite(str(folder / f"{index:03d}.jpg"), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+
+
+def _encode(video: np.ndarray, path: Path, container: str, codec: str, pix_fmt: str, options: dict,
+            bit_rate: int | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=FPS, options=options)
+        stream.width, stream.height = video.shape[2], video.shape[1]
+        stream.pix_fmt = pix_fmt
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        for image in video:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
