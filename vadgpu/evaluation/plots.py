@@ -1,0 +1,80 @@
+"""PNG plots of an evaluation: one score curve per video (anomalous frames shaded) and the pooled ROC curve.
+
+Figures are built with matplotlib's object API (no pyplot state, no display needed) and saved atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
+
+from vadgpu.io import atomic_path
+
+CURVE_SIZE = (8.0, 3.0)  # inches; at DPI -> 800 x 300 pixels
+ROC_SIZE = (5.0, 5.0)
+DPI = 100
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    FigureCanvasAgg(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    return path
+
+
+def anomalous_intervals(labels: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of 1s in a 0/1 sequence as half-open [start, stop) index pairs."""
+    padded = np.concatenate([[0], np.asarray(labels, dtype=np.int8).reshape(-1), [0]])
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def plot_score_curve(
+    path: str | Path,
+    frames: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray | None = None,
+    title: str = "",
+    ylabel: str = "anomaly score",
+) -> Path:
+    """Score against frame index; frames labelled anomalous are shaded red. Returns the PNG path."""
+    frames = np.asarray(frames)
+    fig = Figure(figsize=CURVE_SIZE)
+    ax = fig.add_subplot()
+    if labels is not None:
+        for i, (start, stop) in enumerate(anomalous_intervals(labels)):
+            # Shade whole frames: frame k covers [k - 0.5, k + 0.5].
+            ax.axvspan(frames[start] - 0.5, frames[stop - 1] + 0.5, color="tab:red", alpha=0.2, lw=0,
+                       label="anomalous (ground truth)" if i == 0 else None)
+    ax.plot(frames, scores, color="tab:blue", lw=1.2, label="score")
+    ax.set_xlim(frames.min() - 0.5, frames.max() + 0.5)
+    ax.set_xlabel("frame")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_roc(path: str | Path, labels: np.ndarray, scores: np.ndarray, auc: float, eer: float | None = None) -> Path:
+    """The pooled ROC curve with its AUC (and the EER point) in the legend. Returns the PNG path."""
+    fpr, tpr, _ = roc_curve(np.asarray(labels).reshape(-1), np.asarray(scores).reshape(-1))
+    fig = Figure(figsize=ROC_SIZE)
+    ax = fig.add_subplot()
+    ax.plot(fpr, tpr, color="tab:blue", lw=1.5, label=f"ROC (micro AUC {auc:.4f})")
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
+    if eer is not None:
+        ax.plot([eer], [1 - eer], "o", color="tab:red", label=f"EER {eer:.4f}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_aspect("equal")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,114 @@
+"""The frame-level protocol: which frames count, temporal smoothing, normalisation.
+
+Published numbers on these benchmarks differ as much by protocol as by model, so every choice is a field of
+`Protocol` and lands in metrics.json. Per video, in this order:
+
+1. Edges. Every frame is scored (frames near the ends come from edge-replicated clips). With `drop_edges` the
+   first and last T // 2 frames of each video are removed from scores *and* labels, as DDL's reference code does.
+2. Smoothing (scipy.ndimage, edges extended with the nearest value): `median` over a window of 17 frames (DDL),
+   `gaussian` with standard deviation `sigma` frames (the dual-path code), or `none`.
+3. Normalisation: `video` = min-max over the test video (the papers' protocol; it uses the video's own range, which
+   a live system would not have), `train` = z-score with the mean and std of the (smoothed) training-set scores
+   (needs a scoring pass over the training videos), or `none`. A constant curve normalises to zeros under `video`:
+   it carries no ranking information.
+Smoothing comes before normalisation so that per-video min-max scores end in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from vadgpu.errors import VadgpuError
+from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, check_score_kind
+
+NORMALISATIONS = ("video", "train", "none")
+SMOOTHINGS = ("median", "gaussian", "none")
+MEDIAN_WINDOW = 17  # DDL
+GAUSSIAN_SIGMA = 3.0  # frames
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Every choice between raw reconstruction errors and the scores the metrics see."""
+
+    score: str = DEFAULT_SCORE
+    norm: str = "video"
+    smooth: str = "median"
+    window: int = MEDIAN_WINDOW
+    sigma: float = GAUSSIAN_SIGMA
+    drop_edges: bool = False
+    mix_weight: float = MIX_WEIGHT
+
+    def __post_init__(self) -> None:
+        check_score_kind(self.score)
+        if self.norm not in NORMALISATIONS:
+            raise VadgpuError(f"--norm {self.norm!r} is not a normalisation (choose from {', '.join(NORMALISATIONS)})")
+        if self.smooth not in SMOOTHINGS:
+            raise VadgpuError(f"--smooth {self.smooth!r} is not a smoothing (choose from {', '.join(SMOOTHINGS)})")
+        if self.window < 1 or self.window % 2 == 0:
+            raise VadgpuError(f"--window {self.window} must be a positive odd number of frames")
+        if not self.sigma > 0 or math.isinf(self.sigma):
+            raise VadgpuError(f"--sigma {self.sigma} must be a positive number of frames")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    """Mean and standard deviation of the smoothed training-set scores (for `norm="train"`)."""
+
+    mean: float
+    std: float
+    frames: int
+
+
+def kept_frames(num_frames: int, temporal: int, drop_edges: bool) -> slice:
+    """The frames of a video that the metrics see: all, or all but T // 2 at each end."""
+    margin = temporal // 2 if drop_edges else 0
+    if num_frames - 2 * margin < 1:
+        raise VadgpuError(f"a video of {num_frames} frames has none left after dropping {margin} at each end")
+    return slice(margin, num_frames - margin)
+
+
+def smooth_scores(scores: np.ndarray, protocol: Protocol) -> np.ndarray:
+    """Temporal smoothing of one video's scores (1-D), edges extended with the nearest value."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if protocol.smooth == "median":
+        return ndimage.median_filter(scores, size=protocol.window, mode="nearest")
+    if protocol.smooth == "gaussian":
+        return ndimage.gaussian_filter1d(scores, sigma=protocol.sigma, mode="nearest")
+    return scores.copy()
+
+
+def normalise_scores(scores: np.ndarray, protocol: Protocol, stats: TrainStats | None = None) -> np.ndarray:
+    """Normalise one video's (smoothed) scores; `stats` is required for `norm="train"`."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if protocol.norm == "video":
+        low, high = scores.min(), scores.max()
+        return np.zeros_like(scores) if high <= low else (scores - low) / (high - low)
+    if protocol.norm == "train":
+        if stats is None:
+            raise VadgpuError("--norm train needs training-set statistics (a scoring pass over the training videos)")
+        return (scores - stats.mean) / stats.std
+    return scores.copy()
+
+
+def fit_train_stats(train_scores: list[np.ndarray], protocol: Protocol) -> TrainStats:
+    """Mean/std of the training videos' scores after the same edge handling and smoothing as the test scores."""
+    if not train_scores:
+        raise VadgpuError("--norm train: the dataset has no training videos to take statistics from")
+    pooled = np.concatenate([smooth_scores(s, protocol) for s in train_scores])
+    std = float(pooled.std())
+    if not std > 0:
+        raise VadgpuError("--norm train: every training frame has the same score, so the std is 0; use --norm video")
+    return TrainStats(mean=float(pooled.mean()), std=std, frames=int(pooled.size))
+
+
+def apply_protocol(raw: np.ndarray, protocol: Protocol, stats: TrainStats | None = None) -> np.ndarray:
+    """Smooth then normalise one video's raw scores (after any edge drop): (frames,) -> (frames,) float64."""
+    return normalise_scores(smooth_scores(raw, protocol), protocol, stats)
