@@ -16,7 +16,7 @@ from vadgpu.cli.main import cli
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.synth import make_synthetic_dataset
 
-FRAMES = 30
+FRAMES = 40
 SIZE = (64, 48)
 
 
@@ -27,12 +27,12 @@ def _files_digest(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
-    return make_synthetic_dataset(tmp_path_factory.mktemp("synth") / "a", seed=3, train_videos=2, test_videos=3,
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synth") / "a", seed=3, train_videos=3, test_videos=3,
                                   frames=FRAMES, size=SIZE)
 
 
 def test_layout_and_manifest(synth):
-    for split, count in (("training", 2), ("testing", 3)):
+    for split, count in (("training", 3), ("testing", 3)):
         for index in range(1, count + 1):
             assert (synth / split / "videos" / f"{index:02d}.avi").is_file()
             assert (synth / split / "videos_h264" / f"{index:02d}.mp4").is_file()
@@ -45,9 +45,9 @@ def test_layout_and_manifest(synth):
 
 
 def test_same_seed_same_files_other_seed_differs(synth, tmp_path):
-    again = make_synthetic_dataset(tmp_path / "b", seed=3, train_videos=2, test_videos=3, frames=FRAMES, size=SIZE)
+    again = make_synthetic_dataset(tmp_path / "b", seed=3, train_videos=3, test_videos=3, frames=FRAMES, size=SIZE)
     assert _files_digest(again) == _files_digest(synth)
-    other = make_synthetic_dataset(tmp_path / "c", seed=4, train_videos=2, test_videos=3, frames=FRAMES, size=SIZE)
+    other = make_synthetic_dataset(tmp_path / "c", seed=4, train_videos=3, test_videos=3, frames=FRAMES, size=SIZE)
     digest, other_digest = _files_digest(synth), _files_digest(other)
     assert digest.keys() == other_digest.keys()
     assert digest["testing/videos/01.avi"] != other_digest["testing/videos/01.avi"]
@@ -80,6 +80,32 @@ def test_labels_have_both_classes(synth):
         assert labels.dtype == np.uint8 and labels.shape == (FRAMES,)
         assert set(np.unique(labels)) == {0, 1}
         assert labels[0] == 0  # every test video opens with normal frames
+
+
+def test_anomalies_learnable_from_training_videos(synth):
+    """A generic novelty detector fitted on the training videos only (nearest-neighbour distance of 8x8 patches of
+    64x64 gray appearance + frame difference + patch position) must rank anomalous test frames well above normal
+    ones: the anomalies are visible at the resolution the models use."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.neighbors import NearestNeighbors
+
+    def patch_features(path: Path) -> np.ndarray:  # (T, 64 patches, 2 * 8 * 8 + 2)
+        video = np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (64, 64)) for f in _decode(path)[1]])
+        video = video.astype(np.float32) / 255  # (T, 64, 64)
+        motion = 4 * np.abs(np.diff(video, axis=0, prepend=video[:1]))
+        x = np.stack([video, motion], 1).reshape(len(video), 2, 8, 8, 8, 8)  # (T, 2, rows, 8, cols, 8)
+        x = x.transpose(0, 2, 4, 1, 3, 5).reshape(len(video), 64, 128)
+        position = np.stack(np.meshgrid(np.arange(8), np.arange(8), indexing="ij"), -1).reshape(64, 2)
+        return np.concatenate([x, np.broadcast_to(position, (len(video), 64, 2))], -1)
+
+    train = np.concatenate([patch_features(p) for p in sorted((synth / "training/videos").glob("*.avi"))])
+    neighbours = NearestNeighbors(n_neighbors=1).fit(train.reshape(-1, train.shape[-1]))
+    scores, labels = [], []
+    for path in sorted((synth / "testing/videos").glob("*.avi")):
+        x = patch_features(path)
+        scores.append(neighbours.kneighbors(x.reshape(-1, x.shape[-1]))[0].reshape(x.shape[:2]).max(1))
+        labels.append(np.load(synth / "testing/labels" / f"{path.stem}.npy"))
+    assert roc_auc_score(np.concatenate(labels), np.concatenate(scores)) > 0.8
 
 
 def test_refuses_foreign_folder_and_needs_overwrite(synth, tmp_path):

@@ -253,19 +253,19 @@ def _anomaly(kind: str, rng: np.random.Generator, width: int, height: int, frame
         return _Walker(start, x, 0.0, 0.15 * direction * speed, speed, 0.0, shirt, trousers)  # feet at the top edge
     if kind == "cart":
         speed = np.mean(_WALK_SPEED) * speed_unit
-        return _Walker(start, x_entry, lane, direction * speed, 0.0, 0.0, (120, 70, 30), (40, 40, 40), kind="cart")
+        return _Walker(start, x_entry, lane, direction * speed, 0.0, 0.0, (235, 225, 200), (20, 20, 20), kind="cart")
     raise ValueError(kind)
 
 
 def _half_width(kind: str, s: float) -> float:
-    return (16 if kind == "cart" else 4) * s
+    return (18 if kind == "cart" else 4) * s
 
 
 def _sprite_box(walker: _Walker, t: int, s: float) -> tuple[float, float, float, float]:
     """x1, y1, x2, y2 of the sprite at frame t."""
     x, y = walker.position(t)
     half = _half_width(walker.kind, s)
-    tall = (18 if walker.kind == "cart" else 24) * s
+    tall = (20 if walker.kind == "cart" else 24) * s
     return x - half, y - tall, x + half, y
 
 
@@ -317,9 +317,13 @@ def _draw_pedestrian(frame: np.ndarray, w: _Walker, t: int, s: float) -> None:
 def _draw_cart(frame: np.ndarray, w: _Walker, t: int, s: float) -> None:
     x, y = w.position(t)
     wheel = 3 * s
-    x1, y1, x2, y2 = x - 16 * s, y - 18 * s, x + 16 * s, y - wheel
+    x1, y1, x2, y2 = x - 18 * s, y - 20 * s, x + 18 * s, y - wheel
+    line = max(1, int(round(s)))
     cv2.rectangle(frame, _pt(x1, y1), _pt(x2, y2), w.shirt, -1, cv2.LINE_AA, 4)
-    cv2.rectangle(frame, _pt(x1, y1), _pt(x2, y2), (30, 20, 10), max(1, int(round(s))), cv2.LINE_AA, 4)
+    # Dark slats on a pale crate: a texture no pedestrian has, still visible after a resize to 64x64 gray.
+    for sx in np.arange(x1 + 6 * s, x2, 6 * s):
+        cv2.line(frame, _pt(sx, y1), _pt(sx, y2), (40, 30, 20), line, cv2.LINE_AA, 4)
+    cv2.rectangle(frame, _pt(x1, y1), _pt(x2, y2), (40, 30, 20), line, cv2.LINE_AA, 4)
     for wx in (x1 + 5 * s, x2 - 5 * s):
         cv2.circle(frame, _pt(wx, y - wheel), int(round(wheel * 16)), w.trousers, -1, cv2.LINE_AA, 4)
 
