@@ -1,0 +1,131 @@
+"""Compile the CUDA kernel sources with NVRTC, without a GPU.
+
+NVRTC is a host library, so a machine without a GPU (CI) can still compile every kernel for the architectures
+vadgpu targets and fail the test suite on a kernel error. We drive the low-level `cupy.cuda.nvrtc` API
+directly (createProgram / compileProgram / getPTX) instead of `cupy.RawModule`, which would also try to load the
+module on a device.
+
+The NVRTC library comes from the nvidia-cuda-nvrtc-cu12 wheel (matching cupy-cuda12x). CuPy finds NVRTC through
+`cuda.pathfinder`, which prefers a library that is already loaded, so `load_nvrtc()` loads the wheel's
+libnvrtc first; `cupy_ops` calls it too, so the compile check and the runtime compile use the same library.
+
+    python -m vadgpu.kernels.nvrtc      # compile every kernel for compute_80 and compute_90, print a summary
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import importlib.util
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from vadgpu.errors import VadgpuError
+
+CUDA_DIR = Path(__file__).with_name("cuda")
+ARCHS = ("compute_80", "compute_90")
+# --fmad=false: no fused multiply-add contraction, so each float operation rounds like the torch reference's.
+COMPILE_OPTIONS = ("--std=c++17", "--fmad=false")
+NVRTC_WHEEL = "nvidia-cuda-nvrtc-cu12"
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    source: str  # file name under kernels/cuda/
+    arch: str  # e.g. compute_80
+    entries: tuple[str, ...]  # kernels (.entry) in the PTX
+    ptx_bytes: int
+    log: str  # NVRTC's log (warnings), empty when clean
+
+
+def kernel_sources() -> dict[str, Path]:
+    """Every CUDA source the package ships, by file name."""
+    sources = {path.name: path for path in sorted(CUDA_DIR.glob("*.cu"))}
+    if not sources:
+        raise VadgpuError(f"no CUDA kernel sources (*.cu) found in {CUDA_DIR}; the vadgpu install is incomplete")
+    return sources
+
+
+def _wheel_library() -> Path:
+    spec = importlib.util.find_spec("nvidia.cuda_nvrtc")
+    if spec is None or not spec.submodule_search_locations:
+        raise VadgpuError(
+            f"the {NVRTC_WHEEL} wheel is not installed (python package nvidia.cuda_nvrtc); "
+            f"`pip install {NVRTC_WHEEL}` provides the NVRTC library CuPy compiles kernels with"
+        )
+    patterns = ("bin/nvrtc64_12*.dll",) if sys.platform.startswith("win") else ("lib/libnvrtc.so.12",)
+    for root in spec.submodule_search_locations:
+        for pattern in patterns:
+            found = sorted(glob.glob(os.path.join(root, pattern)))
+            if found:
+                return Path(found[0])
+    raise VadgpuError(
+        f"the {NVRTC_WHEEL} wheel at {list(spec.submodule_search_locations)} has no libnvrtc.so.12; "
+        f"reinstall it (`pip install --force-reinstall {NVRTC_WHEEL}`)"
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def load_nvrtc() -> tuple[Path, tuple[int, int]]:
+    """Load the wheel's NVRTC (before CuPy binds one) and return (library path, NVRTC version CuPy uses)."""
+    library = _wheel_library()
+    try:
+        # RTLD_GLOBAL + already loaded: cuda.pathfinder (used by CuPy) then picks this copy by its soname.
+        ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
+    except OSError as exc:
+        raise VadgpuError(f"cannot load NVRTC from {library}: {exc}") from exc
+    from cupy.cuda import nvrtc
+
+    try:
+        version = tuple(nvrtc.getVersion())
+    except Exception as exc:  # CuPy's loader raises several types (RuntimeError, its own errors)
+        raise VadgpuError(f"CuPy cannot use NVRTC (loaded {library}): {exc}") from exc
+    return library, version
+
+
+def entry_points(ptx: str) -> tuple[str, ...]:
+    """Names of the kernels (`.entry`) defined in a PTX text."""
+    return tuple(re.findall(r"\.entry\s+([A-Za-z_][A-Za-z0-9_]*)", ptx))
+
+
+def compile_source(path: Path, arch: str, options: tuple[str, ...] = COMPILE_OPTIONS) -> CompileResult:
+    """Compile one .cu file to PTX for `arch`; a compile error raises VadgpuError with NVRTC's log."""
+    load_nvrtc()
+    from cupy.cuda import nvrtc
+
+    source = Path(path).read_text(encoding="utf-8")
+    program = nvrtc.createProgram(source, Path(path).name, [], [])
+    try:
+        try:
+            nvrtc.compileProgram(program, [f"--gpu-architecture={arch}", *options])
+        except nvrtc.NVRTCError as exc:
+            log = nvrtc.getProgramLog(program)
+            raise VadgpuError(f"CUDA kernel {path} does not compile for {arch}: {exc}\n{log}") from exc
+        log = nvrtc.getProgramLog(program).strip("\x00").strip()
+        ptx = nvrtc.getPTX(program)
+        if isinstance(ptx, bytes):
+            ptx = ptx.decode("utf-8", errors="replace")
+    finally:
+        nvrtc.destroyProgram(program)
+    return CompileResult(Path(path).name, arch, entry_points(ptx), len(ptx), log)
+
+
+def compile_all(archs: tuple[str, ...] = ARCHS) -> list[CompileResult]:
+    """Compile every shipped kernel source for every architecture in `archs`."""
+    return [compile_source(path, arch) for path in kernel_sources().values() for arch in archs]
+
+
+def main() -> None:
+    library, version = load_nvrtc()
+    print(f"NVRTC {version[0]}.{version[1]} ({library})")
+    for result in compile_all():
+        warn = f"  log: {result.log}" if result.log else ""
+        print(f"{result.source:16s} {result.arch}: {result.ptx_bytes:7d} bytes PTX, kernels {', '.join(result.entries)}{warn}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The mixing policy: which samples of a batch become pseudo-anomalies, and of which kind.
+
+Each sample is pseudo-anomalous with probability p; its kind is drawn from `kinds` (uniformly or by
+`weights`). To stay free of host synchronisation (no data-dependent indexing), every enabled kind is computed on
+the whole batch and each sample takes its own with `torch.where`; the extra work is small next to a model step.
+
+Samples that drew "patch" or "ddl" but have no object (valid=False) fall back to normal: kind 0, clip and mask
+unchanged. Losses route samples by `kind`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from vadgpu import kernels as K
+from vadgpu.errors import VadgpuError
+
+DEFAULT_SKIPS = (2, 3, 4, 5)
+_BY_NAME = {name: kind for kind, name in K.KIND_NAMES.items() if kind != K.KIND_NONE}
+
+
+@dataclass
+class PseudoAnomalies:
+    clips: torch.Tensor  # (N, C, T, H, W): perturbed where kind != 0, the input clip elsewhere
+    kind: torch.Tensor  # (N,) int64: KIND_NONE (0) for normal samples
+    mask: torch.Tensor  # (N, 1, T, H, W) float: 1 where perturbed (whole clip for skip/shuffle/noise, box region
+    #                     for patch/ddl), 0 for normal samples
+
+
+def _kind_id(kind: int | str) -> int:
+    if isinstance(kind, str) and kind in _BY_NAME:
+        return _BY_NAME[kind]
+    if isinstance(kind, int) and kind in K.KIND_NAMES and kind != K.KIND_NONE:
+        return kind
+    raise VadgpuError(f"unknown pseudo-anomaly kind {kind!r}; use one of {', '.join(_BY_NAME)}")
+
+
+class PseudoAnomalyPolicy:
+    """Turn a fraction p of a batch into pseudo-anomalies of the given kinds.
+
+    p: probability that a sample is perturbed. kinds: names ("skip", "shuffle", "noise", "patch", "ddl") or
+    KIND_* ids. weights: relative frequency of each kind (default uniform). sigma: Gaussian noise std. skips:
+    the skip set for frame skipping (each >= 2; the batch window must reach the largest).
+    """
+
+    def __init__(
+        self,
+        p: float,
+        kinds: Sequence[int | str],
+        weights: Sequence[float] | None = None,
+        sigma: float = 0.1,
+        skips: Sequence[int] = DEFAULT_SKIPS,
+        backend: str = "auto",
+    ):
+        if not 0.0 <= p <= 1.0:
+            raise VadgpuError(f"pseudo-anomaly probability p must be in [0, 1], got {p}")
+        self.kinds = tuple(_kind_id(k) for k in kinds)
+        if not self.kinds or len(set(self.kinds)) != len(self.kinds):
+            raise VadgpuError(f"pseudo-anomaly kinds must be a non-empty list without repeats, got {list(kinds)}")
+        weights = [1.0] * len(self.kinds) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(self.kinds) or min(weights) < 0 or sum(weights) <= 0:
+            raise VadgpuError(
+                f"pseudo-anomaly weights {weights} must be one non-negative number per kind "
+                f"({len(self.kinds)}) with a positive sum"
+            )
+        total = sum(weights)
+        # Upper edges of each kind's share of [0, 1); the last is open so rounding never leaves a gap.
+        self._edges = [sum(weights[: i + 1]) / total for i in range(len(weights) - 1)]
+        if not sigma >= 0:
+            raise VadgpuError(f"noise sigma must be >= 0, got {sigma}")
+        self.skips = tuple(int(s) for s in skips)
+        if not self.skips or min(self.skips) < 2:
+            raise VadgpuError(f"skips must be a non-empty set of integers >= 2 (1 is the normal clip), got {skips}")
+        K.resolve_backend(backend, torch.empty(0))  # reject unknown names now
+        self.p, self.weights, self.sigma, self.backend = float(p), tuple(weights), float(sigma), backend
+
+    def __repr__(self) -> str:
+        names = [K.KIND_NAMES[k] for k in self.kinds]
+        return f"PseudoAnomalyPolicy(p={self.p}, kinds={names}, weights={list(self.weights)}, sigma={self.sigma})"
+
+    def _draw_kind(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        perturbed = torch.rand(n, generator=generator, device=device) < self.p  # (N,)
+        u = torch.rand(n, generator=generator, device=device)  # (N,)
+        kind = torch.full((n,), self.kinds[0], dtype=torch.int64, device=device)
+        for edge, k in zip(self._edges, self.kinds[1:]):
+            kind = torch.where(u >= edge, k, kind)
+        return torch.where(perturbed, kind, K.KIND_NONE)
+
+    def __call__(
+        self,
+        batch,
+        boxes: torch.Tensor | None,
+        valid: torch.Tensor | None,
+        patches: torch.Tensor | None,
+        generator: torch.Generator,
+        logit: torch.Tensor | None = None,
+    ) -> PseudoAnomalies:
+        """Perturb a ClipBatch (anything with `.clips` and, for skips, `.window`; or a bare clips tensor)."""
+        clips = batch.clips if hasattr(batch, "clips") else batch
+        window = getattr(batch, "window", None)
+        K._check_clips("batch.clips", clips)
+        K._check_generator(generator, clips.device)
+        n, _, t, h, w = clips.shape
+        kind = self._draw_kind(n, generator, clips.device)  # (N,)
+        needs_boxes = {K.KIND_PATCH, K.KIND_DDL} & set(self.kinds)
+        if needs_boxes:
+            if boxes is None or valid is None:
+                raise VadgpuError("pseudo-anomaly kinds 'patch'/'ddl' need object boxes and valid (vadgpu data boxes)")
+            # No object -> no patch/ddl: such samples stay normal.
+            kind = torch.where((kind == K.KIND_PATCH) | (kind == K.KIND_DDL), torch.where(valid, kind, 0), kind)
+
+        out, mask = clips, torch.zeros((n, 1, t, h, w), device=clips.device, dtype=clips.dtype)
+        whole = torch.ones_like(mask)
+        for k in self.kinds:  # fixed order: the same generator stream for the same policy
+            if k == K.KIND_SKIP:
+                if window is None:
+                    raise VadgpuError(
+                        f"pseudo-anomaly kind 'skip' needs batch.window: build the loader with "
+                        f"ClipSpec(max_skip={max(self.skips)}) or more"
+                    )
+                max_skip = K._skip_window_max(window, t)
+                if max(self.skips) > max_skip:
+                    raise VadgpuError(f"skips {self.skips} exceed the batch window's max_skip={max_skip}")
+                skips = K.params.draw_skips(n, self.skips, generator, clips.device)
+                candidate, region = K.skip_frames(window, skips, t, backend=self.backend), whole
+            elif k == K.KIND_SHUFFLE:
+                candidate, region = K.shuffle_motion(clips, generator, backend=self.backend), whole
+            elif k == K.KIND_NOISE:
+                candidate, region = K.gaussian_noise(clips, self.sigma, generator, backend=self.backend), whole
+            elif k == K.KIND_PATCH:
+                if patches is None:
+                    raise VadgpuError("pseudo-anomaly kind 'patch' needs a patch bank (objects.patches)")
+                candidate, region = K.paste_patches(clips, boxes, valid, patches, generator, backend=self.backend)
+            else:  # KIND_DDL
+                if logit is None:
+                    raise VadgpuError("pseudo-anomaly kind 'ddl' needs the model's learnable logit (anomaly_logit)")
+                candidate, region = K.ddl_blend(clips, boxes, valid, logit, generator, backend=self.backend)
+            chosen = (kind == k)[:, None, None, None, None]  # (N, 1, 1, 1, 1)
+            out = torch.where(chosen, candidate.to(clips.dtype), out)
+            mask = torch.where(chosen, region.to(mask.dtype), mask)
+        return PseudoAnomalies(out, kind, mask)
