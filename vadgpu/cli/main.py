@@ -26,6 +26,9 @@ def _register() -> None:
     from vadgpu.cli import data
 
     cli.add_command(data.data)
+    from vadgpu.cli import train
+
+    cli.add_command(train.train)
 
 
 _register()

@@ -1,0 +1,199 @@
+"""vadgpu train: config layers, CLI flags and aliases, run-folder rules, the hot path's host syncs, end to end."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from vadgpu.cli.main import cli
+from vadgpu.cli.train import resolve_config
+from vadgpu.engine.components import assemble, resolve_model
+from vadgpu.engine.config import TrainConfig, load_config_file, write_config
+from vadgpu.engine.distributed import DistContext
+from vadgpu.engine.run_folder import prepare_run_dir
+from vadgpu.engine.train import LossMeter, train_step
+from vadgpu.errors import VadgpuError
+
+CPU = DistContext(0, 1, 0, torch.device("cpu"))
+
+
+# ---------------------------------------------------------------- config and flags
+
+
+def test_config_layers_defaults_file_flags(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"epochs": 3, "lr": 1e-3, "size": [48, 64], "model": "dualpath"}))
+    config = resolve_config({"lr": 5e-4, "dataset": "synthetic", "root": "r", "out": "o"}, str(path), resume=False)
+    assert (config.epochs, config.lr, config.size, config.model) == (3, 5e-4, (48, 64), "dualpath")  # flag wins
+    assert config.batch_size == TrainConfig().batch_size  # untouched: the dataclass default
+    write_config(config, tmp_path / "out.yaml")
+    assert load_config_file(tmp_path / "out.yaml") == config  # YAML round trip
+
+
+def test_config_file_errors_name_the_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 2\nlearning_rate: 0.1\n")
+    with pytest.raises(VadgpuError, match=r"bad\.yaml.*learning_rate"):
+        load_config_file(bad)
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(VadgpuError, match="mapping"):
+        load_config_file(bad)
+    with pytest.raises(VadgpuError, match="no such file"):
+        load_config_file(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model": "vae"}, "--model"), ({"channels": 2}, "--channels"), ({"batch_size": 0}, "--batch-size"),
+    ({"lr": -1.0}, "--lr"), ({"boxes": "/nonexistent/boxes.npz"}, "--boxes"), ({"dataset": ""}, "--dataset"),
+])
+def test_validate_names_the_option(change, message):
+    base = TrainConfig(dataset="synthetic", root="r", out="o")
+    with pytest.raises(VadgpuError, match=message):
+        base.replace(**change).validate()
+
+
+def test_help_lists_every_option_with_default():
+    result = CliRunner().invoke(cli, ["train", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for flag in ("--dataset_name", "--training_batch_size", "--resize_height", "--resize_width", "--boxes",
+                 "--resume", "--overwrite", "--checkpoint-every", "--log-every", "--no-amp", "--compile",
+                 "--channels-last", "--nproc"):
+        assert flag in result.output
+    assert f"[default: {TrainConfig().batch_size}]" in result.output
+
+
+def test_seed_repository_aliases_and_resume_guard(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_fit(config, resume=False, overwrite=False):  # stop at the engine's door: this tests flag parsing
+        seen.update(config=config, resume=resume)
+        raise VadgpuError("stop here")
+
+    monkeypatch.setattr("vadgpu.engine.train.fit", fake_fit)
+    args = ["train", "--dataset_name", "synthetic", "--root", str(tmp_path), "--out", str(tmp_path / "run"),
+            "--training_batch_size", "3", "--resize_height", "40", "--resize_width", "48", "--channels", "rgb",
+            "--temporal", "5", "--epochs", "2", "--lr", "0.001", "--device", "cpu"]
+    result = CliRunner().invoke(cli, args)
+    assert "stop here" in result.output
+    c = seen["config"]
+    assert (c.dataset, c.batch_size, c.size, c.channels, c.temporal, c.epochs, c.lr) == (
+        "synthetic", 3, (40, 48), 3, 5, 2, 1e-3)
+    # --resume keeps the saved run's config; changing what was trained is refused, extending epochs is not
+    (tmp_path / "run").mkdir()
+    write_config(c, tmp_path / "run" / "config.yaml")
+    result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "run"), "--resume", "--lr", "0.1"])
+    assert result.exit_code == 1 and "lr" in result.output and "cannot change" in result.output
+    result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "run"), "--resume", "--epochs", "5"])
+    assert seen["resume"] and seen["config"].epochs == 5 and seen["config"].batch_size == 3
+
+
+def test_run_folder_is_not_overwritten_without_consent(tmp_path):
+    run = tmp_path / "run"
+    prepare_run_dir(run, resume=False, overwrite=False)  # fresh: fine
+    (run / "config.yaml").write_text("epochs: 1\n")
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(VadgpuError, match="already holds a training run"):
+        prepare_run_dir(run, resume=False, overwrite=False)
+    with pytest.raises(VadgpuError, match="checkpoints/last.pt"):
+        prepare_run_dir(run, resume=True, overwrite=False)
+    prepare_run_dir(run, resume=False, overwrite=True)
+    assert not (run / "config.yaml").exists() and (run / "notes.txt").read_text() == "mine"
+
+
+# ---------------------------------------------------------------- hot path
+
+
+@dataclass
+class _Batch:  # the ClipBatch fields the objective reads
+    clips: torch.Tensor
+    video: torch.Tensor
+    frame: torch.Tensor
+    window: torch.Tensor | None = None
+
+
+class _FixedBoxes:
+    """ObjectBoxes' sample() contract with one box through every clip: lets the DDL blend run on real tensors."""
+
+    def __init__(self, temporal: int):
+        self.temporal = temporal
+
+    def sample(self, video, frame, generator=None):
+        n = video.shape[0]
+        boxes = torch.tensor([0.25, 0.25, 0.75, 0.75]).expand(n, self.temporal, 4).clone()  # (N, T, 4)
+        return boxes, torch.ones(n, dtype=torch.bool)
+
+
+def _batch(model, n=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cfg = model.config
+    window = None
+    if cfg.max_skip > 1:  # skip clips are gathered from a wider window around the centre
+        window = torch.rand(n, cfg.channels, cfg.max_skip * (cfg.temporal - 1) + 1, *cfg.size, generator=g)
+        centre = cfg.max_skip * (cfg.temporal // 2)
+        clips = window[:, :, centre - cfg.temporal // 2: centre - cfg.temporal // 2 + cfg.temporal]
+    else:
+        clips = torch.rand(n, cfg.channels, cfg.temporal, *cfg.size, generator=g)
+    return _Batch(clips.contiguous(), torch.zeros(n, dtype=torch.long), torch.full((n,), 5), window)
+
+
+# Host reads that exist only on the CPU path, by design of their module: kernels.skip_frames range-checks the skips
+# under `if skips.device.type == "cpu"` (on CUDA it clamps instead), so on CUDA this read never happens.
+CPU_ONLY_READS = {("kernels/__init__.py", "skip_frames")}
+
+
+def _cpu_only_caller() -> bool:
+    frame = sys._getframe(2)
+    path = frame.f_code.co_filename.replace("\\", "/")
+    return any(path.endswith(f"vadgpu/{file}") and frame.f_code.co_name == func for file, func in CPU_ONLY_READS)
+
+
+@contextlib.contextmanager
+def _host_copies_forbidden(allowed: set[int]):
+    """Make every Tensor -> host read raise, except on tensors in `allowed` (ids) and in CPU_ONLY_READS."""
+    names = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__")
+    originals = {name: getattr(torch.Tensor, name) for name in names}
+
+    def guard(name):
+        def call(self, *args, **kwargs):
+            if id(self) not in allowed and not _cpu_only_caller():
+                raise AssertionError(f"Tensor.{name} called on the hot path (shape {tuple(self.shape)})")
+            return originals[name](self, *args, **kwargs)
+        return call
+
+    for name in names:
+        setattr(torch.Tensor, name, guard(name))
+    try:
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(torch.Tensor, name, fn)
+
+
+@pytest.mark.parametrize("preset", ["ddl-tiny-cpu", "dualpath-tiny-cpu"])
+def test_train_step_makes_no_host_copy(preset, tmp_path):
+    config = TrainConfig(dataset="synthetic", root="r", out=str(tmp_path), model=preset.split("-")[0],
+                         preset=preset, device="cpu", batch_size=2, epochs=1)
+    model, config, _ = resolve_model(config, CPU)
+    parts = assemble(model, config, CPU, loader=[None], boxes=_FixedBoxes(model.config.temporal))
+    batches = [_batch(model, seed=i) for i in range(3)]
+    train_step(parts, batches[0])  # first step creates the optimiser state (its step counters)
+    # torch keeps Adam's step counters on the host by design (also for CUDA params); reading them is no sync
+    steps = {id(state["step"]) for state in parts.optimizer.state.values()}
+    before = [p.detach().clone() for p in parts.params]
+    meter = LossMeter()
+    with _host_copies_forbidden(steps):
+        for batch in batches[1:]:
+            meter.add(train_step(parts, batch))
+    values = meter.read({})  # the log step: one host copy, allowed here
+    assert set(values) >= {"loss"} and all(torch.isfinite(torch.tensor(v)) for v in values.values())
+    assert any(not torch.equal(a, p.detach()) for a, p in zip(before, parts.params)), "the optimiser moved nothing"
+    if preset.startswith("ddl"):
+        assert model.anomaly_logit.grad is not None, "the DDL blend weight must be trained"

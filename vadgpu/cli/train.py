@@ -1,0 +1,161 @@
+"""`vadgpu train`: flags -> TrainConfig -> engine.train.fit (or torchrun workers with --nproc N).
+
+Every option defaults to None here so that the config layers combine cleanly (defaults <- --config file <- flags
+actually given); the defaults shown in --help are read from TrainConfig, the one place that holds them.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vadgpu.engine.config import (CONFIG_NAME, MODELS, SCHEDULES, TrainConfig, check_resume_compatible,
+                                  config_from_dict, load_config_file, read_config_values,
+                                  write_config)
+from vadgpu.errors import VadgpuError
+
+_DEFAULTS = TrainConfig()
+
+
+def _default(name: str, when_none: str = "the preset's") -> str:
+    value = getattr(_DEFAULTS, name)
+    return f" [default: {when_none if value is None else value}]"
+
+
+def _channels(value: str | None) -> int | None:
+    if value is None:
+        return None
+    named = {"1": 1, "gray": 1, "grey": 1, "3": 3, "rgb": 3}
+    if value.lower() not in named:
+        raise click.BadParameter(f"{value!r}: use 1 / gray or 3 / rgb", param_hint="--channels")
+    return named[value.lower()]
+
+
+def _explicit_flags(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
+    """The TrainConfig fields the user actually set on the command line."""
+    given = {name: value for name, value in opts.items()
+             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE and value is not None}
+    flags: dict[str, Any] = {}
+    height, width = given.pop("resize_height", None), given.pop("resize_width", None)
+    if "resize" in given:
+        flags["size"] = tuple(given.pop("resize"))
+    elif height is not None or width is not None:
+        if height is None or width is None:
+            raise VadgpuError("--resize_height and --resize_width go together (or use --resize H W)")
+        flags["size"] = (height, width)
+    if "channels" in given:
+        flags["channels"] = _channels(given.pop("channels"))
+    for name in ("boxes", "patches", "root", "out"):
+        if name in given:
+            given[name] = str(given[name])
+    flags.update(given)
+    return flags
+
+
+def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool) -> TrainConfig:
+    """TrainConfig defaults <- config file <- flags; with --resume the run's saved config.yaml is the base."""
+    requested = {**(read_config_values(config_file) if config_file else {}), **flags}
+    source = f"--config {config_file} and flags" if config_file else "command line"
+    if not resume:
+        return config_from_dict(requested, source)
+    out = requested.pop("out", None)
+    if not out:
+        raise VadgpuError("--resume needs --out (the run folder to continue)")
+    saved_path = Path(out) / CONFIG_NAME
+    if not saved_path.is_file():
+        raise VadgpuError(f"--resume: {saved_path} not found; {out} holds no run to continue")
+    saved = load_config_file(saved_path)
+    check_resume_compatible(saved, requested)
+    return config_from_dict(requested, source, saved)
+
+
+@click.command("train", context_settings={"show_default": False})
+@click.option("--dataset", "--dataset_name", "dataset", help="Dataset catalog name: ped2, avenue, shanghaitech, "
+              "generic, synthetic. [required]")
+@click.option("--root", type=click.Path(file_okay=False), help="Dataset folder. [required]")
+@click.option("--variant", help="Dataset variant, where the catalog knows several layouts." + _default("variant", "the standard layout"))
+@click.option("--model", type=click.Choice(MODELS), help="Method: ddl (Dynamic Distinction Learning) or dualpath "
+              "(dual-path memory autoencoder)." + _default("model"))
+@click.option("--preset", help="Model preset from the registry, e.g. ddl-tiny-cpu, dualpath-tiny-cpu. "
+              "[default: the model's name]")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of training options "
+              "(TrainConfig field names); flags given here win over it.")
+@click.option("--out", type=click.Path(), help="[required] Run folder: config.yaml, log.jsonl, checkpoints/, summary.json.")
+@click.option("--epochs", type=int, help="Passes over the training clips." + _default("epochs"))
+@click.option("--batch-size", "--training_batch_size", "batch_size", type=int,
+              help="Clips per step on each process." + _default("batch_size"))
+@click.option("--lr", type=float, help="Adam learning rate." + _default("lr"))
+@click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule over all steps."
+              + _default("schedule"))
+@click.option("--temporal", type=int, help="Frames per clip T (centre frame T // 2)." + _default("temporal"))
+@click.option("--resize", type=int, nargs=2, metavar="H W", help="Frame size the clips are resized to."
+              + _default("size"))
+@click.option("--resize_height", type=int, help="Alias: height of --resize.")
+@click.option("--resize_width", type=int, help="Alias: width of --resize.")
+@click.option("--channels", help="1 / gray or 3 / rgb." + _default("channels"))
+@click.option("--device", help="auto, cpu, cuda or cuda:N (under torchrun: auto or cuda)." + _default("device"))
+@click.option("--seed", type=int, help="Seed of weights, shuffling and pseudo-anomalies." + _default("seed"))
+@click.option("--workers", type=int, help="DALI decoding threads per process." + _default("workers"))
+@click.option("--boxes", type=click.Path(dir_okay=False), help="Object-box cache from `vadgpu data boxes`. "
+              "Without it the object-based pseudo-anomalies (ddl blend, pasted patches) are off, with a notice.")
+@click.option("--patches", type=click.Path(), help="Patch bank for pasted patches (folder of images or an .npz). "
+              "[default: the patch bank's built-in source]")
+@click.option("--resume", is_flag=True, default=False, help="Continue the run in --out from checkpoints/last.pt "
+              "(mid-epoch too). [default: off]")
+@click.option("--overwrite", is_flag=True, default=False, help="Start again in an --out that holds a run "
+              "(deletes its checkpoints and logs). [default: off]")
+@click.option("--checkpoint-every", type=int, help="Steps between mid-epoch checkpoints; 0: only at epoch ends."
+              + _default("checkpoint_every"))
+@click.option("--log-every", type=int, help="Steps between logged losses (the only host syncs of a step)."
+              + _default("log_every"))
+@click.option("--max-steps", type=int, help="Stop after this many optimiser steps in all." + _default("max_steps", "no limit"))
+@click.option("--amp/--no-amp", default=None, help="Autocast (bf16 or fp16) on CUDA. [default: on for CUDA]")
+@click.option("--amp-dtype", type=click.Choice(["bf16", "fp16"]), help="Autocast type." + _default("amp_dtype"))
+@click.option("--compile", "compile", is_flag=True, default=None, help="torch.compile the model's loss function. [default: off]")
+@click.option("--channels-last", is_flag=True, default=None, help="channels_last_3d weights (faster convs on CUDA). [default: off]")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (off anyway when not a terminal). [default: on]")
+@click.option("--nproc", type=int, default=None, help="Launch N local DDP workers (torchrun --standalone "
+              "--nproc_per_node=N). [default: 1, or what torchrun set]")
+@click.pass_context
+def train(ctx: click.Context, config_file: str | None, resume: bool, overwrite: bool, nproc: int | None,
+          **opts: Any) -> None:
+    """Train DDL or the dual-path model; write a run folder that `vadgpu eval --run DIR` reads.
+
+    \b
+    Examples:
+      vadgpu train --dataset synthetic --root data/synth --model ddl --preset ddl-tiny-cpu --out runs/ddl
+      vadgpu train --dataset ped2 --root ../shared/datasets/ped2 --model dualpath --out runs/dp --nproc 2
+      torchrun --nproc_per_node=4 -m vadgpu train --dataset ped2 --root PED2 --model ddl --out runs/ddl4
+    """
+    from vadgpu.engine.distributed import launch_workers, launched_by_torchrun
+
+    config = resolve_config(_explicit_flags(ctx, opts), config_file, resume)
+    config.validate()
+    if nproc is not None and nproc > 1 and not launched_by_torchrun():
+        # The workers read the resolved config from a file, so every rank trains exactly this configuration.
+        with tempfile.TemporaryDirectory(prefix="vadgpu-train-") as tmp:
+            path = write_config(config, Path(tmp) / CONFIG_NAME)
+            argv = ["train", "--config", str(path)] + (["--resume", "--out", config.out] if resume else []) + (
+                ["--overwrite"] if overwrite else [])
+            sys.exit(launch_workers(nproc, argv))
+
+    from vadgpu.engine.run_folder import describe_run_dir
+    from vadgpu.engine.train import fit
+
+    result = fit(config, resume=resume, overwrite=overwrite)
+    if result.is_main:
+        p = result.progress
+        if result.interrupted:
+            click.echo(f"Interrupted: checkpoint saved at epoch {p.epoch + 1}, step {p.step}. Continue with:\n"
+                       f"  vadgpu train --out {config.out} --resume", err=True)
+        else:
+            click.echo(f"Trained {p.step} steps ({p.epoch} epochs) in {result.seconds:.1f} s, "
+                       f"{result.clips_per_s:.1f} clips/s. Run folder {config.out}:")
+            click.echo(describe_run_dir(Path(config.out)))
+            click.echo(f"Next:\n  vadgpu eval --run {config.out} --dataset {config.dataset} --root {config.root}")
+    if result.interrupted:
+        sys.exit(130)

@@ -1,0 +1,174 @@
+"""TrainConfig: the one place for training defaults; YAML in, YAML out.
+
+A run's config is resolved in three layers, later ones winning:
+    TrainConfig defaults  <-  --config FILE.yaml  <-  command-line flags
+Fields left at None take the model preset's value (temporal, size, channels) or the device's (amp); after the
+model is built the resolved values are filled in and the whole config is written to `<run>/config.yaml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vadgpu.errors import VadgpuError
+from vadgpu.io import atomic_write_text
+
+MODELS = ("ddl", "dualpath")
+SCHEDULES = ("constant", "cosine")
+AMP_DTYPES = ("bf16", "fp16")
+CONFIG_NAME = "config.yaml"
+
+# Fields that define what is trained: a resumed run may not change them (the checkpoint would not fit).
+LOCKED_ON_RESUME = ("dataset", "root", "variant", "model", "preset", "temporal", "size", "channels", "batch_size",
+                    "lr", "weight_decay", "schedule", "boxes", "patches", "seed")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `vadgpu train` needs; the docstrings of the CLI options repeat these defaults."""
+
+    # data
+    dataset: str = ""  # catalog name: ped2, avenue, shanghaitech, generic, synthetic
+    root: str = ""  # dataset folder
+    variant: str | None = None  # dataset variant, where the catalog knows several layouts
+    workers: int = 2  # DALI decoding threads per process
+    # model
+    model: str = "ddl"  # ddl | dualpath
+    preset: str | None = None  # registry preset; None: the model's default preset (same name as the model)
+    temporal: int | None = None  # T frames per clip; None: the preset's
+    size: tuple[int, int] | None = None  # (H, W); None: the preset's
+    channels: int | None = None  # 1 gray | 3 RGB; None: the preset's
+    # pseudo-anomaly inputs
+    boxes: str | None = None  # object-box cache from `vadgpu data boxes`; None: object-based kinds off
+    patches: str | None = None  # patch bank source for pasted patches; None: the patch bank's default
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 8  # clips per step per process
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # constant | cosine (over all steps)
+    grad_clip: float | None = None  # max grad norm; None: no clipping
+    seed: int = 0
+    # device and speed
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool | None = None  # autocast; None: on for CUDA, off for CPU
+    amp_dtype: str = "bf16"  # bf16 | fp16 (fp16 adds a gradient scaler)
+    compile: bool = False  # torch.compile the model's loss function (CUDA)
+    channels_last: bool = False  # channels_last_3d memory format for clips and weights
+    # run folder and what users see
+    out: str = ""  # run folder
+    checkpoint_every: int = 500  # steps between mid-epoch checkpoints (0: only at epoch ends)
+    log_every: int = 20  # steps between logged scalars (the only host syncs of the hot path)
+    progress: bool = True  # tqdm bar (also off when stderr is not a terminal)
+    max_steps: int | None = None  # stop after this many optimiser steps in all (for smoke tests and benchmarks)
+    extra: dict[str, Any] = field(default_factory=dict)  # model overrides passed to build_model (from YAML only)
+
+    def validate(self) -> "TrainConfig":
+        """Check values a user can get wrong; the message names the option."""
+        if not self.dataset:
+            raise VadgpuError("--dataset is required (e.g. ped2, synthetic)")
+        if not self.root:
+            raise VadgpuError("--root is required (the dataset folder)")
+        if not self.out:
+            raise VadgpuError("--out is required (the run folder)")
+        if self.model not in MODELS:
+            raise VadgpuError(f"--model {self.model!r}: choose one of {', '.join(MODELS)}")
+        if self.schedule not in SCHEDULES:
+            raise VadgpuError(f"schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise VadgpuError(f"amp_dtype {self.amp_dtype!r}: choose one of {', '.join(AMP_DTYPES)}")
+        if self.channels is not None and self.channels not in (1, 3):
+            raise VadgpuError(f"--channels {self.channels}: use 1 (gray) or 3 (RGB)")
+        if self.temporal is not None and self.temporal < 1:
+            raise VadgpuError(f"--temporal {self.temporal}: must be >= 1 (frames per clip)")
+        if self.size is not None and (len(self.size) != 2 or min(self.size) < 8):
+            raise VadgpuError(f"--resize {self.size}: give height and width, each >= 8")
+        for name in ("epochs", "batch_size", "log_every", "workers"):
+            if getattr(self, name) < 1:
+                raise VadgpuError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
+        if self.checkpoint_every < 0:
+            raise VadgpuError(f"--checkpoint-every {self.checkpoint_every}: must be >= 0")
+        if self.lr <= 0:
+            raise VadgpuError(f"--lr {self.lr}: must be > 0")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise VadgpuError(f"max_steps {self.max_steps}: must be >= 1")
+        for name in ("boxes", "patches"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).exists():
+                raise VadgpuError(f"--{name} {value}: no such file or folder")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (lists for tuples): what goes into YAML files and checkpoints."""
+        out = dataclasses.asdict(self)
+        if out["size"] is not None:
+            out["size"] = list(out["size"])
+        return out
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+
+
+def config_from_dict(values: dict[str, Any], source: str, base: TrainConfig | None = None) -> TrainConfig:
+    """Overlay `values` on `base` (default: the defaults); unknown keys are an error naming `source`."""
+    unknown = sorted(set(values) - set(FIELD_NAMES))
+    if unknown:
+        raise VadgpuError(f"{source}: unknown training option(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(FIELD_NAMES)})")
+    values = dict(values)
+    if values.get("size") is not None:
+        size = values["size"]
+        if isinstance(size, int):
+            size = (size, size)
+        if not isinstance(size, (list, tuple)) or len(size) != 2:
+            raise VadgpuError(f"{source}: size must be [height, width], not {size!r}")
+        values["size"] = (int(size[0]), int(size[1]))
+    if "extra" in values and not isinstance(values["extra"], dict):
+        raise VadgpuError(f"{source}: extra must be a mapping of model overrides")
+    return dataclasses.replace(base or TrainConfig(), **values)
+
+
+def read_config_values(path: str | Path) -> dict[str, Any]:
+    """The option: value mapping of a YAML config file (only the keys it sets)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VadgpuError(f"--config {path}: no such file")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise VadgpuError(f"--config {path}: not valid YAML ({exc})") from exc
+    if not isinstance(values, dict):
+        raise VadgpuError(f"--config {path}: expected a mapping of option: value, got {type(values).__name__}")
+    return values
+
+
+def load_config_file(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+    """Read a YAML file of TrainConfig fields and overlay it on `base`."""
+    return config_from_dict(read_config_values(path), f"--config {path}", base)
+
+
+def write_config(config: TrainConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML (atomically)."""
+    path = Path(path)
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path
+
+
+def check_resume_compatible(saved: TrainConfig, requested: dict[str, Any]) -> None:
+    """A resumed run keeps its saved config; flags may change only what does not alter the trained model."""
+    for name in LOCKED_ON_RESUME:
+        if name in requested:
+            new, old = requested[name], getattr(saved, name)
+            if name == "size" and new is not None:
+                new = tuple(new)
+            if new != old:
+                raise VadgpuError(f"--resume: option {name} was {old!r} in the saved run and cannot change to "
+                                  f"{new!r} (start a new run folder, or use --overwrite)")

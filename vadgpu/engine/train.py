@@ -1,0 +1,274 @@
+"""The training loop: DALI batch -> pseudo-anomaly kernels -> model -> loss -> optimiser, on one device or DDP.
+
+Plain functions in the torchvision-references style: `train_step`, `train_one_epoch`, `fit`. The hot path keeps
+everything on the device: losses are summed into device tensors and read (one `.tolist()`) only every
+`log_every` steps; stop requests are Python flags (under DDP they are agreed on at log steps, where the loop
+syncs anyway). `components.py` builds what the loop runs on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vadgpu.engine import checkpoint as ckpt
+from vadgpu.engine.components import Components, build_components, unwrap
+from vadgpu.engine.config import TrainConfig, write_config, CONFIG_NAME
+from vadgpu.engine.distributed import (DistContext, any_rank_true, barrier, cleanup_distributed, gather_objects,
+                                       setup_distributed)
+from vadgpu.engine.progress import NullLogger, RunLogger, truncate_log
+from vadgpu.engine.run_folder import SUMMARY_NAME, prepare_run_dir
+from vadgpu.errors import VadgpuError
+from vadgpu.io import atomic_write_json
+
+
+@dataclass
+class Progress:
+    """Where training stands: `epoch` = finished epochs, `step` = optimiser steps, `batch` = steps into `epoch`."""
+
+    epoch: int = 0
+    step: int = 0
+    batch: int = 0
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    progress: Progress
+    interrupted: bool
+    seconds: float
+    clips_per_s: float
+    is_main: bool
+    model: torch.nn.Module = field(repr=False)
+
+
+class StopRequest:
+    """SIGINT / SIGTERM ask the loop to save and stop at the next step boundary; a second SIGINT aborts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "StopRequest":
+        with contextlib.suppress(ValueError):  # not the main thread (e.g. inside a test harness): no handlers
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+class LossMeter:
+    """Running sums of the loss terms on the device; `read()` is the one host sync, at log time."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        for key, value in losses.items():
+            value = value.detach().float()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+        self.count += 1
+
+    def read(self, extra: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Mean of each term since the last read, plus `extra` scalars, in one device-to-host copy."""
+        keys = list(self.sums) + list(extra)
+        if not keys:
+            return {}
+        values = [self.sums[k] / max(self.count, 1) for k in self.sums] + [v.detach().float() for v in extra.values()]
+        host = torch.stack([v.reshape(()) for v in values]).tolist()  # the sync
+        self.sums, self.count = {}, 0
+        return dict(zip(keys, host))
+
+
+def train_step(parts: Components, batch) -> dict[str, torch.Tensor]:
+    """One optimiser step on one batch; returns the detached loss terms (still on the device)."""
+    parts.optimizer.zero_grad(set_to_none=True)
+    losses = parts.objective(batch, parts.generator)
+    loss = losses["loss"]
+    if parts.scaler is not None:  # fp16: scaled backward; fused Adam reads found_inf on the device
+        parts.scaler.scale(loss).backward()
+        if parts.grad_clip:
+            parts.scaler.unscale_(parts.optimizer)
+            torch.nn.utils.clip_grad_norm_(parts.params, parts.grad_clip)
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        loss.backward()
+        if parts.grad_clip:
+            torch.nn.utils.clip_grad_norm_(parts.params, parts.grad_clip)
+        parts.optimizer.step()
+    parts.scheduler.step()
+    return {key: value.detach() for key, value in losses.items()}
+
+
+def _log_scalars(parts: Components) -> dict[str, torch.Tensor]:
+    # sigmoid(l): DDL's learned blend weight, read together with the losses
+    logit = getattr(unwrap(parts.model), "anomaly_logit", None)
+    return {"sigmoid_l": torch.sigmoid(logit.detach())} if isinstance(logit, torch.Tensor) else {}
+
+
+def save_training_checkpoint(parts: Components, config: TrainConfig, progress: Progress, run_dir: Path,
+                             ctx: DistContext, epoch_end: bool) -> None:
+    """All ranks call this (RNG states are gathered); rank 0 writes last.pt (and epoch-NNN.pt at epoch ends)."""
+    rng = gather_objects(ckpt.capture_rng(parts.generator), ctx)
+    if not ctx.is_main:
+        return
+    model = unwrap(parts.model)
+    state = {
+        "model_name": config.preset,
+        "model_config": model.config.to_dict(),
+        "model": model.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict(),
+        "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
+        "epoch": progress.epoch,
+        "step": progress.step,
+        "batch_in_epoch": progress.batch,
+        "world_size": ctx.world_size,
+        "rng": {"ranks": rng},
+        "config": config.to_dict(),
+    }
+    folder = ckpt.checkpoint_dir(run_dir)
+    if epoch_end:
+        ckpt.save_checkpoint(folder / f"epoch-{progress.epoch:03d}.pt", state)
+    ckpt.save_checkpoint(folder / ckpt.LAST, state)
+
+
+def resume_from_checkpoint(parts: Components, run_dir: Path, ctx: DistContext, steps_per_epoch: int) -> Progress:
+    """Load last.pt into model, optimiser, scheduler, scaler and this rank's RNG; return where to continue."""
+    state = ckpt.load_checkpoint(ckpt.find_run_checkpoint(run_dir), map_location=ctx.device)
+    unwrap(parts.model).load_state_dict(state["model"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.scheduler.load_state_dict(state["scheduler"])
+    if parts.scaler is not None and state.get("scaler"):
+        parts.scaler.load_state_dict(state["scaler"])
+    ranks = state["rng"]["ranks"]
+    if ctx.rank < len(ranks):
+        ckpt.restore_rng(ranks[ctx.rank], parts.generator)
+    batch = int(state["batch_in_epoch"])
+    if state["world_size"] != ctx.world_size:  # same clips seen, counted in this world size's batches
+        batch = batch * state["world_size"] // ctx.world_size
+    return Progress(epoch=int(state["epoch"]), step=int(state["step"]), batch=min(batch, steps_per_epoch))
+
+
+def train_one_epoch(parts: Components, config: TrainConfig, progress: Progress, run_dir: Path, ctx: DistContext,
+                    logger, stop: StopRequest) -> bool:
+    """Run the rest of epoch `progress.epoch` (skipping `progress.batch` batches already done); False if stopped."""
+    loader = parts.loader
+    loader.set_epoch(progress.epoch)
+    steps = len(loader)
+    skip = progress.batch
+    logger.start_epoch(progress.epoch, config.epochs, total=steps, initial=skip)
+    meter = LossMeter()
+    stop_after_epoch = False
+    clips_since, tick = 0, time.perf_counter()
+    for index, batch in enumerate(loader):
+        if index < skip:  # resumed mid-epoch: these batches were trained before the checkpoint
+            continue
+        losses = train_step(parts, batch)
+        meter.add(losses)
+        progress.step += 1
+        progress.batch = index + 1
+        clips_since += config.batch_size * ctx.world_size
+        logger.advance()
+        log_now = progress.step % config.log_every == 0 or progress.batch == steps
+        checkpoint_now = config.checkpoint_every and progress.step % config.checkpoint_every == 0
+        if log_now:
+            values = meter.read(_log_scalars(parts))  # the hot path's one host sync
+            if not math.isfinite(values.get("loss", 0.0)):
+                raise VadgpuError(f"training diverged: loss is {values['loss']} at step {progress.step} "
+                                  "(try a lower --lr, or --no-amp)")
+            now = time.perf_counter()
+            record = {"epoch": progress.epoch + 1, "step": progress.step, **values,
+                      "lr": parts.scheduler.get_last_lr()[0], "clips_per_s": clips_since / max(now - tick, 1e-9),
+                      "time": time.time()}
+            logger.log(record)
+            clips_since, tick = 0, now
+        # Single process: the Python flag costs nothing. DDP: ranks agree where they sync anyway.
+        stopping = stop.requested if not ctx.distributed else (
+            (log_now or checkpoint_now) and any_rank_true(stop.requested, ctx))
+        at_max = config.max_steps is not None and progress.step >= config.max_steps
+        if progress.batch == steps:  # the epoch-end checkpoint below covers this step
+            stop_after_epoch = stopping or at_max
+            break
+        if checkpoint_now or stopping or at_max:
+            save_training_checkpoint(parts, config, progress, run_dir, ctx, epoch_end=False)
+        if stopping or at_max:
+            logger.end_epoch()
+            return False
+    logger.end_epoch()
+    progress.epoch += 1
+    progress.batch = 0
+    save_training_checkpoint(parts, config, progress, run_dir, ctx, epoch_end=True)
+    return progress.epoch < config.epochs and not stop_after_epoch
+
+
+def fit(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> FitResult:
+    """Train as `config` says (under torchrun: one rank of DDP); write the run folder; return the trained model."""
+    config.validate()
+    ctx = setup_distributed(config.device)
+    try:
+        return _fit(config, ctx, resume, overwrite)
+    finally:
+        cleanup_distributed()
+
+
+def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -> FitResult:
+    run_dir = Path(config.out)
+    if ctx.is_main:
+        prepare_run_dir(run_dir, resume, overwrite)
+    barrier(ctx)
+    parts, config = build_components(config, ctx)
+    progress = Progress()
+    steps_per_epoch = len(parts.loader)
+    if resume:
+        progress = resume_from_checkpoint(parts, run_dir, ctx, steps_per_epoch)
+        if ctx.is_main:
+            truncate_log(run_dir / "log.jsonl", progress.step)
+    if ctx.is_main:
+        write_config(config, run_dir / CONFIG_NAME)
+    logger = RunLogger(run_dir, config.progress) if ctx.is_main else NullLogger()
+    logger.message(f"vadgpu train: {config.model} ({config.preset}) on {parts.device_name}, world size "
+                   f"{ctx.world_size}, {steps_per_epoch} steps/epoch x {config.epochs} epochs"
+                   + (f", resuming at epoch {progress.epoch + 1} step {progress.step}" if resume else ""))
+    for notice in parts.notices:
+        logger.message(notice)
+    start_step, started = progress.step, time.perf_counter()
+    interrupted = False
+    try:
+        with StopRequest() as stop:
+            finished = progress.epoch >= config.epochs or (
+                config.max_steps is not None and progress.step >= config.max_steps)
+            while not finished:
+                if not train_one_epoch(parts, config, progress, run_dir, ctx, logger, stop):
+                    break
+            interrupted = stop.requested
+    finally:
+        logger.close()
+    seconds = time.perf_counter() - started
+    clips = (progress.step - start_step) * config.batch_size * ctx.world_size
+    result = FitResult(run_dir, progress, interrupted, seconds, clips / max(seconds, 1e-9), ctx.is_main,
+                       unwrap(parts.model))
+    if ctx.is_main and not interrupted:
+        atomic_write_json(run_dir / SUMMARY_NAME, {
+            "epochs": progress.epoch, "steps": progress.step, "world_size": ctx.world_size,
+            "seconds": round(seconds, 2), "clips_per_s": round(result.clips_per_s, 2), "device": parts.device_name,
+            "model": config.model, "preset": config.preset})
+    barrier(ctx)
+    return result
