@@ -35,3 +35,48 @@ def synth(out: Path, seed: int, train_videos: int, test_videos: int, frames: int
                                   frames=frames, size=size, overwrite=overwrite)
     click.echo(f"synthetic dataset: {path} ({train_videos} train / {test_videos} test videos, {frames} frames, "
                f"{size[0]}x{size[1]}, seed {seed})")
+
+
+from vadgpu.cli.boxes import boxes as _boxes  # noqa: E402  (its own module: detection is a separate concern)
+
+data.add_command(_boxes)
+
+
+@data.command("prepare")
+@click.option("--dataset", "name", required=True, help="Catalog name: ped2, avenue, shanghaitech, generic, synthetic.")
+@click.option("--root", required=True, type=click.Path(path_type=Path), help="The dataset's folder (read only).")
+@click.option("--variant", default=None, help="Layout variant (synthetic: avi, mp4, frames; ped2: jpg, ucsd).")
+@click.option("--cache", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Cache folder [default: $VADGPU_CACHE or ~/.cache/vadgpu].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda: picks the DALI backend.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def prepare(name: str, root: Path, variant: str | None, cache: Path | None, device: str, no_progress: bool) -> None:
+    """Probe every video, transcode what the DALI backend cannot decode into the cache, write the manifest.
+
+    \b
+    Example:
+      vadgpu data prepare --dataset ped2 --root ../shared/datasets/ped2
+      vadgpu data prepare --dataset synthetic --root data/synth --variant mp4 --device cpu
+    """
+    import time
+
+    from vadgpu.pipelines.catalog import open_dataset
+    from vadgpu.pipelines.prepare import load_prepared
+
+    started = time.perf_counter()
+    dataset = open_dataset(name, root, variant=variant)
+    result = load_prepared(dataset, device, cache=cache, progress=not no_progress)
+    rows = [("split", "videos", "frames", "codecs (source -> decoded)", "transcoded")]
+    for split, videos in (("train", result.train), ("test", result.test)):
+        sources = sorted({result.source_codecs[v.video.path] for v in videos})
+        decoded = sorted({v.codec for v in videos})
+        rows.append((split, str(len(videos)), str(sum(v.num_frames for v in videos)),
+                     f"{','.join(sources)} -> {','.join(decoded)}",
+                     str(sum(v.decode_path != v.video.path for v in videos))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    click.echo(f"backend {result.backend}; this run probed {result.probed} and transcoded {result.transcoded_now} "
+               f"video(s) in {time.perf_counter() - started:.1f} s")
+    click.echo(f"manifest: {result.manifest}")
+
