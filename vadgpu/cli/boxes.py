@@ -1,0 +1,76 @@
+"""`vadgpu data boxes`: detect and track objects once, cache the boxes for object-level pseudo-anomalies."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import click
+
+from vadgpu.errors import VadgpuError
+
+
+def default_boxes_path(dataset: str, root: Path, detector: str, split: str, variant: str | None) -> Path:
+    """Beside the prepare cache when prepare names one, else under $XDG_CACHE_HOME/vadgpu (never in the source)."""
+    name = f"boxes-{detector}-{split}.npz"
+    try:
+        from vadgpu.pipelines.prepare import default_cache_dir
+    except ImportError:
+        default_cache_dir = None
+    if default_cache_dir is not None:
+        return Path(default_cache_dir(dataset, root, variant)) / name
+    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vadgpu"
+    return base / f"{dataset}{'-' + variant if variant else ''}-{key}" / name
+
+
+@click.command("boxes")
+@click.option("--dataset", required=True, help="Catalog name: ped2, avenue, shanghaitech, generic, synthetic.")
+@click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The dataset's folder.")
+@click.option("--variant", default=None, help="Dataset variant (see the catalog), e.g. frames or videos.")
+@click.option("--detector", "kind", type=click.Choice(["darknet", "ultralytics", "bgsub"]), default="darknet",
+              show_default=True, help="darknet: YOLO .cfg/.weights via OpenCV; ultralytics: a YOLO .pt; "
+              "bgsub: background subtraction, no weights.")
+@click.option("--weights", type=click.Path(path_type=Path), help="Weights file (darknet .weights / ultralytics .pt).")
+@click.option("--cfg", type=click.Path(path_type=Path), help="Darknet .cfg [default: WEIGHTS with suffix .cfg].")
+@click.option("--names", type=click.Path(path_type=Path),
+              help="Darknet class names [default: coco.names beside WEIGHTS].")
+@click.option("--classes", default=None, help="Comma-separated class names to keep "
+              "[default: person,bicycle,car,motorbike,bus,truck,skateboard].")
+@click.option("--conf", type=float, default=None, help="Detection confidence threshold [default: 0.25].")
+@click.option("--split", type=click.Choice(["train", "test", "both"]), default="train", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Cache file (.npz) [default: beside the prepare cache].")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def boxes(dataset: str, root: Path, variant: str | None, kind: str, weights: Path | None, cfg: Path | None,
+          names: Path | None, classes: str | None, conf: float | None, split: str, out: Path | None,
+          no_progress: bool) -> None:
+    """Detect and track objects in a dataset's videos once; write the box cache (.npz).
+
+    \b
+    Examples:
+      vadgpu data boxes --dataset ped2 --root data/ped2 --detector darknet \\
+          --weights models/yolov3-tiny/yolov3-tiny.weights
+      vadgpu data boxes --dataset ped2 --root data/ped2 --detector bgsub --out ped2-bgsub.npz
+      vadgpu data boxes --dataset ped2 --root data/ped2 --detector ultralytics --weights yolov8n.pt --classes person
+    """
+    from vadgpu.objects import build_box_cache, make_detector
+
+    if kind == "darknet" and weights is not None:
+        cfg = cfg or weights.with_suffix(".cfg")
+        names = names or weights.parent / "coco.names"
+    class_list = [c for c in classes.split(",") if c.strip()] if classes is not None else None
+    if class_list == []:
+        raise VadgpuError("--classes: give at least one class name")
+    detector = make_detector(kind, weights=weights, cfg=cfg, names=names, classes=class_list, conf=conf)
+    from vadgpu.pipelines.catalog import open_dataset  # after the detector: a bad --weights fails first, fast
+
+    ds = open_dataset(dataset, root, variant=variant)
+    splits = {"train": ds.train, "test": ds.test}
+    if split != "both":
+        splits = {split: splits[split]}
+    out = out or default_boxes_path(dataset, root, kind, split, variant)
+    summary = build_box_cache(splits, detector, out, dataset=ds.name, progress=False if no_progress else None)
+    click.echo(f"{detector.describe()}: {summary}")
