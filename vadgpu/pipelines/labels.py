@@ -39,12 +39,13 @@ def as_frame_labels(values, source: str | Path) -> np.ndarray:
         raise VadgpuError(f"labels in {source}: expected numbers 0/1, got dtype {array.dtype}")
     bad = ~np.isin(array, (0, 1))
     if bad.any():
-        raise VadgpuError(f"labels in {source}: values must be 0 or 1, found {array[bad][0]!r} at frame "
+        raise VadgpuError(f"labels in {source}: values must be 0 or 1, found {array[bad][0].item()!r} at frame "
                           f"{int(np.flatnonzero(bad)[0])}")
     return array.astype(np.uint8)
 
 
-def intervals_to_labels(intervals: Intervals, num_frames: int, source: str | Path, one_based: bool = True) -> np.ndarray:
+def intervals_to_labels(intervals: Intervals, num_frames: int, source: str | Path,
+                        one_based: bool = True) -> np.ndarray:
     """(num_frames,) uint8 with 1 inside each inclusive interval; an interval past the end is an error."""
     labels = np.zeros(num_frames, np.uint8)
     offset = 1 if one_based else 0
@@ -201,7 +202,8 @@ def read_label_file(path: str | Path) -> np.ndarray:
     return reader(path)
 
 
-def split_concatenated(labels: np.ndarray, counts: Sequence[int], names: Sequence[str], source: str | Path) -> list[np.ndarray]:
+def split_concatenated(labels: np.ndarray, counts: Sequence[int], names: Sequence[str],
+                       source: str | Path) -> list[np.ndarray]:
     """Split one label array covering several videos back-to-back (e.g. frame_labels_ped2.npy) by frame counts."""
     if len(labels) != sum(counts):
         per_video = ", ".join(f"{n}: {c}" for n, c in zip(names, counts))

@@ -334,11 +334,11 @@ def _draw_cart(frame: np.ndarray, w: _Walker, t: int, s: float) -> None:
 def _write_formats(video: np.ndarray, split_dir: Path, name: str, formats: tuple[str, ...]) -> None:
     """Write one (T, H, W, 3) RGB video in each requested format."""
     if "avi" in formats:
-        _encode(video, split_dir / _FORMAT_DIRS["avi"] / f"{name}.avi", "avi", "mjpeg", "yuvj420p",
+        encode_video(video, split_dir / _FORMAT_DIRS["avi"] / f"{name}.avi", "avi", "mjpeg", "yuvj420p",
                 {}, bit_rate=40 * video.shape[1] * video.shape[2] * FPS // 10)
     if "mp4" in formats:
         # A fixed thread count keeps x264's output byte-identical between runs.
-        _encode(video, split_dir / _FORMAT_DIRS["mp4"] / f"{name}.mp4", "mp4", "libx264", "yuv420p",
+        encode_video(video, split_dir / _FORMAT_DIRS["mp4"] / f"{name}.mp4", "mp4", "libx264", "yuv420p",
                 {"crf": "18", "preset": "veryfast", "threads": "1"})
     if "frames" in formats:
         folder = split_dir / _FORMAT_DIRS["frames"] / name
@@ -347,11 +347,12 @@ def _write_formats(video: np.ndarray, split_dir: Path, name: str, formats: tuple
             cv2.imwrite(str(folder / f"{index:03d}.jpg"), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
 
 
-def _encode(video: np.ndarray, path: Path, container: str, codec: str, pix_fmt: str, options: dict,
-            bit_rate: int | None = None) -> None:
+def encode_video(video: np.ndarray, path: Path, container: str, codec: str, pix_fmt: str, options: dict | None = None,
+                 bit_rate: int | None = None, fps: int = FPS) -> None:
+    """Encode a (T, H, W, 3) uint8 RGB array with PyAV (tests use it to make sources in other codecs too)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format=container) as out:
-        stream = out.add_stream(codec, rate=FPS, options=options)
+        stream = out.add_stream(codec, rate=fps, options=options or {})
         stream.width, stream.height = video.shape[2], video.shape[1]
         stream.pix_fmt = pix_fmt
         if bit_rate:
