@@ -16,6 +16,8 @@ import torch
 from vadgpu.errors import VadgpuError
 from vadgpu.kernels import nvrtc
 
+# The kernels this module launches, by source file (the CI compile check looks for each of them in the PTX).
+KERNELS = {"clip_ops.cu": ("gather_frames", "add_gaussian_noise"), "box_ops.cu": ("paste_patches", "ddl_blend")}
 _BLOCK = 256
 _MAX_BLOCKS = 65535  # grid-stride loops cover the rest
 
@@ -42,6 +44,7 @@ def _launch(source: str, name: str, device: torch.device, work_items: int, args:
 
     `args` may hold torch tensors (handed over with DLPack) and numpy scalars.
     """
+    assert name in KERNELS[source], f"{name} is not listed in cupy_ops.KERNELS[{source!r}]"
     if work_items == 0:
         return
     cupy = _cupy()

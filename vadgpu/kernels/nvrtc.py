@@ -7,7 +7,7 @@ module on a device.
 
 The NVRTC library comes from the nvidia-cuda-nvrtc-cu12 wheel (matching cupy-cuda12x). CuPy finds NVRTC through
 `cuda.pathfinder`, which prefers a library that is already loaded, so `load_nvrtc()` loads the wheel's
-libnvrtc first; `cupy_ops` calls it too, so the compile check and the runtime compile use the same library.
+libnvrtc first (see `preload_wheel_nvrtc` for the case where torch already loaded another NVRTC).
 
     python -m vadgpu.kernels.nvrtc      # compile every kernel for compute_80 and compute_90, print a summary
 """
@@ -18,8 +18,10 @@ import ctypes
 import functools
 import glob
 import importlib.util
+import json
 import os
 import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,7 @@ class CompileResult:
     entries: tuple[str, ...]  # kernels (.entry) in the PTX
     ptx_bytes: int
     log: str  # NVRTC's log (warnings), empty when clean
+    nvrtc: str  # NVRTC version that compiled it, e.g. "12.9"
 
 
 def kernel_sources() -> dict[str, Path]:
@@ -70,14 +73,25 @@ def _wheel_library() -> Path:
 
 
 @functools.lru_cache(maxsize=1)
-def load_nvrtc() -> tuple[Path, tuple[int, int]]:
-    """Load the wheel's NVRTC (before CuPy binds one) and return (library path, NVRTC version CuPy uses)."""
+def preload_wheel_nvrtc() -> Path:
+    """dlopen the wheel's libnvrtc globally, so CuPy (through cuda.pathfinder) can bind this loaded copy.
+
+    cuda.pathfinder takes an already-loaded libnvrtc.so.13 before .so.12, and a CUDA-13 build of torch loads
+    .so.13 on import: in such a process CuPy binds NVRTC 13 unless it was bound before torch was imported.
+    `compile_all` therefore compiles in a fresh interpreter when the current one is bound to another NVRTC.
+    """
     library = _wheel_library()
     try:
-        # RTLD_GLOBAL + already loaded: cuda.pathfinder (used by CuPy) then picks this copy by its soname.
         ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
     except OSError as exc:
         raise VadgpuError(f"cannot load NVRTC from {library}: {exc}") from exc
+    return library
+
+
+@functools.lru_cache(maxsize=1)
+def load_nvrtc() -> tuple[Path, tuple[int, int]]:
+    """Load the wheel's NVRTC and return (its path, the NVRTC version CuPy is bound to in this process)."""
+    library = preload_wheel_nvrtc()
     from cupy.cuda import nvrtc
 
     try:
@@ -93,8 +107,8 @@ def entry_points(ptx: str) -> tuple[str, ...]:
 
 
 def compile_source(path: Path, arch: str, options: tuple[str, ...] = COMPILE_OPTIONS) -> CompileResult:
-    """Compile one .cu file to PTX for `arch`; a compile error raises VadgpuError with NVRTC's log."""
-    load_nvrtc()
+    """Compile one .cu file to PTX for `arch` in this process; an error raises VadgpuError with NVRTC's log."""
+    _, version = load_nvrtc()
     from cupy.cuda import nvrtc
 
     source = Path(path).read_text(encoding="utf-8")
@@ -103,7 +117,7 @@ def compile_source(path: Path, arch: str, options: tuple[str, ...] = COMPILE_OPT
         try:
             nvrtc.compileProgram(program, [f"--gpu-architecture={arch}", *options])
         except nvrtc.NVRTCError as exc:
-            log = nvrtc.getProgramLog(program)
+            log = nvrtc.getProgramLog(program).strip("\x00").strip()
             raise VadgpuError(f"CUDA kernel {path} does not compile for {arch}: {exc}\n{log}") from exc
         log = nvrtc.getProgramLog(program).strip("\x00").strip()
         ptx = nvrtc.getPTX(program)
@@ -111,20 +125,50 @@ def compile_source(path: Path, arch: str, options: tuple[str, ...] = COMPILE_OPT
             ptx = ptx.decode("utf-8", errors="replace")
     finally:
         nvrtc.destroyProgram(program)
-    return CompileResult(Path(path).name, arch, entry_points(ptx), len(ptx), log)
+    return CompileResult(Path(path).name, arch, entry_points(ptx), len(ptx), log, f"{version[0]}.{version[1]}")
 
 
-def compile_all(archs: tuple[str, ...] = ARCHS) -> list[CompileResult]:
-    """Compile every shipped kernel source for every architecture in `archs`."""
-    return [compile_source(path, arch) for path in kernel_sources().values() for arch in archs]
+# Run in a fresh interpreter: bind CuPy to the wheel's NVRTC before anything (torch) loads another one.
+_FRESH = """
+import ctypes, json, sys
+ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
+from cupy.cuda import nvrtc
+nvrtc.getVersion()
+from dataclasses import asdict
+from vadgpu.errors import VadgpuError
+from vadgpu.kernels.nvrtc import compile_source
+try:
+    results = [asdict(compile_source(path, arch)) for path in sys.argv[3:] for arch in sys.argv[2].split(",")]
+except VadgpuError as exc:
+    sys.exit(str(exc))
+print(json.dumps(results))
+"""
+
+
+def compile_all(sources: list[Path] | None = None, archs: tuple[str, ...] = ARCHS) -> list[CompileResult]:
+    """Compile kernel sources (default: every shipped one) for every arch with the wheel's NVRTC (12.x)."""
+    paths = [Path(p) for p in (sources if sources is not None else kernel_sources().values())]
+    library, version = load_nvrtc()
+    if version[0] == 12:
+        return [compile_source(path, arch) for path in paths for arch in archs]
+    proc = subprocess.run(
+        [sys.executable, "-c", _FRESH, str(library), ",".join(archs), *map(str, paths)],
+        capture_output=True, text=True, timeout=300,
+    )
+    if proc.returncode != 0:
+        raise VadgpuError(proc.stderr.strip()[-4000:] or f"the NVRTC compile check exited with {proc.returncode}")
+    results = [CompileResult(**{**r, "entries": tuple(r["entries"])}) for r in json.loads(proc.stdout)]
+    if any(not r.nvrtc.startswith("12.") for r in results):
+        raise VadgpuError(f"the fresh interpreter did not bind CuPy to {library} ({results[0].nvrtc})")
+    return results
 
 
 def main() -> None:
-    library, version = load_nvrtc()
-    print(f"NVRTC {version[0]}.{version[1]} ({library})")
+    library, _ = load_nvrtc()
     for result in compile_all():
         warn = f"  log: {result.log}" if result.log else ""
-        print(f"{result.source:16s} {result.arch}: {result.ptx_bytes:7d} bytes PTX, kernels {', '.join(result.entries)}{warn}")
+        print(f"{result.source:14s} {result.arch}: NVRTC {result.nvrtc} ({library.name}), {result.ptx_bytes:6d} "
+              f"bytes PTX, kernels {', '.join(result.entries)}{warn}")
 
 
 if __name__ == "__main__":
