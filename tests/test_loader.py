@@ -1,0 +1,256 @@
+"""DALI clip loaders (CPU backend here): clip index, order, sharding, windows, errors, and agreement with the
+OpenCV baseline on real encoded files (MJPEG .avi, VP9 .webm, jpg and tif frame folders) written on the fly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vadgpu.errors import VadgpuError
+from vadgpu.pipelines.baseline import make_baseline_loader
+from vadgpu.pipelines.loader import ClipSpec, make_loader
+from vadgpu.pipelines.types import PreparedVideo, Video
+
+W, H = 64, 48
+FRAMES = {"avi": 30, "vp9": 24, "h264": 20, "jpg": 26, "tif": 22}
+
+
+def frame_image(i: int) -> np.ndarray:
+    """(H, W, 3) RGB: a smooth pattern that moves 5 px per frame, so a clip one frame off differs clearly."""
+    y, x = np.mgrid[0:H, 0:W].astype(np.float32)
+    r = 128 + 100 * np.sin((x + 5 * i) / 7.0)
+    g = 128 + 100 * np.cos((y + 3 * i) / 6.0)
+    b = 128 + 60 * np.sin((x + y + 4 * i) / 9.0)
+    return np.stack([r, g, b], axis=-1).clip(0, 255).astype(np.uint8)
+
+
+def _encode(path: Path, codec: str, n: int, pix_fmt: str, options: dict) -> None:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25, options=options)
+        stream.width, stream.height, stream.pix_fmt = W, H, pix_fmt
+        for i in range(n):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame_image(i), format="rgb24")))
+        container.mux(stream.encode())
+
+
+def _video(path: Path, n: int, codec: str) -> PreparedVideo:
+    return PreparedVideo(Video(path.stem, path), path, n, 25.0, W, H, codec)
+
+
+def _folder(folder: Path, n: int, ext: str) -> PreparedVideo:
+    folder.mkdir()
+    files = []
+    for i in range(n):
+        files.append(folder / f"{i:03d}.{ext}")
+        cv2.imwrite(str(files[-1]), cv2.cvtColor(frame_image(i), cv2.COLOR_RGB2BGR))
+    return PreparedVideo(Video(folder.name, folder, tuple(files)), folder, n, 25.0, W, H,
+                         "jpeg" if ext == "jpg" else "tiff")
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory) -> dict[str, list[PreparedVideo]]:
+    """One or two short videos per format; avi has two of different lengths to exercise run boundaries."""
+    root = tmp_path_factory.mktemp("media")
+    _encode(root / "a.avi", "mjpeg", FRAMES["avi"], "yuvj420p", {"q:v": "2"})
+    _encode(root / "a2.avi", "mjpeg", 17, "yuvj420p", {"q:v": "2"})
+    _encode(root / "b.webm", "libvpx-vp9", FRAMES["vp9"], "yuv420p", {"crf": "4", "b:v": "0", "g": "6"})
+    _encode(root / "c.mp4", "libx264", FRAMES["h264"], "yuv420p", {})
+    return {
+        "avi": [_video(root / "a.avi", FRAMES["avi"], "mjpeg"), _video(root / "a2.avi", 17, "mjpeg")],
+        "vp9": [_video(root / "b.webm", FRAMES["vp9"], "vp9")],
+        "h264": [_video(root / "c.mp4", FRAMES["h264"], "h264")],
+        "jpg": [_folder(root / "jpg", FRAMES["jpg"], "jpg")],
+        "tif": [_folder(root / "tif", FRAMES["tif"], "tif")],
+    }
+
+
+KINDS = ["avi", "vp9", "jpg", "tif"]
+SMALL = dict(device="cpu", run_length=12, runs_per_group=2)  # small runs: several runs and groups per video
+
+
+def ids(batches) -> list[tuple[int, int]]:
+    return list(zip(torch.cat([b.video for b in batches]).tolist(), torch.cat([b.frame for b in batches]).tolist()))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_test_clips_cover_every_frame_once_in_order(media, kind):
+    videos = media[kind]
+    loader = make_loader(videos, ClipSpec(5, (H, W), 1), batch_size=7, train=False, **SMALL)
+    batches = list(loader)
+    assert len(batches) == len(loader)
+    assert ids(batches) == [(v, f) for v, pv in enumerate(videos) for f in range(pv.num_frames)]
+    b = batches[0]
+    assert b.clips.shape == (7, 1, 5, H, W) and b.clips.dtype == torch.float32 and b.window is None
+    assert 0.0 <= float(b.clips.min()) and float(b.clips.max()) <= 1.0
+    # centre 0: frames -2, -1 are edge-replicated copies of frame 0; centre 1: frame -1 -> 0
+    assert torch.equal(b.clips[0, :, 0], b.clips[0, :, 2]) and torch.equal(b.clips[0, :, 1], b.clips[0, :, 2])
+    assert torch.equal(b.clips[1, :, 0], b.clips[0, :, 2]) and not torch.equal(b.clips[0, :, 2], b.clips[0, :, 3])
+    last = batches[-1]
+    assert torch.equal(last.clips[-1, :, 3], last.clips[-1, :, 2]) and torch.equal(last.clips[-1, :, 4], last.clips[-1, :, 2])
+
+
+@pytest.mark.parametrize("kind", ["avi", "jpg"])
+def test_training_decodes_each_frame_about_once(media, kind):
+    videos = media[kind]
+    spec = ClipSpec(3, (32, 32), 1)
+    loader = make_loader(videos, spec, batch_size=8, train=True, seed=1, device="cpu", run_length=16)
+    got = ids(list(loader))
+    full = [(v, f) for v, pv in enumerate(videos) for f in range(1, pv.num_frames - 1)]  # full clips only
+    assert sorted(got) == full and got != full  # every training clip once, shuffled
+    assert 1.0 <= loader.frames_decoded_per_clip <= 16 / 14 + 0.05  # runs of 16 frames hold 14 clips
+    baseline = make_baseline_loader(videos, spec, batch_size=8, train=True, seed=1, device="cpu", run_length=16)
+    list(baseline)
+    assert baseline.frames_decoded_per_clip == pytest.approx(3.0)  # the per-clip loader: T decodes per clip
+
+
+def _compare(a_batches, b_batches):
+    assert ids(a_batches) == ids(b_batches)
+    return torch.cat([(a.clips - b.clips).abs().flatten() for a, b in zip(a_batches, b_batches)])
+
+
+# DALI and OpenCV run the same decoders for images (libjpeg-turbo, libtiff): frames are identical at native
+# size but for rare 1-level rounding in RGB -> gray of TIFFs. Video frames go YUV -> RGB (-> gray) through different converters (DALI's kernels vs swscale), which
+# changes gray by at most 1-2 levels and RGB by ~4 levels on average: OpenCV upsamples the 4:2:0 chroma more
+# coarsely (measured: DALI is 1.5 levels from the source pattern on average, OpenCV 3.7).
+# Resizing uses DALI's antialiased linear filter vs OpenCV's INTER_AREA box filter: equal on flat areas, a few
+# levels apart on edges, so resized clips are compared by mean and 99th percentile.
+NATIVE_TOL = {("jpg", 1): (1e-4, 1e-5), ("tif", 1): (1e-4, 1e-5), ("jpg", 3): (1e-4, 1e-5), ("tif", 3): (1e-4, 1e-5),
+              ("avi", 1): (0.008, 2.5 / 255), ("vp9", 1): (0.008, 2.5 / 255),
+              ("avi", 3): (0.02, 0.06), ("vp9", 3): (0.02, 0.06)}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("kind", KINDS)
+def test_dali_cpu_clips_equal_baseline(media, kind, channels):
+    videos = media[kind]
+    kw = dict(batch_size=6, train=True, seed=5, **SMALL)
+    native = ClipSpec(3, (H, W), channels)
+    dali, base = list(make_loader(videos, native, **kw)), list(make_baseline_loader(videos, native, **kw))
+    diff = _compare(dali, base)
+    mean_tol, p99_tol = NATIVE_TOL[(kind, channels)]
+    assert float(diff.mean()) <= mean_tol and float(diff.quantile(0.99)) <= p99_tol
+    # one frame off must fail the comparison: the tolerance is far below the frame-to-frame change
+    shifted = torch.cat([(a.clips[..., 1:, :, :] - b.clips[..., :-1, :, :]).abs().flatten() for a, b in zip(dali, base)])
+    assert float(shifted.mean()) > 4 * max(mean_tol, 0.01)
+
+    resized = ClipSpec(3, (32, 40), channels)
+    diff = _compare(list(make_loader(videos, resized, **kw)), list(make_baseline_loader(videos, resized, **kw)))
+    assert float(diff.mean()) <= 0.02 and float(diff.quantile(0.99)) <= 0.12
+
+
+def test_same_seed_same_batches_and_epochs_reshuffle(media):
+    videos = media["jpg"] + media["tif"]  # two folders of different lengths
+    spec = ClipSpec(3, (24, 32), 1)
+    a = make_loader(videos, spec, batch_size=5, seed=7, **SMALL)
+    b = make_loader(videos, spec, batch_size=5, seed=7, **SMALL)
+    first, again = list(a), list(b)
+    assert ids(first) == ids(again)
+    assert all(torch.equal(x.clips, y.clips) for x, y in zip(first, again))
+    a.set_epoch(1)
+    assert sorted(ids(list(a))) == sorted(ids(first)) and ids(list(a)) != ids(first)
+    a.set_epoch(0)
+    assert ids(list(a)) == ids(first)
+    assert ids(list(make_loader(videos, spec, batch_size=5, seed=8, **SMALL))) != ids(first)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_shards_are_disjoint_with_equal_batch_counts(media, train):
+    videos = media["avi"]
+    spec = ClipSpec(3, (24, 32), 1)
+    shards = [make_loader(videos, spec, batch_size=4, train=train, seed=2, shard_id=s, num_shards=3, **SMALL)
+              for s in range(3)]
+    outs = [ids(list(s)) for s in shards]
+    assert len({len(s) for s in shards}) == 1 and all(len(o) == len(outs[0]) for o in outs)
+    sets = [set(o) for o in outs]
+    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+    everything = {(v, f) for v, pv in enumerate(videos) for f in (range(pv.num_frames) if not train
+                                                                   else range(1, pv.num_frames - 1))}
+    union = sets[0] | sets[1] | sets[2]
+    if train:  # each shard emits ceil(total / 3): a larger shard drops at most the excess
+        assert union <= everything and len(union) >= len(everything) - 3 * 12
+    else:  # evaluation drops nothing: smaller shards repeat clips instead
+        assert union == everything
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_max_skip_window_holds_the_frames_around_the_centre(media, train):
+    video = media["jpg"][0]
+    spec = ClipSpec(3, (H, W), 1, max_skip=3)
+    batches = list(make_loader([video], spec, batch_size=8, train=train, seed=0, **SMALL))
+    images = np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in video.video.frame_files])  # (n, H, W)
+    for b in batches:
+        assert b.window.shape == (len(b), 1, 3 * 2 + 1, H, W)
+        assert torch.equal(b.window[:, :, 2:5], b.clips)  # the plain clip sits at window index 3 +- 1
+        for i, centre in enumerate(b.frame.tolist()):
+            want = images[np.clip(np.arange(centre - 3, centre + 4), 0, video.num_frames - 1)] / 255.0
+            assert torch.allclose(b.window[i, 0], torch.from_numpy(want).float(), atol=1e-6)
+
+
+def test_h264_without_prepare_names_the_file(media):
+    with pytest.raises(VadgpuError, match=r"c\.mp4.*h264.*vadgpu data prepare"):
+        make_loader(media["h264"], ClipSpec(3, (32, 32), 1), device="cpu")
+
+
+def test_bad_inputs_raise_clear_errors(media, tmp_path):
+    spec = ClipSpec(3, (32, 32), 1)
+    with pytest.raises(VadgpuError, match="mixes video files and frame folders"):
+        make_loader(media["avi"] + media["jpg"], spec, device="cpu")
+    gone = media["avi"][0]
+    missing = PreparedVideo(Video("x", tmp_path / "x.avi"), tmp_path / "x.avi", 10, 25.0, W, H, "mjpeg")
+    with pytest.raises(VadgpuError, match=r"x\.avi: not found"):
+        make_loader([gone, missing], spec, device="cpu")
+    with pytest.raises(VadgpuError, match="shard_id 3"):
+        make_loader(media["avi"], spec, device="cpu", shard_id=3, num_shards=3)
+    with pytest.raises(VadgpuError, match="channels"):
+        ClipSpec(3, (32, 32), 2)
+    corrupt = tmp_path / "corrupt.avi"
+    corrupt.write_bytes(b"RIFF" + bytes(range(256)) * 40)
+    for videos in ([_video(corrupt, 20, "mjpeg")], [gone, _video(corrupt, 20, "mjpeg")]):  # alone / dropped silently
+        with pytest.raises(VadgpuError, match=r"could not open .*corrupt\.avi"):
+            list(make_loader(videos, spec, device="cpu", train=False))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    files = tuple(broken / f"{i:03d}.jpg" for i in range(6))
+    for f in files:
+        f.write_bytes(b"\xff\xd8 not a jpeg")
+    folder = PreparedVideo(Video("broken", broken, files), broken, 6, 25.0, W, H, "jpeg")
+    with pytest.raises(VadgpuError, match=r"could not decode .*broken"):
+        list(make_loader([folder], spec, device="cpu", train=False))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_gpu_is_an_error(media):
+    with pytest.raises(VadgpuError, match="CUDA"):
+        make_loader(media["avi"], ClipSpec(3, (32, 32), 1), device="cuda")
+
+
+def test_ped2_training_loader_over_two_videos(ped2_root):
+    videos = []
+    for name in ("01", "02"):
+        files = tuple(sorted((ped2_root / "training" / "frames" / name).glob("*.jpg")))
+        videos.append(PreparedVideo(Video(name, files[0].parent, files), files[0].parent, len(files), 25.0, 360, 240,
+                                    "jpeg"))
+    loader = make_loader(videos, ClipSpec(3, (64, 64), 1), batch_size=32, device="cpu", train=True, seed=0)
+    batches = list(loader)
+    assert len(batches) == len(loader)
+    assert sum(len(b) for b in batches) == sum(v.num_frames - 2 for v in videos)
+    assert batches[0].clips.shape == (32, 1, 3, 64, 64)
+    assert loader.frames_decoded_per_clip < 1.1
+    assert 0.05 < float(batches[0].clips.mean()) < 0.95
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["avi", "vp9", "h264", "jpg"])
+def test_cuda_pipeline_matches_baseline(media, kind):
+    """NVDEC / nvJPEG output on the GPU, same clips as the OpenCV baseline (H.264 needs no prepare on CUDA)."""
+    spec = ClipSpec(3, (32, 40), 3, max_skip=2)
+    kw = dict(batch_size=6, train=False, device="cuda", run_length=12, runs_per_group=2)
+    gpu, ref = list(make_loader(media[kind], spec, **kw)), list(make_baseline_loader(media[kind], spec, **kw))
+    assert gpu[0].clips.is_cuda and gpu[0].window.is_cuda and gpu[0].frame.is_cuda
+    diff = _compare(gpu, ref)
+    assert float(diff.mean()) <= 0.02 and float(diff.quantile(0.99)) <= 0.15

@@ -1,0 +1,134 @@
+"""The baseline: a plain torch DataLoader that decodes every clip's frames with OpenCV, as users' loaders do.
+
+It walks the same clip index as the DALI loader (clip_index.py) and yields the same ClipBatch in the same order
+for the same (seed, epoch, shard), so it serves twice: as the benchmark's baseline (each frame is decoded once
+per clip that contains it, T times with overlapping clips) and as the correctness reference for the DALI
+pipelines (same video, same frames, tensors equal within resize/colour-conversion rounding).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vadgpu.device import is_cuda, resolve_device
+from vadgpu.errors import VadgpuError
+from vadgpu.pipelines.clip_index import ClipSpec, RunTable, span_frames
+from vadgpu.pipelines.loader import DEFAULT_RUN_LENGTH, DEFAULT_RUNS_PER_GROUP, ClipBatch, ClipLoader, assemble_batch
+from vadgpu.pipelines.types import PreparedVideo
+
+
+class ClipDataset(Dataset):
+    """Item `clip id` -> (span frames (S, C, H, W) float32 in [0, 1], clip id), decoded from scratch each time."""
+
+    def __init__(self, videos: Sequence[PreparedVideo], spec: ClipSpec, table: RunTable, num_frames: np.ndarray):
+        self.videos, self.spec, self.table, self.num_frames = list(videos), spec, table, num_frames
+        self._captures: dict[int, cv2.VideoCapture] = {}  # per worker process: opened once, seeked per clip
+
+    def __len__(self) -> int:
+        return len(self.table.clip_centre)
+
+    def __getitem__(self, clip: int) -> tuple[torch.Tensor, int]:
+        frames = span_frames(self.table, np.array([clip]), self.num_frames, self.spec)[0]  # (S,) frame indices
+        video = int(self.table.run_video[self.table.clip_run[clip]])
+        decoded = self._read_video(video, frames) if not self.videos[video].video.is_folder else {
+            i: self._read_image(video, i) for i in np.unique(frames)}
+        span = np.stack([self._convert(decoded[i]) for i in frames])  # (S, H, W, C) uint8
+        return torch.from_numpy(span).permute(0, 3, 1, 2).float().div_(255.0), clip
+
+    def _read_image(self, video: int, index: int) -> np.ndarray:
+        path = self.videos[video].video.frame_files[index]
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if self.spec.channels == 1 else cv2.IMREAD_COLOR)
+        if image is None:
+            raise VadgpuError(f"{path}: OpenCV cannot read this frame file")
+        return image
+
+    def _read_video(self, video: int, frames: np.ndarray) -> dict[int, np.ndarray]:
+        path = self.videos[video].decode_path
+        cap = self._captures.get(video)
+        if cap is None:
+            cap = self._captures[video] = cv2.VideoCapture(str(path))
+            if not cap.isOpened():
+                raise VadgpuError(f"{path}: OpenCV cannot open this video")
+        lo, hi = int(frames.min()), int(frames.max())
+        cap.set(cv2.CAP_PROP_POS_FRAMES, lo)
+        out = {}
+        for index in range(lo, hi + 1):
+            ok, image = cap.read()
+            if not ok:
+                raise VadgpuError(f"{path}: OpenCV could not decode frame {index}")
+            out[index] = image if self.spec.channels == 3 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        return out
+
+    def _convert(self, image: np.ndarray) -> np.ndarray:
+        """Colour first, then resize (same order as the DALI graph); returns (H, W, C)."""
+        if image.ndim == 3 and self.spec.channels == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        height, width = self.spec.size
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        return image[:, :, None] if image.ndim == 2 else image
+
+
+def _collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, np.ndarray]:
+    return torch.stack([span for span, _ in items]), np.array([clip for _, clip in items], dtype=np.int64)
+
+
+def _quiet_opencv(_worker: int) -> None:
+    cv2.setNumThreads(1)  # parallelism comes from the workers; OpenCV's own threads would oversubscribe
+
+
+class BaselineLoader(ClipLoader):
+    """Same index, plan, sharding and batches as ClipLoader; frames decoded per clip by DataLoader workers."""
+
+    def __init__(self, *args, num_workers: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_workers = num_workers
+        self.dataset = ClipDataset(self.videos, self.spec, self.table, self.num_frames)
+
+    def __iter__(self) -> Iterator[ClipBatch]:
+        plan = self._plan
+        self.frames_decoded = self.clips_emitted = 0
+        order = plan.clip_order.tolist()
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
+                            collate_fn=_collate, pin_memory=is_cuda(self.device),
+                            worker_init_fn=_quiet_opencv if self.num_workers else None)
+        for span, clips in loader:
+            spans = span_frames(self.table, clips, self.num_frames, self.spec)
+            self.frames_decoded += self._decoded_per_clip(spans)
+            self.clips_emitted += len(clips)
+            yield assemble_batch(span.to(self.device, non_blocking=True), clips, self.table, self.spec, self.device)
+
+    def _decoded_per_clip(self, spans: np.ndarray) -> int:
+        if self.is_folder:  # one imread per distinct frame of the clip
+            return int(sum(len(np.unique(s)) for s in spans))
+        return int((spans.max(axis=1) - spans.min(axis=1) + 1).sum())  # seek + read through the span
+
+
+def make_baseline_loader(
+    videos: Sequence[PreparedVideo],
+    spec: ClipSpec,
+    batch_size: int = 32,
+    device: str | torch.device | None = "auto",
+    train: bool = True,
+    seed: int = 0,
+    shard_id: int = 0,
+    num_shards: int = 1,
+    *,
+    num_workers: int = 0,
+    run_length: int = DEFAULT_RUN_LENGTH,
+    runs_per_group: int = DEFAULT_RUNS_PER_GROUP,
+) -> BaselineLoader:
+    """torch DataLoader over the DALI loader's clip index; OpenCV decodes T frames per clip in `num_workers`
+    processes. Same arguments, batches and order as `make_loader` (run_length/runs_per_group only shape the
+    order, so pass the same values to compare the two)."""
+    if num_workers < 0:
+        raise VadgpuError(f"--num-workers {num_workers} must be >= 0")
+    device = resolve_device(device)
+    return BaselineLoader(videos, spec, batch_size=batch_size, device=device, train=train, seed=seed,
+                          shard_id=shard_id, num_shards=num_shards, run_length=run_length,
+                          runs_per_group=runs_per_group, num_threads=None, num_workers=num_workers)

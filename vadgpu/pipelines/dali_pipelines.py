@@ -1,0 +1,209 @@
+"""The two DALI pipelines that decode runs of consecutive frames, and the decoder that drives one epoch of them.
+
+    video_run_pipeline   fn.experimental.readers.video over a per-epoch file list (one line per run, exact frame
+                         ranges); 'gpu' (NVDEC) on CUDA, 'cpu' (libavcodec) otherwise
+    frame_run_pipeline   the run's frame files read in Python (external source) + fn.decoders.image; 'mixed'
+                         (nvJPEG) on CUDA, 'cpu' otherwise
+
+Both end in the same graph (gray/RGB, resize, [0, 1] float, channels first) and hand their output to torch with
+`feed_ndarray` into a tensor on the same device: on CUDA a device-to-device copy, never through the host.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from nvidia.dali import fn, pipeline_def, types
+
+from vadgpu.device import dali_device_id, is_cuda
+from vadgpu.errors import VadgpuError
+from vadgpu.pipelines.clip_index import ClipSpec, EpochPlan, RunTable, shard_bounds
+from vadgpu.pipelines.types import PreparedVideo
+
+READER_NAME = "runs"
+
+
+def _to_clip_frames(frames, spec: ClipSpec, rgb_input: bool, layout: str):
+    """Gray/RGB, resize to spec.size, float in [0, 1], channels first. Colour before resize, as the baseline does."""
+    if rgb_input and spec.channels == 1:
+        frames = fn.color_space_conversion(frames, image_type=types.RGB, output_type=types.GRAY)
+    height, width = spec.size
+    frames = fn.resize(frames, resize_x=width, resize_y=height, interp_type=types.INTERP_LINEAR, antialias=True)
+    return fn.crop_mirror_normalize(frames, dtype=types.FLOAT, output_layout=layout, mean=[0.0], std=[255.0])
+
+
+@pipeline_def
+def video_run_pipeline(file_list: str, spec: ClipSpec, run_length: int, cuda: bool, shard_id: int, num_shards: int):
+    """One sample per file-list line: `run_length` frames (edge-padded past the run's end), label = run id."""
+    frames, run_id = fn.experimental.readers.video(
+        device="gpu" if cuda else "cpu",
+        file_list=file_list,
+        file_list_format="frames",
+        file_list_include_end=False,
+        sequence_length=run_length,
+        pad_mode="edge",
+        shard_id=shard_id,
+        num_shards=num_shards,
+        stick_to_shard=True,
+        random_shuffle=False,  # the order is the epoch plan's, already shuffled under the seed
+        name=READER_NAME,
+    )  # (F, H, W, 3) uint8 per sample
+    return _to_clip_frames(frames, spec, rgb_input=True, layout="FCHW"), run_id
+
+
+@pipeline_def
+def frame_run_pipeline(source, spec: ClipSpec, cuda: bool):
+    """One sample per frame file of the group's runs, in run order."""
+    encoded = fn.external_source(source=source, batch=True, batch_info=True, dtype=types.UINT8)
+    frames = fn.decoders.image(encoded, device="mixed" if cuda else "cpu",
+                               output_type=types.GRAY if spec.channels == 1 else types.RGB)  # (H, W, C)
+    return _to_clip_frames(frames, spec, rgb_input=False, layout="CHW")
+
+
+class FrameRunSource:
+    """External source: the encoded bytes of every frame of group `iteration`'s runs (one DALI batch per group)."""
+
+    def __init__(self, videos: Sequence[PreparedVideo], table: RunTable, groups: list[np.ndarray]):
+        self.videos, self.table, self.groups = videos, table, groups
+
+    def files(self, group: np.ndarray) -> list[Path]:
+        t = self.table
+        return [f for r in group
+                for f in self.videos[t.run_video[r]].video.frame_files[t.run_lo[r] : t.run_lo[r] + t.run_length[r]]]
+
+    def __call__(self, info) -> list[np.ndarray]:
+        if info.iteration >= len(self.groups):
+            raise StopIteration
+        out = []
+        for path in self.files(self.groups[info.iteration]):
+            try:
+                out.append(np.fromfile(path, dtype=np.uint8))
+            except OSError as exc:
+                raise VadgpuError(f"{path}: cannot read frame file ({exc.strerror})") from exc
+        return out
+
+
+def _to_torch(tensor_list, device: torch.device) -> torch.Tensor:
+    """Copy a DALI output into a new torch tensor on the same device (GPU stays on the GPU)."""
+    from nvidia.dali.plugin.pytorch import feed_ndarray
+
+    dense = tensor_list.as_tensor()
+    out = torch.empty(tuple(dense.shape()), dtype=torch.float32, device=device)
+    feed_ndarray(dense, out, cuda_stream=torch.cuda.current_stream(device) if is_cuda(device) else None)
+    return out
+
+
+def _host_ints(tensor_list) -> np.ndarray:
+    if hasattr(tensor_list, "as_cpu"):
+        tensor_list = tensor_list.as_cpu()
+    return np.asarray(tensor_list.as_tensor()).reshape(-1).astype(np.int64)
+
+
+class RunDecoder:
+    """Decode one shard's epoch group by group; yields (frames (F, C, H, W), row of each run's first frame,
+    frames decoded)."""
+
+    def __init__(self, videos: Sequence[PreparedVideo], spec: ClipSpec, table: RunTable, plan: EpochPlan,
+                 device: torch.device, is_folder: bool, run_length: int, num_threads: int, seed: int,
+                 shard_id: int, num_shards: int):
+        self.videos, self.table, self.plan, self.device = videos, table, plan, device
+        self.is_folder, self.run_length = is_folder, run_length
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._links: dict[str, str] = {}  # private link name -> source path, to name sources in errors
+        common = dict(num_threads=num_threads, device_id=dali_device_id(device), seed=seed, prefetch_queue_depth=2)
+        cuda = is_cuda(device)
+        if is_folder:
+            self.source = FrameRunSource(videos, table, plan.groups)
+            batch = max(int(table.run_length[g].sum()) for g in plan.groups)
+            self.pipe = frame_run_pipeline(source=self.source, spec=spec, cuda=cuda, batch_size=batch, **common)
+        else:
+            lo, hi = shard_bounds(len(plan.run_order), shard_id, num_shards)
+            if not np.array_equal(np.concatenate(plan.groups), plan.run_order[lo:hi][: sum(map(len, plan.groups))]):
+                raise RuntimeError("epoch plan and reader shard disagree")  # a bug, not a user error
+            file_list = self._write_file_list(plan.run_order)
+            batch = max(len(g) for g in plan.groups)
+            self.pipe = video_run_pipeline(file_list=file_list, spec=spec, run_length=run_length, cuda=cuda,
+                                           shard_id=shard_id, num_shards=num_shards, batch_size=batch, **common)
+        try:
+            self._guard(self.pipe.build, plan.groups[0])
+        except VadgpuError:
+            if not is_folder:
+                self._check_reader_kept_every_run(None)  # raises a precise error if it finds the culprit
+            raise
+        if not is_folder:
+            self._check_reader_kept_every_run(len(plan.run_order))
+
+    def _write_file_list(self, order: np.ndarray) -> str:
+        # DALI's file list is whitespace-separated, so the sources are linked under plain names in a private
+        # folder (the sources themselves are never touched)
+        self._tmp = tempfile.TemporaryDirectory(prefix="vadgpu-runs-")
+        folder = Path(self._tmp.name)
+        links = []
+        for i, v in enumerate(self.videos):
+            link = folder / f"{i:05d}{v.decode_path.suffix}"
+            link.symlink_to(Path(v.decode_path).resolve())
+            links.append(link)
+            self._links[str(link)] = str(v.decode_path)
+        t = self.table
+        lines = [f"{links[t.run_video[r]]} {r} {t.run_lo[r]} {t.run_lo[r] + t.run_length[r]}\n" for r in order]
+        path = folder / "runs.txt"
+        path.write_text("".join(lines), encoding="utf-8")
+        return str(path)
+
+    def _guard(self, call, group: np.ndarray):
+        """Run a DALI call; its failure becomes a VadgpuError naming the files of the group being decoded."""
+        try:
+            return call()
+        except (RuntimeError, IndexError, ValueError) as exc:
+            names = sorted({str(self.videos[v].decode_path) for v in self.table.run_video[group]})
+            raise VadgpuError(f"DALI could not decode {', '.join(names)}: {self._reason(exc)}") from exc
+
+    def _reason(self, exc: Exception) -> str:
+        # DALI's message wraps the cause in the pipeline traceback and C++ context; keep the cause
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = text.split("encountered:", 1)[-1].split("C++ context", 1)[0].strip()
+        for link, source in self._links.items():
+            text = text.replace(link, source)
+        return text[:400]
+
+    def _check_reader_kept_every_run(self, expected: int | None) -> None:
+        """The video reader skips files it cannot open with only a log line; find them and say so."""
+        if expected is not None and self.pipe.reader_meta(READER_NAME)["epoch_size"] == expected:
+            return
+        import av
+
+        bad = []
+        for v in self.videos:
+            try:
+                with av.open(str(v.decode_path)) as container:
+                    next(container.decode(video=0))
+            except (av.FFmpegError, StopIteration, IndexError) as exc:
+                bad.append(f"{v.decode_path} ({type(exc).__name__}: {exc})")
+        if bad or expected is not None:
+            raise VadgpuError("DALI's video reader could not open " + ("; ".join(bad) or "some of the files")
+                              + "; check the files or rerun `vadgpu data prepare`")
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, dict[int, int], int]]:
+        t = self.table
+        for group in self.plan.groups:
+            outputs = self._guard(self.pipe.run, group)
+            frames = _to_torch(outputs[0], self.device)
+            if self.is_folder:  # (F, C, H, W): the group's runs back to back
+                starts = np.concatenate([[0], np.cumsum(t.run_length[group])[:-1]])
+                yield frames, dict(zip(group.tolist(), starts.tolist())), int(t.run_length[group].sum())
+            else:  # (B, run_length, C, H, W): one padded run per sample, maybe past the group's end
+                got = _host_ints(outputs[1])
+                if not np.array_equal(got[: len(group)], group):
+                    raise RuntimeError(f"video reader returned runs {got[:len(group)]}, expected {group}")
+                rows = (np.arange(len(group)) * self.run_length).tolist()
+                yield frames.flatten(0, 1), dict(zip(group.tolist(), rows)), int(t.run_length[got].sum())
+
+    def close(self) -> None:
+        self.pipe = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None

@@ -1,0 +1,227 @@
+"""DALI clip loaders: decode runs of consecutive frames once, cut every overlapping clip from them on the device.
+
+    spec = ClipSpec(temporal=3, size=(64, 64), channels=1)
+    loader = make_loader(prepared.train, spec, batch_size=32, device=device, train=True, seed=0)
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        for batch in loader:          # ClipBatch
+            batch.clips               # (N, C, T, H, W) float32 in [0, 1] on `device`
+
+Two DALI pipelines (dali_pipelines.py) decode *runs* (clip_index.py): video files through
+`fn.experimental.readers.video`, frame folders through file reading + `fn.decoders.image`. A loader that decodes
+T frames per clip decodes each frame T times; here each frame is decoded about once per epoch
+(`loader.frames_decoded_per_clip` reports the measured ratio), and the clips are gathered from the decoded run
+frames with one index_select per batch on the device.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from vadgpu.device import is_cuda, resolve_device
+from vadgpu.errors import VadgpuError
+from vadgpu.pipelines.clip_index import ClipSpec, EpochPlan, RunTable, build_run_table, plan_epoch, span_frames
+from vadgpu.pipelines.types import PreparedVideo
+
+__all__ = ["ClipSpec", "ClipBatch", "ClipLoader", "make_loader", "check_decodable", "DEFAULT_RUN_LENGTH"]
+
+DEFAULT_RUN_LENGTH = 64  # frames per decoded run: long enough that overlap (span - 1) costs little
+DEFAULT_RUNS_PER_GROUP = 8  # runs per DALI iteration; clips are shuffled across them
+# What DALI's video reader decodes on each backend (its docs: CPU = libavcodec for VP8/VP9/MJPEG only; the GPU
+# reader adds NVDEC codecs). Anything else must go through `vadgpu data prepare` first.
+VIDEO_CODECS = {
+    "cpu": frozenset({"mjpeg", "vp8", "vp9"}),
+    "cuda": frozenset({"mjpeg", "vp8", "vp9", "h264", "hevc", "av1", "mpeg4"}),
+}
+IMAGE_CODECS = frozenset({"jpeg", "jpg", "png", "tiff", "tif", "bmp", "webp", "jpeg2000"})
+
+
+@dataclass
+class ClipBatch:
+    """One batch of clips and where they come from (docs/architecture.md, "Loader interface")."""
+
+    clips: torch.Tensor  # (N, C, T, H, W) float32 in [0, 1]
+    video: torch.Tensor  # (N,) int64: index into the loader's video list
+    frame: torch.Tensor  # (N,) int64: centre frame of each clip
+    window: torch.Tensor | None = None  # (N, C, max_skip * (T - 1) + 1, H, W) when max_skip > 1
+
+    def __len__(self) -> int:
+        return self.clips.shape[0]
+
+
+def check_decodable(videos: Sequence[PreparedVideo], device: torch.device) -> bool:
+    """Raise VadgpuError for anything DALI would fail on or silently drop; return True for frame folders.
+
+    The CPU video reader skips files it cannot decode without a word, so the codec is checked here, per file.
+    """
+    if not videos:
+        raise VadgpuError("no videos to load (the split is empty)")
+    backend = "cuda" if is_cuda(device) else "cpu"
+    folders = {v.video.is_folder for v in videos}
+    if len(folders) > 1:
+        raise VadgpuError(
+            f"{videos[0].video.path.parent}: the split mixes video files and frame folders; one loader reads one "
+            "kind (convert the videos to frame folders or the folders to videos)"
+        )
+    for v in videos:
+        if not v.decode_path.exists():
+            raise VadgpuError(f"{v.decode_path}: not found (video {v.name}); rerun `vadgpu data prepare`")
+        if v.num_frames < 1:
+            raise VadgpuError(f"{v.decode_path}: has no frames (video {v.name})")
+        if v.video.is_folder:
+            if v.codec.lower() not in IMAGE_CODECS:
+                raise VadgpuError(f"{v.decode_path}: frame format {v.codec!r} is not an image format DALI decodes")
+            if len(v.video.frame_files) != v.num_frames:
+                raise VadgpuError(
+                    f"{v.decode_path}: {len(v.video.frame_files)} frame files but the record says {v.num_frames}"
+                )
+        elif v.codec.lower() not in VIDEO_CODECS[backend]:
+            raise VadgpuError(
+                f"{v.decode_path}: codec {v.codec!r} cannot be decoded by DALI's {backend} video reader "
+                f"(it reads {', '.join(sorted(VIDEO_CODECS[backend]))}); run `vadgpu data prepare` to transcode "
+                "it into the cache"
+            )
+    return folders.pop()
+
+
+class ClipLoader:
+    """Iterate ClipBatch over one shard; `len()` is the batch count per epoch, equal on every shard."""
+
+    def __init__(
+        self,
+        videos: Sequence[PreparedVideo],
+        spec: ClipSpec,
+        *,
+        batch_size: int,
+        device: torch.device,
+        train: bool,
+        seed: int,
+        shard_id: int,
+        num_shards: int,
+        run_length: int,
+        runs_per_group: int,
+        num_threads: int | None,
+    ):
+        self.videos = list(videos)
+        self.spec = spec
+        self.batch_size = batch_size
+        self.device = device
+        self.train = train
+        self.seed = seed
+        self.shard_id = shard_id
+        self.num_shards = num_shards
+        self.runs_per_group = runs_per_group
+        self.num_threads = max(1, num_threads or os.cpu_count() or 1)
+        self.is_folder = check_decodable(self.videos, device)
+        self.num_frames = np.array([v.num_frames for v in self.videos], dtype=np.int64)
+        self.run_length = max(run_length, len(spec.span_offsets))
+        self.table: RunTable = build_run_table(self.num_frames.tolist(), spec, train, self.run_length)
+        if len(self.table.clip_centre) == 0:
+            raise VadgpuError(
+                f"{self.videos[0].decode_path.parent}: no video has {spec.temporal} frames, so there are no clips"
+            )
+        self.epoch = 0
+        self._plan = self._make_plan()  # checks shard arguments now, not on first iteration
+        self.frames_decoded = 0  # in the current / last epoch
+        self.clips_emitted = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle (training) for `epoch`; the same (seed, epoch) gives the same batches."""
+        self.epoch = int(epoch)
+        self._plan = self._make_plan()
+
+    def __len__(self) -> int:
+        return len(self._plan)
+
+    @property
+    def frames_decoded_per_clip(self) -> float:
+        """Frames the pipeline decoded per clip emitted, measured over the current / last epoch."""
+        return self.frames_decoded / max(self.clips_emitted, 1)
+
+    def _make_plan(self) -> EpochPlan:
+        return plan_epoch(self.table, train=self.train, seed=self.seed, epoch=self.epoch, shard_id=self.shard_id,
+                          num_shards=self.num_shards, runs_per_group=self.runs_per_group,
+                          batch_size=self.batch_size)
+
+    def __iter__(self) -> Iterator[ClipBatch]:
+        from vadgpu.pipelines.dali_pipelines import RunDecoder
+
+        plan = self._plan
+        self.frames_decoded = self.clips_emitted = 0
+        decoder = RunDecoder(self.videos, self.spec, self.table, plan, self.device, self.is_folder,
+                             self.run_length, self.num_threads, self.seed, self.shard_id, self.num_shards)
+        pieces: list[tuple[torch.Tensor, np.ndarray]] = []
+        have = start = 0
+        try:
+            for g, (frames, row_of_run, decoded) in enumerate(decoder):  # frames (F, C, H, W) on the device
+                self.frames_decoded += decoded
+                clips = plan.clip_order[start : plan.group_end[g]]
+                start = plan.group_end[g]
+                rows = self._rows(clips, row_of_run)  # (K, span) row of every needed frame in `frames`
+                pos = 0
+                while pos < len(clips):
+                    take = min(self.batch_size - have, len(clips) - pos)
+                    pieces.append((frames[rows[pos : pos + take]], clips[pos : pos + take]))  # (k, span, C, H, W)
+                    have, pos = have + take, pos + take
+                    if have == self.batch_size:
+                        yield self._batch(pieces)
+                        pieces, have = [], 0
+            if pieces:
+                yield self._batch(pieces)
+        finally:
+            decoder.close()
+
+    def _rows(self, clips: np.ndarray, row_of_run: dict[int, int]) -> torch.Tensor:
+        runs = self.table.clip_run[clips]
+        base = np.fromiter((row_of_run[r] for r in runs), dtype=np.int64, count=len(runs))
+        rows = base[:, None] + span_frames(self.table, clips, self.num_frames, self.spec) - self.table.run_lo[runs, None]
+        return torch.from_numpy(rows).to(self.device, non_blocking=True)
+
+    def _batch(self, pieces: list[tuple[torch.Tensor, np.ndarray]]) -> ClipBatch:
+        clips = np.concatenate([c for _, c in pieces])
+        self.clips_emitted += len(clips)
+        span = torch.cat([f for f, _ in pieces]) if len(pieces) > 1 else pieces[0][0]
+        return assemble_batch(span, clips, self.table, self.spec, self.device)
+
+
+def assemble_batch(span: torch.Tensor, clips: np.ndarray, table: RunTable, spec: ClipSpec,
+                   device: torch.device) -> ClipBatch:
+    """Turn gathered span frames (N, S, C, H, W) of clip ids `clips` into a ClipBatch (shared with the baseline)."""
+    span = span.permute(0, 2, 1, 3, 4)  # (N, C, S, H, W)
+    window = span.contiguous() if spec.has_window else None
+    video = torch.from_numpy(table.run_video[table.clip_run[clips]]).to(device)
+    frame = torch.from_numpy(table.clip_centre[clips]).to(device)
+    return ClipBatch(clips=span[:, :, spec.clip_in_span].contiguous(), video=video, frame=frame, window=window)
+
+
+def make_loader(
+    videos: Sequence[PreparedVideo],
+    spec: ClipSpec,
+    batch_size: int = 32,
+    device: str | torch.device | None = "auto",
+    train: bool = True,
+    seed: int = 0,
+    shard_id: int = 0,
+    num_shards: int = 1,
+    *,
+    run_length: int = DEFAULT_RUN_LENGTH,
+    runs_per_group: int = DEFAULT_RUNS_PER_GROUP,
+    num_threads: int | None = None,
+) -> ClipLoader:
+    """DALI clip loader over `videos` (video files or frame folders, made decodable by `vadgpu data prepare`).
+
+    Training: full clips only, runs shuffled per epoch under `seed`, clips shuffled across `runs_per_group` runs.
+    Test: every frame once as a centre, in video/frame order, ends edge-replicated. Shard `shard_id` of
+    `num_shards` gets a disjoint part with the same batch count as every other shard. `device` goes through
+    vadgpu.device.resolve_device: CUDA decodes on the GPU (NVDEC / nvJPEG), CPU uses DALI's CPU backend.
+    """
+    device = resolve_device(device)
+    return ClipLoader(videos, spec, batch_size=batch_size, device=device, train=train, seed=seed,
+                      shard_id=shard_id, num_shards=num_shards, run_length=run_length,
+                      runs_per_group=runs_per_group, num_threads=num_threads)
