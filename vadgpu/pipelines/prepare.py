@@ -223,6 +223,10 @@ def _prepare_one(video: Video, split: str, fingerprint: dict, backend: str, fold
     out = folder / "transcoded" / split / f"{video.name}-{sha[:12]}{target.extension}"
     started = time.perf_counter()
     written = transcode(video.path, out, target)
+    if written < header.num_frames:
+        out.unlink()
+        raise VadgpuError(f"video {video.path}: the container states {header.num_frames} frames but only {written} "
+                          "decode (the file is truncated or damaged)")
     result = probe_video(out)
     if result.num_frames != written:
         raise VadgpuError(f"transcode of {video.path} to {out} holds {result.num_frames} frames, expected {written}")

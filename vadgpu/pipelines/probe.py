@@ -43,10 +43,13 @@ def probe_video(path: str | Path, decode: bool = False) -> Probe:
             codec = stream.codec_context.codec.canonical_name
             width, height = stream.codec_context.width, stream.codec_context.height
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            num_frames = stream.frames
+            stated = num_frames = stream.frames
             if decode or num_frames <= 0:
                 stream.thread_type = "AUTO"
                 num_frames = sum(1 for _ in container.decode(stream))
+            if 0 < num_frames < stated:
+                raise VadgpuError(f"video {path}: the container states {stated} frames but only {num_frames} decode "
+                                  "(the file is truncated or damaged)")
     except VadgpuError:
         raise
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
