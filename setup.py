@@ -21,6 +21,7 @@ setup(
         "cupy-cuda12x",
         "nvidia-cuda-nvrtc-cu12",
         "ultralytics",
+        "lap>=0.5.12",  # ultralytics' ByteTrack tracker imports it (else it tries to pip-install it at run time)
         "opencv-python<5",  # OpenCV 5 removed readNetFromDarknet (YOLOv3 in Darknet format)
         "av",
         "imageio-ffmpeg",

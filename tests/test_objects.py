@@ -325,6 +325,29 @@ def test_sample_on_cuda_without_sync(tmp_path):
     assert torch.equal(valid.cpu(), cpu_valid)
 
 
+def test_boxes_command_on_synthetic_dataset_feeds_object_boxes(tmp_path):
+    from click.testing import CliRunner
+
+    from vadgpu.cli.main import cli
+    from vadgpu.pipelines.catalog import open_dataset
+    from vadgpu.pipelines.prepare import load_prepared
+    from vadgpu.pipelines.synth import make_synthetic_dataset
+
+    root = make_synthetic_dataset(tmp_path / "synth", train_videos=2, test_videos=1, frames=24, size=(96, 64),
+                                  formats=("avi",))
+    cache = tmp_path / "cache"
+    result = CliRunner().invoke(cli, ["data", "boxes", "--dataset", "synthetic", "--root", str(root), "--detector",
+                                      "bgsub", "--cache", str(cache), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    written = list(cache.glob("synthetic-*/boxes-bgsub-train.npz"))
+    assert len(written) == 1 and "boxes in" in result.output and "48 frames of 2 videos" in result.output
+    prepared = load_prepared(open_dataset("synthetic", root), "cpu", cache=cache, progress=False)
+    table = ObjectBoxes.load(written[0], prepared.train, "cpu", temporal=3)
+    assert table.info["boxes"] > 24 and table.coverage > 0.5  # walkers are in view in most frames
+    boxes, valid = table.sample(torch.zeros(24, dtype=torch.int64), torch.arange(24), torch.Generator())
+    assert valid[1:23].float().mean() > 0.5 and not valid[0] and not valid[23]
+
+
 # ---------------------------------------------------------------------------------------------------- patch bank
 
 

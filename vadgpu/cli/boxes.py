@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import click
@@ -11,18 +9,11 @@ import click
 from vadgpu.errors import VadgpuError
 
 
-def default_boxes_path(dataset: str, root: Path, detector: str, split: str, variant: str | None) -> Path:
-    """Beside the prepare cache when prepare names one, else under $XDG_CACHE_HOME/vadgpu (never in the source)."""
-    name = f"boxes-{detector}-{split}.npz"
-    try:
-        from vadgpu.pipelines.prepare import default_cache_dir
-    except ImportError:
-        default_cache_dir = None
-    if default_cache_dir is not None:
-        return Path(default_cache_dir(dataset, root, variant)) / name
-    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vadgpu"
-    return base / f"{dataset}{'-' + variant if variant else ''}-{key}" / name
+def default_boxes_path(dataset, detector: str, split: str, cache: Path | None = None) -> Path:
+    """`boxes-<detector>-<split>.npz` in the dataset's prepare cache folder (beside the per-backend folders)."""
+    from vadgpu.pipelines.prepare import cache_dir_for
+
+    return cache_dir_for(dataset, "cpu", cache).parent / f"boxes-{detector}-{split}.npz"
 
 
 @click.command("boxes")
@@ -42,11 +33,13 @@ def default_boxes_path(dataset: str, root: Path, detector: str, split: str, vari
 @click.option("--conf", type=float, default=None, help="Detection confidence threshold [default: 0.25].")
 @click.option("--split", type=click.Choice(["train", "test", "both"]), default="train", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Cache file (.npz) [default: beside the prepare cache].")
+              help="Cache file (.npz) [default: boxes-DETECTOR-SPLIT.npz in the dataset's prepare cache folder].")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Cache root, as for `data prepare` [default: $VADGPU_CACHE or ~/.cache/vadgpu].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def boxes(dataset: str, root: Path, variant: str | None, kind: str, weights: Path | None, cfg: Path | None,
           names: Path | None, classes: str | None, conf: float | None, split: str, out: Path | None,
-          no_progress: bool) -> None:
+          cache: Path | None, no_progress: bool) -> None:
     """Detect and track objects in a dataset's videos once; write the box cache (.npz).
 
     \b
@@ -71,6 +64,6 @@ def boxes(dataset: str, root: Path, variant: str | None, kind: str, weights: Pat
     splits = {"train": ds.train, "test": ds.test}
     if split != "both":
         splits = {split: splits[split]}
-    out = out or default_boxes_path(dataset, root, kind, split, variant)
+    out = out or default_boxes_path(ds, kind, split, cache)
     summary = build_box_cache(splits, detector, out, dataset=ds.name, progress=False if no_progress else None)
     click.echo(f"{detector.describe()}: {summary}")

@@ -166,9 +166,13 @@ class ObjectBoxes:
         device: torch.device | str,
         temporal: int,
         split: str = "train",
-        max_gap: int = 2,
+        max_gap: int = 4,
     ) -> "ObjectBoxes":
-        """Read a box cache and build the sampling tables on `device` for `videos` (matched by name in `split`)."""
+        """Read a box cache and build the sampling tables on `device` for `videos` (matched by name in `split`).
+
+        Gaps of up to `max_gap` frames in a track (the IoU tracker keeps a track alive that long) are filled by
+        interpolation; longer gaps split it.
+        """
         if temporal < 1:
             raise VadgpuError(f"temporal {temporal}: must be at least 1")
         a = read_box_cache(path)

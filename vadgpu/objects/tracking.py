@@ -35,9 +35,12 @@ class IoUTracker:
     `iou_threshold` never match); unmatched detections start new tracks. A track survives `max_age` frames
     without a detection (a missed detection should not split an object in two) and is then closed.
     Classes are ignored by default because detectors flip between related classes (car / truck) of one object.
+    Defaults measured on Ped2's training set with yolov3-tiny: against (0.3, 2) they give 16% fewer, longer tracks
+    (tracks of 16+ frames hold 11.7k instead of 9.4k of the 22.6k boxes), the loss being mostly flickering
+    low-confidence detections rather than motion.
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_age: int = 2, match_classes: bool = False) -> None:
+    def __init__(self, iou_threshold: float = 0.2, max_age: int = 4, match_classes: bool = False) -> None:
         self.iou_threshold, self.max_age, self.match_classes = iou_threshold, max_age, match_classes
         self.reset()
 
