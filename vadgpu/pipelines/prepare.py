@@ -88,7 +88,10 @@ def cache_dir_for(dataset: Dataset, backend: str, cache: str | Path | None = Non
     base = Path(cache or os.environ.get("VADGPU_CACHE") or Path.home() / ".cache" / "vadgpu").expanduser().resolve()
     root = dataset.root.resolve()
     folder = base / f"{dataset.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:10]}" / backend
-    if folder == root or root in folder.parents:
+    # A root that holds the home folder (a lone video in ~ scored on its own) is no dataset folder: the usual
+    # cache under ~/.cache may lie inside it.
+    home = Path.home().resolve()
+    if (folder == root or root in folder.parents) and not (home == root or root in home.parents):
         raise VadgpuError(f"--cache {base}: the cache must not lie inside the dataset root {root} (it may be "
                           "read-only and is never written to)")
     return folder
@@ -106,6 +109,11 @@ def prepare_dataset(dataset: Dataset, backend: str = "cpu", cache: str | Path | 
     if backend not in BACKENDS:
         raise VadgpuError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
     folder = cache_dir_for(dataset, backend, cache)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VadgpuError(f"cannot create the cache folder {folder} ({exc.strerror}); pick another with --cache "
+                          "or VADGPU_CACHE") from exc
     manifest_path = folder / MANIFEST_NAME
     old = _read_manifest(manifest_path)
     entries: dict[str, dict[str, Any]] = dict(old.get("videos", {}))
