@@ -27,19 +27,16 @@ import torch
 from vadgpu.device import is_cuda, resolve_device
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.clip_index import ClipSpec, EpochPlan, RunTable, build_run_table, plan_epoch, span_frames
+from vadgpu.pipelines.prepare import DECODABLE, backend_for
+from vadgpu.pipelines.probe import IMAGE_FORMATS
 from vadgpu.pipelines.types import PreparedVideo
 
 __all__ = ["ClipSpec", "ClipBatch", "ClipLoader", "make_loader", "check_decodable", "DEFAULT_RUN_LENGTH"]
 
 DEFAULT_RUN_LENGTH = 64  # frames per decoded run: long enough that overlap (span - 1) costs little
 DEFAULT_RUNS_PER_GROUP = 8  # runs per DALI iteration; clips are shuffled across them
-# What DALI's video reader decodes on each backend (its docs: CPU = libavcodec for VP8/VP9/MJPEG only; the GPU
-# reader adds NVDEC codecs). Anything else must go through `vadgpu data prepare` first.
-VIDEO_CODECS = {
-    "cpu": frozenset({"mjpeg", "vp8", "vp9"}),
-    "cuda": frozenset({"mjpeg", "vp8", "vp9", "h264", "hevc", "av1", "mpeg4"}),
-}
-IMAGE_CODECS = frozenset({"jpeg", "jpg", "png", "tiff", "tif", "bmp", "webp", "jpeg2000"})
+# Frame-folder formats fn.decoders.image reads on both backends (the names probe.py gives them)
+IMAGE_CODECS = frozenset(IMAGE_FORMATS.values())
 
 
 @dataclass
@@ -58,11 +55,12 @@ class ClipBatch:
 def check_decodable(videos: Sequence[PreparedVideo], device: torch.device) -> bool:
     """Raise VadgpuError for anything DALI would fail on or silently drop; return True for frame folders.
 
-    The CPU video reader skips files it cannot decode without a word, so the codec is checked here, per file.
+    The CPU video reader skips files it cannot decode without a word, so the codec is checked here, per file,
+    against what `vadgpu data prepare` leaves untranscoded for the backend (prepare.DECODABLE).
     """
     if not videos:
         raise VadgpuError("no videos to load (the split is empty)")
-    backend = "cuda" if is_cuda(device) else "cpu"
+    backend = backend_for(device)
     folders = {v.video.is_folder for v in videos}
     if len(folders) > 1:
         raise VadgpuError(
@@ -81,10 +79,10 @@ def check_decodable(videos: Sequence[PreparedVideo], device: torch.device) -> bo
                 raise VadgpuError(
                     f"{v.decode_path}: {len(v.video.frame_files)} frame files but the record says {v.num_frames}"
                 )
-        elif v.codec.lower() not in VIDEO_CODECS[backend]:
+        elif v.codec.lower() not in DECODABLE[backend]:
             raise VadgpuError(
-                f"{v.decode_path}: codec {v.codec!r} cannot be decoded by DALI's {backend} video reader "
-                f"(it reads {', '.join(sorted(VIDEO_CODECS[backend]))}); run `vadgpu data prepare` to transcode "
+                f"{v.decode_path}: codec {v.codec!r} is not read by DALI's {backend} video reader here "
+                f"(it takes {', '.join(sorted(DECODABLE[backend]))}); run `vadgpu data prepare` to transcode "
                 "it into the cache"
             )
     return folders.pop()
