@@ -29,6 +29,10 @@ def _register() -> None:
     from vadgpu.cli import train
 
     cli.add_command(train.train)
+    from vadgpu.cli import evaluate
+
+    cli.add_command(evaluate.eval_command)
+    cli.add_command(evaluate.score_command)
 
 
 _register()

@@ -1,0 +1,93 @@
+"""`vadgpu eval` (a checkpoint on a dataset's labelled test split) and `vadgpu score` (one unlabelled video)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vadgpu.evaluation.protocol import GAUSSIAN_SIGMA, MEDIAN_WINDOW, NORMALISATIONS, SMOOTHINGS, Protocol
+from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, SCORE_KINDS
+
+
+def _protocol_options(norms: tuple[str, ...]):
+    """The options both commands share: score, smoothing, normalisation, edges, batch size, device, progress."""
+    options = [
+        click.option("--score", "score", type=click.Choice(SCORE_KINDS), default=DEFAULT_SCORE, show_default=True,
+                     help="Per-frame score: DDL's patch-max, negated PSNR, or the dual-path mix."),
+        click.option("--mix-weight", type=float, default=MIX_WEIGHT, show_default=True,
+                     help="--score mixed: weight of patch-max against the global MSE."),
+        click.option("--norm", type=click.Choice(norms), default="video", show_default=True,
+                     help="video: min-max per video (the papers); train: z-score with training-set statistics."),
+        click.option("--smooth", type=click.Choice(SMOOTHINGS), default="median", show_default=True,
+                     help="Temporal smoothing: median (DDL), gaussian (dual-path code) or none."),
+        click.option("--window", type=int, default=MEDIAN_WINDOW, show_default=True,
+                     help="--smooth median: window in frames (odd)."),
+        click.option("--sigma", type=float, default=GAUSSIAN_SIGMA, show_default=True,
+                     help="--smooth gaussian: standard deviation in frames."),
+        click.option("--drop-edges", is_flag=True,
+                     help="Leave out the first and last T//2 frames of each video (DDL's reference code)."),
+        click.option("--batch-size", type=int, default=16, show_default=True, help="Clips per batch."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+    ]
+
+    def decorate(func):
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def _protocol(kw: dict) -> Protocol:
+    return Protocol(score=kw["score"], norm=kw["norm"], smooth=kw["smooth"], window=kw["window"], sigma=kw["sigma"],
+                    drop_edges=kw["drop_edges"], mix_weight=kw["mix_weight"])
+
+
+@click.command("eval")
+@click.option("--run", type=click.Path(path_type=Path, file_okay=False),
+              help="Run folder: evaluates RUN/checkpoints/last.pt, writes RUN/eval/.")
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), help="A checkpoint file instead.")
+@click.option("--dataset", help="Catalog name (default: the dataset the checkpoint was trained on).")
+@click.option("--root", type=click.Path(path_type=Path), help="Dataset root (default: from the checkpoint).")
+@click.option("--variant", help="Dataset variant (default: from the checkpoint).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Output folder (default RUN/eval).")
+@_protocol_options(NORMALISATIONS)
+def eval_command(run, checkpoint, dataset, root, variant, out, **kw) -> None:
+    """Evaluate a checkpoint on a dataset's test split: frame-level micro/macro AUC, EER, AP.
+
+    Writes metrics.json (with the whole protocol), scores.csv, curves/VIDEO.png and roc.png, and prints a table.
+    """
+    from vadgpu.evaluation.report import format_table
+    from vadgpu.evaluation.runner import evaluate, resolve_checkpoint
+
+    protocol = _protocol(kw)
+    path, run_dir = resolve_checkpoint(run, checkpoint)
+    result = evaluate(path, dataset=dataset, root=root, variant=variant, protocol=protocol,
+                      batch_size=kw["batch_size"], device=kw["device"], out=out, run_dir=run_dir,
+                      progress=not kw["no_progress"])
+    counts = {v["name"]: v["scored_frames"] for v in result.record["videos"]}
+    click.echo(format_table(result.metrics, counts))
+    click.echo(f"\nwrote {result.out}/metrics.json, scores.csv, roc.png, curves/")
+
+
+@click.command("score")
+@click.argument("source", metavar="INPUT", type=click.Path(path_type=Path, exists=True))
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="The trained model's checkpoint.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Output folder (default ./NAME-scores).")
+@click.option("--heatmap-mp4", is_flag=True, help="Also write an MP4 with the per-pixel error heatmap.")
+@_protocol_options(("video", "none"))
+def score_command(source, checkpoint, out, heatmap_mp4, **kw) -> None:
+    """Score one unlabelled video file or frame folder: per-frame scores.csv, a score-curve PNG, optional MP4."""
+    from vadgpu.evaluation.runner import score_input
+
+    result = score_input(source, checkpoint, out=out, protocol=_protocol(kw), heatmap_mp4=heatmap_mp4,
+                         batch_size=kw["batch_size"], device=kw["device"], progress=not kw["no_progress"])
+    top = int(result.video.frames[result.video.score.argmax()])
+    click.echo(f"scored {result.video.frames.size} frames of {source}; highest score at frame {top}")
+    for path in (result.csv, result.curve, result.heatmap):
+        if path is not None:
+            click.echo(f"wrote {path}")

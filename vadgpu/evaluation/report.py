@@ -1,0 +1,104 @@
+"""What an evaluation leaves behind: scores.csv, metrics.json, the PNGs, and the table printed to the terminal.
+
+    OUT/metrics.json       metrics + the protocol that produced them + checkpoint, dataset, labels, frame counts
+    OUT/scores.csv         video, frame, raw_score, score, label: one row per scored frame, videos in test order
+    OUT/curves/NAME.png    score curve of each test video, anomalous frames shaded
+    OUT/roc.png            pooled ROC curve
+All files are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from vadgpu.evaluation.metrics import FrameMetrics
+from vadgpu.evaluation.plots import plot_roc, plot_score_curve
+from vadgpu.io import atomic_write, atomic_write_json
+
+CURVES_DIR = "curves"
+
+
+@dataclass
+class VideoScores:
+    """One video's scores after the protocol: only the kept frames (see protocol.kept_frames)."""
+
+    name: str
+    num_frames: int  # decoded frames of the video, before any edge drop
+    frames: np.ndarray  # (K,) frame indices that were kept
+    raw: np.ndarray  # (K,) raw scores (patch-max / -PSNR / mixed)
+    score: np.ndarray  # (K,) after smoothing and normalisation: what the metrics see
+    labels: np.ndarray | None = None  # (K,) 0/1, None for an unlabelled input
+
+
+def safe_name(name: str) -> str:
+    """A video name usable as a file name (names like 'Test001/01' keep their parts, joined by '_')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "video"
+
+
+def write_scores_csv(path: str | Path, videos: Iterable[VideoScores]) -> Path:
+    """One row per kept frame, in video then frame order; `label` only when the videos have labels."""
+    videos = list(videos)
+    labelled = all(v.labels is not None for v in videos)
+
+    def write(fh) -> None:
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow(["video", "frame", "raw_score", "score"] + (["label"] if labelled else []))
+        for v in videos:
+            for i, frame in enumerate(v.frames):
+                row = [v.name, int(frame), f"{v.raw[i]:.8g}", f"{v.score[i]:.8g}"]
+                out.writerow(row + ([int(v.labels[i])] if labelled else []))
+
+    atomic_write(path, write)
+    return Path(path)
+
+
+def write_curves(folder: str | Path, videos: Iterable[VideoScores], ylabel: str) -> list[Path]:
+    """One score-curve PNG per video, named after it."""
+    return [
+        plot_score_curve(Path(folder) / f"{safe_name(v.name)}.png", v.frames, v.score, v.labels,
+                         title=f"video {v.name}", ylabel=ylabel)
+        for v in videos
+    ]
+
+
+def write_eval_outputs(out: Path, videos: list[VideoScores], metrics: FrameMetrics, record: dict[str, Any]) -> dict:
+    """Write every output of `vadgpu eval` into `out`; returns the metrics.json content."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_scores_csv(out / "scores.csv", videos)
+    write_curves(out / CURVES_DIR, videos, ylabel=record["protocol"]["score_label"])
+    labels = np.concatenate([v.labels for v in videos])
+    scores = np.concatenate([v.score for v in videos])
+    plot_roc(out / "roc.png", labels, scores, metrics.micro_auc, metrics.eer)
+    content = {"metrics": metrics.to_dict(), **record,
+               "outputs": {"scores": "scores.csv", "roc": "roc.png", "curves": f"{CURVES_DIR}/"}}
+    atomic_write_json(out / "metrics.json", content)
+    return content
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def format_table(metrics: FrameMetrics, frame_counts: dict[str, int] | None = None) -> str:
+    """The summary printed after `vadgpu eval`: pooled metrics, then one line per video."""
+    lines = [
+        f"{'micro AUC':<12}{_pct(metrics.micro_auc):>8} %",
+        f"{'macro AUC':<12}{_pct(metrics.macro_auc):>8} %"
+        + (f"   (excludes single-class videos: {', '.join(metrics.excluded_videos)})" if metrics.excluded_videos
+           else ""),
+        f"{'EER':<12}{_pct(metrics.eer):>8} %",
+        f"{'AP':<12}{_pct(metrics.average_precision):>8} %",
+        f"{'frames':<12}{metrics.frames:>8}   ({metrics.anomalous_frames} anomalous)",
+        "",
+        f"{'video':<16}{'frames':>8}{'AUC %':>9}",
+    ]
+    for name, auc in metrics.per_video_auc.items():
+        count = "" if frame_counts is None else str(frame_counts.get(name, ""))
+        lines.append(f"{name:<16}{count:>8}{_pct(auc) if auc is not None else 'one class':>9}")
+    return "\n".join(lines)

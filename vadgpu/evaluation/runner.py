@@ -1,0 +1,305 @@
+"""Run a trained model over videos: `evaluate` (a dataset's labelled test split) and `score_input` (one video).
+
+Both read the test-order loader (every frame exactly once as a centre frame, edges replicated), score each centre
+frame on the device (scores.py), bring the per-frame scores to the host once per video set, then apply the
+protocol (protocol.py) per video. The model runs in eval mode under torch.inference_mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vadgpu import __version__
+from vadgpu.device import describe, resolve_device
+from vadgpu.engine.checkpoint import checkpoint_dir, find_run_checkpoint, load_checkpoint
+from vadgpu.errors import VadgpuError
+from vadgpu.evaluation.metrics import FrameMetrics, frame_metrics
+from vadgpu.evaluation.protocol import Protocol, TrainStats, apply_protocol, fit_train_stats, kept_frames
+from vadgpu.evaluation.report import VideoScores, safe_name, write_curves, write_eval_outputs, write_scores_csv
+from vadgpu.evaluation.scores import error_map, patch_size_for, scores_from_errors
+from vadgpu.pipelines.types import PreparedVideo
+
+EVAL_DIR = "eval"
+DEFAULT_BATCH_SIZE = 16
+# (target (N, C, H, W), squared errors (N, 1, H, W), video (N,), frame (N,)) of each batch, for the heatmap video
+BatchHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+
+@dataclass
+class EvalResult:
+    out: Path
+    metrics: FrameMetrics
+    videos: list[VideoScores]
+    record: dict  # the content of metrics.json
+
+
+@dataclass
+class ScoreResult:
+    out: Path
+    video: VideoScores
+    csv: Path
+    curve: Path
+    heatmap: Path | None
+
+
+def resolve_checkpoint(run: str | Path | None, checkpoint: str | Path | None) -> tuple[Path, Path]:
+    """(checkpoint file, run folder) from `--run DIR` or `--checkpoint FILE` (exactly one of them)."""
+    if (run is None) == (checkpoint is None):
+        raise VadgpuError("give exactly one of --run DIR and --checkpoint FILE")
+    if run is not None:
+        return find_run_checkpoint(run), Path(run)
+    path = Path(checkpoint)
+    # DIR/checkpoints/last.pt belongs to run DIR; a loose checkpoint file gets its outputs beside it.
+    run_dir = path.parent.parent if path.parent.name == checkpoint_dir("").name else path.parent
+    return path, run_dir
+
+
+def load_model(ckpt: dict, device: torch.device) -> torch.nn.Module:
+    """The checkpoint's model on `device`, in eval mode."""
+    from vadgpu.models.registry import model_from_checkpoint
+
+    return model_from_checkpoint(ckpt).to(device).eval()
+
+
+def score_videos(
+    model: torch.nn.Module,
+    videos: Sequence[PreparedVideo],
+    protocol: Protocol,
+    device: torch.device,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+    desc: str = "scoring",
+    on_batch: BatchHook | None = None,
+) -> list[np.ndarray]:
+    """Raw score of every frame of every video, as the model sees it centred in its clip: [(frames,) float64]."""
+    from vadgpu.pipelines.loader import ClipSpec, make_loader
+
+    if batch_size < 1:
+        raise VadgpuError(f"--batch-size {batch_size} must be at least 1")
+    cfg = model.config
+    spec = ClipSpec(temporal=cfg.temporal, size=tuple(cfg.size), channels=cfg.channels)
+    loader = make_loader(list(videos), spec, batch_size=batch_size, device=device, train=False)
+    scores, video_ids, frame_ids = [], [], []  # per batch, on the device: one host transfer at the end
+    total = sum(v.num_frames for v in videos)
+    with torch.inference_mode(), tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True,
+                                      disable=None if progress else True) as bar:
+        for batch in loader:
+            target, recon = model.reconstruct(batch.clips)  # (N, C, H, W) x 2
+            errors = error_map(target, recon)  # (N, 1, H, W)
+            scores.append(scores_from_errors(errors, protocol.score, protocol.mix_weight))
+            video_ids.append(batch.video)
+            frame_ids.append(batch.frame)
+            if on_batch is not None:
+                on_batch(target, errors, batch.video, batch.frame)
+            bar.update(len(batch.frame))
+    if not scores:
+        raise VadgpuError("the loader gave no clips: the videos have no frames to score")
+    return _place(videos, torch.cat(scores), torch.cat(video_ids), torch.cat(frame_ids))
+
+
+def _place(videos: Sequence[PreparedVideo], scores: torch.Tensor, video_ids: torch.Tensor,
+           frame_ids: torch.Tensor) -> list[np.ndarray]:
+    """Put each score at (video, frame); every frame must come exactly once (the test loader's contract)."""
+    scores = scores.double().cpu().numpy()
+    video_ids, frame_ids = video_ids.cpu().numpy(), frame_ids.cpu().numpy()
+    out = []
+    for index, video in enumerate(videos):
+        mine = video_ids == index
+        frames = frame_ids[mine]
+        counts = np.bincount(frames, minlength=video.num_frames) if frames.size else np.zeros(video.num_frames)
+        if frames.size and (frames.min() < 0 or frames.max() >= video.num_frames):
+            raise VadgpuError(f"video {video.name}: the loader gave frame {frames.max()} of {video.num_frames}")
+        if (counts != 1).any():
+            bad = int(np.flatnonzero(counts != 1)[0])
+            raise VadgpuError(f"video {video.name} ({video.decode_path}): frame {bad} was scored {int(counts[bad])} "
+                              f"times; the test loader must give every frame exactly once")
+        placed = np.empty(video.num_frames)
+        placed[frames] = scores[mine]
+        out.append(placed)
+    return out
+
+
+def _score_label(protocol: Protocol) -> str:
+    norm = {"video": "min-max per video", "train": "z-score, training statistics", "none": "raw"}[protocol.norm]
+    return f"{protocol.score} score ({norm})"
+
+
+def _apply(videos: Sequence[PreparedVideo], raw: list[np.ndarray], protocol: Protocol, temporal: int,
+           stats: TrainStats | None, labelled: bool) -> list[VideoScores]:
+    result = []
+    for video, scores in zip(videos, raw):
+        keep = kept_frames(video.num_frames, temporal, protocol.drop_edges)
+        labels = None
+        if labelled:
+            labels = np.asarray(video.labels).reshape(-1)
+            if labels.size != video.num_frames:
+                raise VadgpuError(f"test video {video.name}: {labels.size} labels for {video.num_frames} frames")
+            labels = labels[keep].astype(np.int64)
+        result.append(VideoScores(name=video.name, num_frames=video.num_frames,
+                                  frames=np.arange(video.num_frames)[keep], raw=scores[keep],
+                                  score=apply_protocol(scores[keep], protocol, stats), labels=labels))
+    return result
+
+
+def _checkpoint_record(path: Path, ckpt: dict) -> dict:
+    return {"path": str(path.resolve()), "model_name": ckpt.get("model_name"), "epoch": ckpt.get("epoch"),
+            "step": ckpt.get("step"), "vadgpu_version": ckpt.get("vadgpu_version")}
+
+
+def evaluate(
+    checkpoint: str | Path,
+    *,
+    dataset: str | None = None,
+    root: str | Path | None = None,
+    variant: str | None = None,
+    protocol: Protocol = Protocol(),
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str | torch.device = "auto",
+    out: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Score a checkpoint on a dataset's test split and write metrics.json, scores.csv and the plots.
+
+    dataset/root/variant default to the training config stored in the checkpoint; `out` defaults to
+    RUN/eval (RUN = `run_dir`, or the run folder the checkpoint lies in).
+    """
+    from vadgpu.pipelines.catalog import open_dataset
+    from vadgpu.pipelines.prepare import load_prepared
+
+    checkpoint = Path(checkpoint)
+    device = resolve_device(device)
+    ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    config = ckpt.get("config") or {}
+    dataset = dataset or config.get("dataset")
+    root = root or config.get("root")
+    variant = variant if variant is not None else config.get("variant")
+    if not dataset or not root:
+        raise VadgpuError(f"checkpoint {checkpoint} records no dataset/root in its config; pass --dataset and --root")
+    if out is None:
+        out = Path(run_dir if run_dir is not None else resolve_checkpoint(None, checkpoint)[1]) / EVAL_DIR
+    out = Path(out)
+
+    data = open_dataset(dataset, root, variant=variant)
+    prepared = load_prepared(data, device)
+    test = list(prepared.test)
+    if not test:
+        raise VadgpuError(f"dataset {dataset} at {root} has no test videos")
+    unlabelled = [v.name for v in test if v.labels is None]
+    if unlabelled:
+        raise VadgpuError(f"dataset {dataset} at {root}: test videos without labels: {', '.join(unlabelled)}")
+
+    model = load_model(ckpt, device)
+    temporal = model.config.temporal
+    stats = None
+    if protocol.norm == "train":
+        train = list(prepared.train)
+        raw_train = score_videos(model, train, protocol, device, batch_size, progress, desc="scoring train")
+        stats = fit_train_stats([s[kept_frames(v.num_frames, temporal, protocol.drop_edges)]
+                                 for v, s in zip(train, raw_train)], protocol)
+    raw = score_videos(model, test, protocol, device, batch_size, progress, desc="scoring test")
+    videos = _apply(test, raw, protocol, temporal, stats, labelled=True)
+    metrics = frame_metrics({v.name: (v.labels, v.score) for v in videos})
+
+    height, width = model.config.size
+    dropped = temporal // 2 if protocol.drop_edges else 0
+    record = {
+        "protocol": {
+            **protocol.to_dict(),
+            "score_label": _score_label(protocol),
+            "patch_size": patch_size_for(height, width),
+            "temporal": temporal,
+            "model_size": [height, width],
+            "edge_frames": "dropped" if protocol.drop_edges else "scored from edge-replicated clips",
+            "dropped_frames_per_video_end": dropped,
+            "dropped_frames_total": 2 * dropped * len(videos),
+            "order": "edge drop, smoothing, normalisation, per video",
+            "train_stats": None if stats is None else vars(stats),
+        },
+        "checkpoint": _checkpoint_record(checkpoint, ckpt),
+        "dataset": {"name": data.name, "root": str(Path(root).resolve()), "variant": variant,
+                    "label_source": data.label_source},
+        "videos": [{"name": v.name, "frames": v.num_frames, "scored_frames": int(v.frames.size),
+                    "anomalous_frames": int(v.labels.sum()), "auc": metrics.per_video_auc[v.name]} for v in videos],
+        "totals": {"videos": len(videos), "frames": sum(v.num_frames for v in videos),
+                   "scored_frames": metrics.frames, "anomalous_frames": metrics.anomalous_frames},
+        "device": describe(device),
+        "vadgpu_version": __version__,
+    }
+    content = write_eval_outputs(out, videos, metrics, record)
+    return EvalResult(out=out, metrics=metrics, videos=videos, record=content)
+
+
+def prepare_input(source: str | Path, device: torch.device, progress: bool = True) -> PreparedVideo:
+    """A PreparedVideo for one video file or frame folder, via `prepare` (probe; transcode into the cache what
+    the backend cannot decode), as a one-video test split of a dataset named "input" rooted at its parent."""
+    from vadgpu.pipelines.catalog import list_frames
+    from vadgpu.pipelines.prepare import load_prepared
+    from vadgpu.pipelines.types import Dataset, Video
+
+    source = Path(source).expanduser().resolve()
+    if source.is_dir():
+        video = Video(source.name, source, list_frames(source))
+    elif source.is_file():
+        video = Video(source.stem, source)
+    else:
+        raise VadgpuError(f"input {source} is neither a video file nor a frame folder")
+    dataset = Dataset("input", source.parent, train=(), test=(video,))
+    return load_prepared(dataset, device, progress=progress).test[0]
+
+
+def score_input(
+    source: str | Path,
+    checkpoint: str | Path,
+    *,
+    out: str | Path | None = None,
+    protocol: Protocol = Protocol(),
+    heatmap_mp4: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> ScoreResult:
+    """Score one unlabelled video file or frame folder: scores.csv, a score-curve PNG, optionally a heatmap MP4.
+
+    `out` defaults to ./NAME-scores (NAME = the input's file or folder name); the input is never modified.
+    """
+    from vadgpu.evaluation.heatmap import HeatmapVideoWriter
+
+    if protocol.norm == "train":
+        raise VadgpuError("--norm train needs a dataset's training videos; `vadgpu score` supports video or none")
+    source = Path(source)
+    device = resolve_device(device)
+    ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    out = Path(out) if out is not None else Path.cwd() / f"{safe_name(source.stem or source.name)}-scores"
+    video = prepare_input(source, device, progress=progress)
+    model = load_model(ckpt, device)
+    name = safe_name(video.name)
+
+    writer = HeatmapVideoWriter(out / f"{name}-heatmap.mp4", video.fps) if heatmap_mp4 else None
+
+    def write_heatmap(target: torch.Tensor, errors: torch.Tensor, _video: torch.Tensor, frame: torch.Tensor) -> None:
+        # The MP4 is encoded as batches arrive, so they must come in frame order (the test loader's contract).
+        expected = torch.arange(writer.frames, writer.frames + len(frame))
+        if not torch.equal(frame.cpu(), expected):
+            raise VadgpuError(f"{video.decode_path}: the loader gave frames out of order; cannot stream the heatmap")
+        writer.write(target, errors)
+
+    hook = None if writer is None else write_heatmap
+    try:
+        raw = score_videos(model, [video], protocol, device, batch_size, progress, desc=f"scoring {video.name}",
+                           on_batch=hook)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    heatmap = writer.close() if writer is not None else None
+    scored = _apply([video], raw, protocol, model.config.temporal, None, labelled=False)[0]
+    csv_path = write_scores_csv(out / "scores.csv", [scored])
+    curve = write_curves(out, [scored], ylabel=_score_label(protocol))[0]
+    return ScoreResult(out=out, video=scored, csv=csv_path, curve=curve, heatmap=heatmap)
