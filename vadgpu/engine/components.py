@@ -92,26 +92,39 @@ def _lr_lambda(schedule: str, total_steps: int):
 
 
 def _load_train_videos(config: TrainConfig, ctx: DistContext):
+    from vadgpu.engine.distributed import barrier
     from vadgpu.pipelines.catalog import open_dataset
     from vadgpu.pipelines.prepare import load_prepared
 
-    dataset = open_dataset(config.dataset, config.root, **({"variant": config.variant} if config.variant else {}))
-    prepared = load_prepared(dataset, ctx.device)
+    dataset = open_dataset(config.dataset, config.root, variant=config.variant)
+    # Rank 0 probes and transcodes (writes the cache) first; the others then find the cache current.
+    if ctx.is_main:
+        prepared = load_prepared(dataset, ctx.device, progress=config.progress)
+    barrier(ctx)
+    if not ctx.is_main:
+        prepared = load_prepared(dataset, ctx.device, progress=False)
     if not prepared.train:
         raise VadgpuError(f"--root {config.root}: dataset {config.dataset} has no training videos")
     return list(prepared.train)
 
 
-def resolve_model(config: TrainConfig, ctx: DistContext) -> tuple[nn.Module, TrainConfig, list[str]]:
-    """Build the (seeded) model; return it, the config with the preset's values filled in, and notices."""
-    from vadgpu.models.registry import build_model
+def resolve_model(config: TrainConfig, ctx: DistContext, saved_model_config: dict | None = None
+                  ) -> tuple[nn.Module, TrainConfig, list[str]]:
+    """Build the (seeded) model; return it, the config with the preset's values filled in, and notices.
+
+    A resumed run passes its checkpoint's model config, so later edits to a preset do not change the model.
+    """
+    from vadgpu.models.registry import build_model, config_from_dict, model_from_config
 
     seed_everything(config.seed)
     notices: list[str] = []
     preset = config.preset or config.model
-    overrides = {k: v for k, v in (("temporal", config.temporal), ("size", config.size),
-                                   ("channels", config.channels)) if v is not None}
-    model = build_model(preset, **overrides, **config.extra)
+    if saved_model_config is not None:
+        model = model_from_config(config_from_dict(saved_model_config, preset))
+    else:
+        overrides = {k: v for k, v in (("temporal", config.temporal), ("size", config.size),
+                                       ("channels", config.channels)) if v is not None}
+        model = build_model(preset, **overrides, **config.extra)
     if model.config.architecture != config.model:
         raise VadgpuError(f"--preset {preset} builds a {model.config.architecture} model, but --model is "
                           f"{config.model}")
@@ -125,11 +138,12 @@ def resolve_model(config: TrainConfig, ctx: DistContext) -> tuple[nn.Module, Tra
     return model, config, notices
 
 
-def build_components(config: TrainConfig, ctx: DistContext) -> tuple[Components, TrainConfig]:
+def build_components(config: TrainConfig, ctx: DistContext, saved_model_config: dict | None = None
+                     ) -> tuple[Components, TrainConfig]:
     """Build data, model and optimiser for `config`; return them and the config with the preset's values filled."""
     from vadgpu.pipelines.loader import ClipSpec, make_loader
 
-    model, config, notices = resolve_model(config, ctx)
+    model, config, notices = resolve_model(config, ctx, saved_model_config)
     mcfg = model.config
     videos = _load_train_videos(config, ctx)
     spec = ClipSpec(temporal=mcfg.temporal, size=tuple(mcfg.size), channels=mcfg.channels, max_skip=mcfg.max_skip)

@@ -36,6 +36,7 @@ class Progress:
     epoch: int = 0
     step: int = 0
     batch: int = 0
+    clips: int = 0  # clips trained in this process's lifetime (all ranks), for clips/s
 
 
 @dataclass
@@ -150,11 +151,14 @@ def save_training_checkpoint(parts: Components, config: TrainConfig, progress: P
     ckpt.save_checkpoint(folder / ckpt.LAST, state)
 
 
-def resume_from_checkpoint(parts: Components, run_dir: Path, ctx: DistContext, steps_per_epoch: int) -> Progress:
-    """Load last.pt into model, optimiser, scheduler, scaler and this rank's RNG; return where to continue."""
-    state = ckpt.load_checkpoint(ckpt.find_run_checkpoint(run_dir), map_location=ctx.device)
-    unwrap(parts.model).load_state_dict(state["model"])
-    parts.optimizer.load_state_dict(state["optimizer"])
+def resume_from_checkpoint(parts: Components, state: dict, ctx: DistContext, steps_per_epoch: int) -> Progress:
+    """Load a checkpoint into model, optimiser, scheduler, scaler and this rank's RNG; return where to continue."""
+    try:
+        unwrap(parts.model).load_state_dict(state["model"])
+        parts.optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError) as exc:
+        raise VadgpuError(f"--resume: the checkpoint does not fit the model this vadgpu builds from its saved "
+                          f"config (was the model code changed?): {str(exc)[:300]}") from exc
     parts.scheduler.load_state_dict(state["scheduler"])
     if parts.scaler is not None and state.get("scaler"):
         parts.scaler.load_state_dict(state["scaler"])
@@ -185,7 +189,8 @@ def train_one_epoch(parts: Components, config: TrainConfig, progress: Progress, 
         meter.add(losses)
         progress.step += 1
         progress.batch = index + 1
-        clips_since += config.batch_size * ctx.world_size
+        clips_since += batch.clips.shape[0] * ctx.world_size  # shape: metadata, no sync
+        progress.clips += batch.clips.shape[0] * ctx.world_size
         logger.advance()
         log_now = progress.step % config.log_every == 0 or progress.batch == steps
         checkpoint_now = config.checkpoint_every and progress.step % config.checkpoint_every == 0
@@ -234,11 +239,13 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
     if ctx.is_main:
         prepare_run_dir(run_dir, resume, overwrite)
     barrier(ctx)
-    parts, config = build_components(config, ctx)
+    state = ckpt.load_checkpoint(ckpt.find_run_checkpoint(run_dir), map_location=ctx.device) if resume else None
+    parts, config = build_components(config, ctx, state["model_config"] if state else None)
     progress = Progress()
     steps_per_epoch = len(parts.loader)
-    if resume:
-        progress = resume_from_checkpoint(parts, run_dir, ctx, steps_per_epoch)
+    if state is not None:
+        progress = resume_from_checkpoint(parts, state, ctx, steps_per_epoch)
+        del state
         if ctx.is_main:
             truncate_log(run_dir / "log.jsonl", progress.step)
     if ctx.is_main:
@@ -249,7 +256,7 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
                    + (f", resuming at epoch {progress.epoch + 1} step {progress.step}" if resume else ""))
     for notice in parts.notices:
         logger.message(notice)
-    start_step, started = progress.step, time.perf_counter()
+    started = time.perf_counter()
     interrupted = False
     try:
         with StopRequest() as stop:
@@ -262,8 +269,7 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
     finally:
         logger.close()
     seconds = time.perf_counter() - started
-    clips = (progress.step - start_step) * config.batch_size * ctx.world_size
-    result = FitResult(run_dir, progress, interrupted, seconds, clips / max(seconds, 1e-9), ctx.is_main,
+    result = FitResult(run_dir, progress, interrupted, seconds, progress.clips / max(seconds, 1e-9), ctx.is_main,
                        unwrap(parts.model))
     if ctx.is_main and not interrupted:
         atomic_write_json(run_dir / SUMMARY_NAME, {
