@@ -282,8 +282,9 @@ def test_policy_proportions_kinds_and_masks():
 
 def test_policy_p_extremes_and_determinism():
     batch, b, valid, patches = big_batch(300, temporal=5)
-    none = K.PseudoAnomalyPolicy(0.0, ["noise", "shuffle"])(batch, b, valid, patches, gen(0))
-    assert (none.kind == 0).all() and torch.equal(none.clips, batch.clips)
+    for policy in (K.PseudoAnomalyPolicy(0.0, ["noise", "shuffle"]), K.PseudoAnomalyPolicy(1.0, [], skips=())):
+        none = policy(batch, b, valid, patches, gen(0))
+        assert (none.kind == 0).all() and torch.equal(none.clips, batch.clips) and none.mask.sum() == 0
     policy = K.PseudoAnomalyPolicy(1.0, ["noise", "shuffle"], weights=[0, 1])
     first = policy(batch, None, None, None, gen(1))
     assert (first.kind == K.KIND_SHUFFLE).all()

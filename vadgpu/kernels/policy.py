@@ -42,7 +42,7 @@ class PseudoAnomalyPolicy:
     """Turn a fraction p of a batch into pseudo-anomalies of the given kinds.
 
     p: probability that a sample is perturbed. kinds: names ("skip", "shuffle", "noise", "patch", "ddl") or
-    KIND_* ids. weights: relative frequency of each kind (default uniform). sigma: Gaussian noise std. skips:
+    KIND_* ids; none means every sample stays normal. weights: relative frequency of each kind (default uniform). sigma: Gaussian noise std. skips:
     the skip set for frame skipping (each >= 2; the batch window must reach the largest).
     """
 
@@ -58,10 +58,10 @@ class PseudoAnomalyPolicy:
         if not 0.0 <= p <= 1.0:
             raise VadgpuError(f"pseudo-anomaly probability p must be in [0, 1], got {p}")
         self.kinds = tuple(_kind_id(k) for k in kinds)
-        if not self.kinds or len(set(self.kinds)) != len(self.kinds):
-            raise VadgpuError(f"pseudo-anomaly kinds must be a non-empty list without repeats, got {list(kinds)}")
+        if len(set(self.kinds)) != len(self.kinds):
+            raise VadgpuError(f"pseudo-anomaly kinds must not repeat, got {list(kinds)}")
         weights = [1.0] * len(self.kinds) if weights is None else [float(w) for w in weights]
-        if len(weights) != len(self.kinds) or min(weights) < 0 or sum(weights) <= 0:
+        if len(weights) != len(self.kinds) or (self.kinds and (min(weights) < 0 or sum(weights) <= 0)):
             raise VadgpuError(
                 f"pseudo-anomaly weights {weights} must be one non-negative number per kind "
                 f"({len(self.kinds)}) with a positive sum"
@@ -72,7 +72,7 @@ class PseudoAnomalyPolicy:
         if not sigma >= 0:
             raise VadgpuError(f"noise sigma must be >= 0, got {sigma}")
         self.skips = tuple(int(s) for s in skips)
-        if not self.skips or min(self.skips) < 2:
+        if K.KIND_SKIP in self.kinds and (not self.skips or min(self.skips) < 2):
             raise VadgpuError(f"skips must be a non-empty set of integers >= 2 (1 is the normal clip), got {skips}")
         K.resolve_backend(backend, torch.empty(0))  # reject unknown names now
         self.p, self.weights, self.sigma, self.backend = float(p), tuple(weights), float(sigma), backend
@@ -84,6 +84,8 @@ class PseudoAnomalyPolicy:
     def _draw_kind(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
         perturbed = torch.rand(n, generator=generator, device=device) < self.p  # (N,)
         u = torch.rand(n, generator=generator, device=device)  # (N,)
+        if not self.kinds:  # no kinds: every sample stays normal
+            return torch.zeros(n, dtype=torch.int64, device=device)
         kind = torch.full((n,), self.kinds[0], dtype=torch.int64, device=device)
         for edge, k in zip(self._edges, self.kinds[1:]):
             kind = torch.where(u >= edge, k, kind)
