@@ -3,12 +3,17 @@ CuPy kernels equal the torch reference and that a perturbation step never synchr
 
 from __future__ import annotations
 
+import ctypes
+import shutil
+import subprocess
+
+import numpy as np
 import pytest
 import torch
 
 from vadgpu import kernels as K
 from vadgpu.errors import VadgpuError
-from vadgpu.kernels import cupy_ops, nvrtc
+from vadgpu.kernels import cupy_ops, nvrtc, params, torch_ops
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +43,108 @@ def test_a_broken_kernel_fails_with_the_nvrtc_log(tmp_path):
         nvrtc.compile_all([broken], archs=("compute_80",))
 
 
+# --- the CUDA sources run on the CPU ----------------------------------------------------------------------------
+# Without a GPU the kernels' logic (indexing, geometry, blending) is still checked: a C++ compiler builds each .cu
+# with a shim for the few CUDA names they use and one "thread" that walks the grid-stride loop over everything;
+# cupy_ops' launcher is swapped for one that calls these builds, so argument order and types, output allocation
+# and the DDL autograd Function are exercised too. Only CuPy, DLPack and streams are left to the GPU tests.
+
+CUDA_ON_CPU = """
+#include <math.h>
+#define __global__
+#define __device__
+#define __forceinline__ inline
+struct vadgpu_dim3 { unsigned x; };
+static const vadgpu_dim3 blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim = {1};
+static inline int min(int a, int b) { return a < b ? a : b; }
+"""
+
+
+@pytest.fixture(scope="module")
+def kernels_on_cpu(tmp_path_factory) -> dict[str, ctypes.CDLL]:
+    cxx = shutil.which("g++") or shutil.which("clang++")
+    if cxx is None:
+        pytest.skip("no C++ compiler (g++ or clang++) to run the CUDA sources on the CPU")
+    build = tmp_path_factory.mktemp("cuda_on_cpu")
+    shim = build / "cuda_on_cpu.h"
+    shim.write_text(CUDA_ON_CPU)
+    libs = {}
+    for name, source in nvrtc.kernel_sources().items():
+        lib = build / f"{source.stem}.so"
+        # -ffp-contract=off: no FMA, as NVRTC's --fmad=false, so results round like the torch reference
+        subprocess.run([cxx, "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-include", str(shim), "-x", "c++",
+                        str(source), "-o", str(lib)], check=True, capture_output=True)
+        libs[name] = ctypes.CDLL(str(lib))
+    return libs
+
+
+@pytest.fixture
+def cupy_ops_on_cpu(kernels_on_cpu, monkeypatch):
+    def launch(source, name, device, work_items, args):
+        assert name in cupy_ops.KERNELS[source] and device.type == "cpu"
+        converted = []
+        for a in args:
+            if isinstance(a, torch.Tensor):
+                assert a.is_contiguous(), name
+                converted.append(ctypes.c_void_p(a.data_ptr()))
+            else:
+                converted.append({np.int64: ctypes.c_longlong, np.int32: ctypes.c_int}[type(a)](int(a)))
+        getattr(kernels_on_cpu[source], name)(*converted)
+
+    monkeypatch.setattr(cupy_ops, "_launch", launch)
+    return cupy_ops
+
+
+def cpu_case(seed: int, n: int = 5, c: int = 3, t: int = 7, h: int = 20, w: int = 28):
+    g = torch.Generator().manual_seed(seed)
+    clips = torch.rand(n, c, t, h, w, generator=g)
+    corner = torch.rand(n, 1, 2, generator=g) * 0.5
+    size = 0.15 + torch.rand(n, 1, 2, generator=g) * 0.5
+    drift = torch.linspace(0, 0.15, t)[None, :, None]
+    boxes = torch.cat([corner + drift, corner + size + drift], dim=2).clamp(0, 1)  # (N, T, 4)
+    valid = torch.arange(n) % 3 != 1
+    return g, clips, boxes, valid
+
+
+def assert_close(a: torch.Tensor, b: torch.Tensor, boundary_fraction: float = 0.0):
+    # Box kernels decide inside/outside per pixel centre; a one-ulp difference exactly on a box edge may flip
+    # a pixel, so those allow a tiny fraction of pixels to differ.
+    assert a.shape == b.shape and a.dtype == b.dtype
+    bad = ~torch.isclose(a, b, rtol=1e-5, atol=1e-5)
+    assert bad.float().mean().item() <= boundary_fraction, f"{int(bad.sum())} of {bad.numel()} values differ"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cuda_sources_match_torch_on_cpu(cupy_ops_on_cpu, seed):
+    g, clips, boxes, valid = cpu_case(seed)
+    n, _, t = clips.shape[:3]
+    window = torch.rand(n, 3, 4 * (t - 1) + 1, *clips.shape[3:], generator=g)
+    index = params.skip_index(torch.tensor([2, 3, 4, 1, 2]), t, window.shape[2])
+    assert torch.equal(cupy_ops_on_cpu.gather_frames(window, index), torch_ops.gather_frames(window, index))
+    perms = params.draw_permutations(n, t, g, clips.device)
+    assert torch.equal(cupy_ops_on_cpu.gather_frames(clips, perms), torch_ops.gather_frames(clips, perms))
+    noise, sigma = torch.randn(clips.shape, generator=g), torch.tensor([0.0, 0.1, 0.5, 1.0, 0.2])
+    assert_close(cupy_ops_on_cpu.add_gaussian_noise(clips, noise, sigma),
+                 torch_ops.add_gaussian_noise(clips, noise, sigma))
+    patches = torch.rand(4, 3, 7, 9, generator=g)
+    index, subbox = params.draw_patch_params(n, 4, g, clips.device)
+    got = cupy_ops_on_cpu.paste_patches(clips, boxes, valid, patches, index, subbox)
+    want = torch_ops.paste_patches(clips, boxes, valid, patches, index, subbox)
+    assert want[1].sum() > 0
+    for a, b in zip(got, want):
+        assert_close(a, b, 1e-3)
+    noise = torch.rand(clips.shape, generator=g)
+    grads = []
+    for ops in (cupy_ops_on_cpu, torch_ops):
+        logit = torch.tensor(0.7, requires_grad=True)
+        x = clips.clone().requires_grad_(True)
+        out, mask = ops.ddl_blend(x, boxes, valid, noise, logit)
+        (out * torch.linspace(0, 1, out.numel()).reshape(out.shape)).sum().backward()
+        grads.append((out.detach(), mask, logit.grad, x.grad))
+    for a, b in zip(*grads):
+        assert_close(a, b, 1e-3)
+
+
 # --- on a GPU --------------------------------------------------------------------------------------------------
 
 SEEDS = (0, 1, 2)
@@ -62,13 +169,6 @@ def both_backends(fn):
         g = torch.Generator(device="cuda").manual_seed(1234)
         out[backend] = fn(g, backend)
     return out["torch"], out["cupy"]
-
-
-def assert_close(a: torch.Tensor, b: torch.Tensor, boundary_fraction: float = 0.0):
-    # Box kernels decide inside/outside per pixel centre; a one-ulp difference exactly on a box edge may flip
-    # a pixel, so those allow a tiny fraction of pixels to differ.
-    bad = ~torch.isclose(a, b, rtol=1e-5, atol=1e-5)
-    assert bad.float().mean().item() <= boundary_fraction, f"{int(bad.sum())} of {bad.numel()} values differ"
 
 
 @pytest.mark.gpu

@@ -45,6 +45,8 @@ def _launch(source: str, name: str, device: torch.device, work_items: int, args:
     `args` may hold torch tensors (handed over with DLPack) and numpy scalars.
     """
     assert name in KERNELS[source], f"{name} is not listed in cupy_ops.KERNELS[{source!r}]"
+    if device.type != "cuda":
+        raise VadgpuError(f"backend='cupy' runs on CUDA tensors, got tensors on {device} (use backend='torch')")
     if work_items == 0:
         return
     cupy = _cupy()
@@ -57,9 +59,8 @@ def _launch(source: str, name: str, device: torch.device, work_items: int, args:
             kernel((grid,), (_BLOCK,), converted)
 
 
-def _check_cuda_float32(name: str, tensor: torch.Tensor) -> torch.Tensor:
-    if not tensor.is_cuda:
-        raise VadgpuError(f"backend='cupy' runs on CUDA tensors; {name} is on {tensor.device} (use backend='torch')")
+def _float32(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    # The kernels read float32, densely packed; the device is checked by _launch.
     if tensor.dtype != torch.float32:
         raise VadgpuError(f"backend='cupy' kernels take float32; {name} is {tensor.dtype}")
     return tensor.contiguous()
@@ -75,7 +76,7 @@ def _i32(value: int) -> np.int32:
 
 def gather_frames(source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """out[n, :, t] = source[n, :, index[n, t]] (see torch_ops.gather_frames)."""
-    source = _check_cuda_float32("clips", source)
+    source = _float32("clips", source)
     index = index.to(device=source.device, dtype=torch.int64).contiguous()
     n, c, ts, h, w = source.shape
     t = index.shape[1]
@@ -88,9 +89,9 @@ def gather_frames(source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 def add_gaussian_noise(clips: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """clamp(clips + sigma[n] * noise, 0, 1) (see torch_ops.add_gaussian_noise)."""
-    clips = _check_cuda_float32("clips", clips)
-    noise = _check_cuda_float32("noise", noise)
-    sigma = _check_cuda_float32("sigma", sigma)
+    clips = _float32("clips", clips)
+    noise = _float32("noise", noise)
+    sigma = _float32("sigma", sigma)
     out = torch.empty_like(clips)
     total = out.numel()
     _launch("clip_ops.cu", "add_gaussian_noise", clips.device, total,
@@ -107,10 +108,10 @@ def paste_patches(
     subbox: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused sub-box + bilinear resize + radial blend (see torch_ops.paste_patches)."""
-    clips = _check_cuda_float32("clips", clips)
-    boxes = _check_cuda_float32("boxes", boxes)
-    patches = _check_cuda_float32("patches", patches)
-    subbox = _check_cuda_float32("subbox", subbox)
+    clips = _float32("clips", clips)
+    boxes = _float32("boxes", boxes)
+    patches = _float32("patches", patches)
+    subbox = _float32("subbox", subbox)
     valid = valid.to(torch.uint8).contiguous()
     patch_index = patch_index.to(torch.int64).contiguous()
     n, c, t, h, w = clips.shape
@@ -156,7 +157,7 @@ def ddl_blend(
     clips: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor, noise: torch.Tensor, logit: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused box mask + blend, differentiable in `logit` (see torch_ops.ddl_blend)."""
-    clips = _check_cuda_float32("clips", clips)
-    noise = _check_cuda_float32("noise", noise)
-    boxes = _check_cuda_float32("boxes", boxes)
+    clips = _float32("clips", clips)
+    noise = _float32("noise", noise)
+    boxes = _float32("boxes", boxes)
     return _DdlBlendFunction.apply(clips, noise, boxes, valid.to(torch.uint8).contiguous(), logit)
