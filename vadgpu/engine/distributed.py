@@ -85,6 +85,16 @@ def gather_objects(obj, ctx: DistContext) -> list:
     return out
 
 
+def broadcast_buffers(module: torch.nn.Module, ctx: DistContext) -> None:
+    """Copy rank 0's buffers (e.g. memories updated in forward) to every rank, so saved and final state agree.
+
+    DDP broadcasts buffers at the start of each forward; the last forward's updates stay rank-local until this.
+    """
+    if ctx.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.distributed:
         dist.barrier()

@@ -21,8 +21,8 @@ import torch
 from vadgpu.engine import checkpoint as ckpt
 from vadgpu.engine.components import Components, build_components, unwrap
 from vadgpu.engine.config import TrainConfig, write_config, CONFIG_NAME
-from vadgpu.engine.distributed import (DistContext, any_rank_true, barrier, cleanup_distributed, gather_objects,
-                                       setup_distributed)
+from vadgpu.engine.distributed import (DistContext, any_rank_true, barrier, broadcast_buffers, cleanup_distributed,
+                                       gather_objects, setup_distributed)
 from vadgpu.engine.progress import NullLogger, RunLogger, truncate_log
 from vadgpu.engine.run_folder import SUMMARY_NAME, prepare_run_dir
 from vadgpu.errors import VadgpuError
@@ -127,6 +127,7 @@ def _log_scalars(parts: Components) -> dict[str, torch.Tensor]:
 def save_training_checkpoint(parts: Components, config: TrainConfig, progress: Progress, run_dir: Path,
                              ctx: DistContext, epoch_end: bool) -> None:
     """All ranks call this (RNG states are gathered); rank 0 writes last.pt (and epoch-NNN.pt at epoch ends)."""
+    broadcast_buffers(unwrap(parts.model), ctx)
     rng = gather_objects(ckpt.capture_rng(parts.generator), ctx)
     if not ctx.is_main:
         return
@@ -268,6 +269,7 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
             interrupted = stop.requested
     finally:
         logger.close()
+    broadcast_buffers(unwrap(parts.model), ctx)
     seconds = time.perf_counter() - started
     result = FitResult(run_dir, progress, interrupted, seconds, progress.clips / max(seconds, 1e-9), ctx.is_main,
                        unwrap(parts.model))
