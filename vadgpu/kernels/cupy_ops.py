@@ -32,11 +32,18 @@ def _cupy():
 
 @functools.lru_cache(maxsize=None)
 def _module(source: str, device_index: int):
+    # One module per (source, device), kept alive here; CuPy also caches the compiled binary on disk.
     cupy = _cupy()
     nvrtc.load_nvrtc()
     code = nvrtc.kernel_sources()[source].read_text(encoding="utf-8")
     with cupy.cuda.Device(device_index):
         return cupy.RawModule(code=code, options=nvrtc.COMPILE_OPTIONS)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel(source: str, name: str, device_index: int):
+    with _cupy().cuda.Device(device_index):
+        return _module(source, device_index).get_function(name)
 
 
 def _launch(source: str, name: str, device: torch.device, work_items: int, args: tuple) -> None:
@@ -52,7 +59,7 @@ def _launch(source: str, name: str, device: torch.device, work_items: int, args:
     cupy = _cupy()
     grid = min((work_items + _BLOCK - 1) // _BLOCK, _MAX_BLOCKS)
     with cupy.cuda.Device(device.index):
-        kernel = _module(source, device.index).get_function(name)
+        kernel = _kernel(source, name, device.index)
         with cupy.cuda.Stream.from_external(torch.cuda.current_stream(device)):
             # Inside the stream context, DLPack exports on the same stream: no event, no copy.
             converted = tuple(cupy.from_dlpack(a) if isinstance(a, torch.Tensor) else a for a in args)
