@@ -74,7 +74,8 @@ class ClipDataset(Dataset):
 
 
 def _collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, np.ndarray]:
-    return torch.stack([span for span, _ in items]), np.array([clip for _, clip in items], dtype=np.int64)
+    spans = torch.stack([span for span, _ in items]).transpose(1, 2).contiguous()  # (N, C, S, H, W)
+    return spans, np.array([clip for _, clip in items], dtype=np.int64)
 
 
 def _quiet_opencv(_worker: int) -> None:
