@@ -1,0 +1,356 @@
+"""Models: every registered preset (shapes, gradients, state_dict round trip, no host sync), the DDL losses and the
+memory addressing against hand-computed values, configs and checkpoints, and a short training with falling loss."""
+
+from __future__ import annotations
+
+import io
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from vadgpu.errors import VadgpuError
+from vadgpu.models import (
+    DualPathConfig,
+    MemoryBank,
+    build_model,
+    list_presets,
+    model_from_checkpoint,
+    preset_config,
+)
+from vadgpu.models.ddl_loss import distinction_loss, reconstruction_loss
+from vadgpu.models.memory import hard_shrink
+
+try:  # the real pseudo-anomaly kernels; a stand-in with the same fields only while they are not in the tree
+    from vadgpu import kernels
+except ImportError:
+    kernels = None
+
+KIND_DDL, KIND_NOISE = 5, 3
+
+# The paper presets are too big for a CPU test; these overrides keep their architecture at a tiny size.
+SMALL = {
+    "ddl-paper": {"size": (16, 16), "width": 2},
+    "dualpath-ped2": {"size": (16, 16), "temporal": 4, "features": 2, "memory_items": 8},
+    "dualpath-avenue": {"size": (16, 16), "temporal": 4, "features": 2, "memory_items": 8},
+    "dualpath-shanghaitech": {"size": (16, 16), "temporal": 4, "features": 2, "memory_items": 8},
+    "ddl-ped2-cpu": {"size": (16, 16)},
+    "dualpath-ped2-cpu": {"size": (16, 16), "temporal": 4},
+}
+
+
+def small_model(preset: str, **overrides):
+    return build_model(preset, **{**SMALL.get(preset, {}), **overrides})
+
+
+def make_anomalies(model, clips: torch.Tensor, seed: int = 0):
+    """Samples 0 .. N/2-1 pseudo-anomalous in a box, the rest normal.
+
+    DDL models get the DDL blend with their learned `anomaly_logit` (so its gradient flows through the clips),
+    others Gaussian noise in the box.
+    """
+    n, _, t, h, w = clips.shape
+    g = torch.Generator().manual_seed(10_000 + seed)  # a stream apart from the clips' (batch_for uses `seed`)
+    boxes = torch.tensor([0.2, 0.25, 0.7, 0.8]).expand(n, t, 4).contiguous()
+    valid = torch.arange(n) < n // 2
+    is_ddl = hasattr(model, "anomaly_logit")
+    if kernels is not None and is_ddl:
+        x_a, mask = kernels.ddl_blend(clips, boxes, valid, model.anomaly_logit, g)
+        return kernels.PseudoAnomalies(clips=x_a, kind=torch.where(valid, KIND_DDL, 0), mask=mask)
+    ys = (torch.arange(h) + 0.5) / h
+    xs = (torch.arange(w) + 0.5) / w
+    inside = (ys[:, None] >= 0.25) & (ys[:, None] < 0.8) & (xs >= 0.2) & (xs < 0.7)  # (H, W)
+    mask = (inside * valid.view(n, 1, 1, 1, 1)).float().expand(n, 1, t, h, w)
+    noise = torch.rand(clips.shape, generator=g)
+    weight = torch.sigmoid(model.anomaly_logit) if is_ddl else 0.5
+    x_a = (1 - mask) * clips + mask * ((1 - weight) * clips + weight * noise)
+    kind = torch.where(valid, KIND_DDL if is_ddl else KIND_NOISE, 0)
+    return SimpleNamespace(clips=x_a, kind=kind, mask=mask)
+
+
+def moving_square_clips(config, n: int = 4, seed: int = 0) -> torch.Tensor:
+    """A bright square moving right over a textured background: learnable, not constant."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = config.size
+    t = config.temporal
+    background = 0.3 + 0.2 * torch.rand(1, config.channels, 1, h, w, generator=g)
+    clips = background.repeat(n, 1, t, 1, 1).clone()
+    side = max(h // 4, 2)
+    for i in range(n):
+        y0 = (i * 5) % (h - side)
+        for f in range(t):
+            x0 = (2 * f + 3 * i) % (w - side)
+            clips[i, :, f, y0 : y0 + side, x0 : x0 + side] = 0.9
+    return clips
+
+
+def batch_for(model, n: int = 2, seed: int = 0) -> torch.Tensor:
+    c = model.config
+    return torch.rand(n, c.channels, c.temporal, *c.size, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------- registry
+
+
+def test_required_presets_are_registered():
+    required = {"ddl-paper", "dualpath-ped2", "dualpath-avenue", "dualpath-shanghaitech", "ddl-tiny-cpu",
+                "dualpath-tiny-cpu", "ddl-ped2-cpu", "dualpath-ped2-cpu"}
+    assert required <= set(list_presets())
+    paper = preset_config("ddl-paper")
+    assert (paper.size, paper.channels, paper.temporal, paper.width) == ((256, 256), 3, 3, 64)
+    ped2 = preset_config("dualpath-ped2")
+    assert (ped2.size, ped2.channels, ped2.features, ped2.memory_items, ped2.temporal) == ((128, 128), 1, 16, 500, 16)
+    assert preset_config("dualpath-ped2-cpu").temporal < 16
+    assert preset_config("ddl-ped2-cpu").temporal == 3
+
+
+def test_bad_names_and_options_are_clear_errors():
+    with pytest.raises(VadgpuError, match="unknown model preset 'nope'"):
+        build_model("nope")
+    with pytest.raises(VadgpuError, match=r"\['depth'\] do not exist"):
+        build_model("ddl-tiny-cpu", depth=3)
+    with pytest.raises(VadgpuError, match="size.*multiples of 16"):
+        build_model("ddl-tiny-cpu", size=(40, 32))
+    with pytest.raises(VadgpuError, match="pseudo_kinds"):
+        build_model("dualpath-tiny-cpu", pseudo_kinds=("blur",))
+    with pytest.raises(VadgpuError, match="max_skip"):
+        build_model("dualpath-tiny-cpu", max_skip=2, skips=(2, 4))
+    with pytest.raises(VadgpuError, match="distinction"):
+        build_model("ddl-tiny-cpu", distinction="ratio")
+    model = build_model("ddl-tiny-cpu")
+    with pytest.raises(VadgpuError, match=r"expects clips .*\(N, 1, 3, 32, 32\)"):
+        model.reconstruct(torch.rand(2, 1, 4, 32, 32))
+
+
+def test_config_dict_round_trip_is_plain_and_exact():
+    config = preset_config("dualpath-tiny-cpu", memory_mode="mnad")
+    data = config.to_dict()
+    assert data["architecture"] == "dualpath"
+    assert all(isinstance(v, (int, float, str, bool, list, type(None))) for v in data.values())
+    assert DualPathConfig.from_dict(data) == config
+    with pytest.raises(VadgpuError, match="architecture 'ddl'"):
+        DualPathConfig.from_dict({**data, "architecture": "ddl"})
+
+
+# ---------------------------------------------------------------- every preset
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_shapes_and_backward_reach_every_parameter(preset):
+    torch.manual_seed(0)
+    model = small_model(preset).train()
+    clips = batch_for(model)
+    losses = model.training_losses(clips, make_anomalies(model, clips))
+    assert "loss" in losses
+    for name, value in losses.items():
+        assert value.dim() == 0 and torch.isfinite(value), name
+    losses["loss"].backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0, f"{name} has a zero gradient"
+    model.eval()
+    with torch.no_grad():
+        target, recon = model.reconstruct(clips)
+    c = model.config
+    assert target.shape == recon.shape == (2, c.channels, *c.size)
+    assert torch.equal(target, clips[:, :, c.temporal // 2])
+    assert recon.min() >= 0 and recon.max() <= 1
+
+
+@pytest.mark.parametrize("preset", ["ddl-tiny-cpu", "dualpath-tiny-cpu"])
+@pytest.mark.parametrize("memory_mode", ["memae", "mnad"])
+def test_checkpoint_round_trip_gives_identical_outputs(preset, memory_mode):
+    if preset.startswith("ddl") and memory_mode == "mnad":
+        pytest.skip("DDL has no memory")
+    extra = {"memory_mode": memory_mode} if preset.startswith("dualpath") else {}
+    torch.manual_seed(1)
+    model = build_model(preset, **extra).train()
+    clips = batch_for(model, n=4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.training_losses(clips, make_anomalies(model, clips))["loss"].backward()
+    opt.step()  # trained weights, moved BN statistics (and an updated MNAD memory)
+    buffer = io.BytesIO()
+    torch.save({"model_name": preset, "model_config": model.config.to_dict(), "model": model.state_dict()}, buffer)
+    buffer.seek(0)
+    restored = model_from_checkpoint(torch.load(buffer, weights_only=True))
+    model.eval(), restored.eval()
+    with torch.no_grad():
+        assert torch.equal(model.reconstruct(clips)[1], restored.reconstruct(clips)[1])
+    assert restored.config == model.config
+
+
+def test_checkpoint_with_wrong_weights_is_a_clear_error():
+    model = build_model("ddl-tiny-cpu")
+    other = build_model("ddl-tiny-cpu", width=2)
+    ckpt = {"model_name": "ddl-tiny-cpu", "model_config": model.config.to_dict(), "model": other.state_dict()}
+    with pytest.raises(VadgpuError, match="do not fit model 'ddl-tiny-cpu'"):
+        model_from_checkpoint(ckpt)
+    with pytest.raises(VadgpuError, match="lacks model_config"):
+        model_from_checkpoint({"model_name": "ddl-tiny-cpu"})
+
+
+@pytest.fixture
+def forbid_host_sync(monkeypatch):
+    """Any Tensor -> host conversion raises: the code under test must stay on the device."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("host synchronisation inside the model")
+
+    for name in ("item", "cpu", "numpy", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+
+
+@pytest.mark.parametrize("preset,extra", [("ddl-tiny-cpu", {}), ("ddl-tiny-cpu", {"distinction": "pixel"}),
+                                          ("dualpath-tiny-cpu", {}), ("dualpath-tiny-cpu", {"memory_mode": "mnad"}),
+                                          ("dualpath-tiny-cpu", {"pseudo_recon": "clean"})])
+def test_no_host_sync_in_training_losses_and_reconstruct(preset, extra, request):
+    model = build_model(preset, **extra).train()
+    clips = batch_for(model, n=4)
+    anomalies = make_anomalies(model, clips)
+    request.getfixturevalue("forbid_host_sync")
+    losses = model(clips, anomalies)  # forward dispatches to training_losses (what DDP calls)
+    losses["loss"].backward()
+    model.eval()
+    with torch.no_grad():
+        model(clips)
+
+
+# ---------------------------------------------------------------- DDL loss and model
+
+
+def test_distinction_loss_matches_hand_computed_values():
+    # one sample, gray 1x3 frame, mask on the first two pixels
+    clean = torch.tensor([0.2, 0.4, 0.6]).view(1, 1, 1, 3)
+    perturbed = torch.tensor([0.8, 0.1, 0.6]).view(1, 1, 1, 3)
+    recon = torch.tensor([0.3, 0.3, 0.0]).view(1, 1, 1, 3)
+    mask = torch.tensor([1.0, 1.0, 0.0]).view(1, 1, 1, 3)
+    eps = 1e-6
+    # pixel form: mean over masked pixels of (|x - f| + eps) / (|x_a - f| + eps)
+    pixel = ((0.1 + eps) / (0.5 + eps) + (0.1 + eps) / (0.2 + eps)) / 2
+    assert distinction_loss(clean, perturbed, recon, mask, "pixel", eps).item() == pytest.approx(pixel, rel=1e-5)
+    # region form: ratio of the masked L2 norms
+    region = (math.sqrt(0.1**2 + 0.1**2) + eps) / (math.sqrt(0.5**2 + 0.2**2) + eps)
+    assert distinction_loss(clean, perturbed, recon, mask, "region", eps).item() == pytest.approx(region, rel=1e-5)
+    # RGB: the per-pixel error is the channel L2 norm / sqrt(C)
+    rgb = clean.expand(1, 3, 1, 3)
+    assert reconstruction_loss(rgb, recon.expand(1, 3, 1, 3)).item() == pytest.approx((0.1 + 0.1 + 0.6) / 3, rel=1e-5)
+    # empty mask: no distinction term
+    for form in ("pixel", "region"):
+        assert distinction_loss(clean, perturbed, recon, torch.zeros_like(mask), form).item() == 0.0
+
+
+def test_ddl_batch_without_pseudo_anomalies_is_reconstruction_only():
+    model = build_model("ddl-tiny-cpu").train()
+    clips = batch_for(model, n=2)
+    normal = SimpleNamespace(clips=clips, kind=torch.zeros(2, dtype=torch.int64),
+                             mask=torch.zeros(2, 1, *clips.shape[2:]))
+    losses = model.training_losses(clips, normal)
+    assert losses["distinction"].item() == 0.0
+    assert losses["loss"].item() == pytest.approx(losses["recon"].item(), rel=1e-6)
+    assert losses["anomaly_weight"].item() == 0.5  # sigmoid(0) at start
+
+
+def test_ddl_anomaly_logit_learns_through_the_perturbed_clips():
+    model = build_model("ddl-tiny-cpu").train()
+    clips = batch_for(model, n=2)
+    model.training_losses(clips, make_anomalies(model, clips))["loss"].backward()
+    assert model.anomaly_logit.grad is not None and model.anomaly_logit.grad.abs() > 0
+
+
+# ---------------------------------------------------------------- memory
+
+
+def test_memory_addressing_matches_hand_computed_values():
+    memory = MemoryBank(items=3, dim=3, shrink=0.0025)
+    with torch.no_grad():
+        memory.items.copy_(torch.eye(3))
+    probs = torch.tensor([0.7, 0.299, 0.001])
+    query = torch.log(probs).view(1, 3, 1)  # (N=1, D=3, L=1): logits z M^T = log probs -> softmax = probs
+    out = memory(query)
+    # 0.001 < 0.0025 is shrunk to zero; the rest keep their value and are renormalised to sum 1
+    expected = torch.tensor([0.7, 0.299, 0.0]) / 0.999
+    assert torch.allclose(out.attention.view(3), expected, atol=1e-6)
+    assert torch.allclose(out.read.view(3), expected, atol=1e-6)  # read = w M, M = identity
+    entropy = -(expected[:2] * expected[:2].log()).sum()
+    assert out.entropy.item() == pytest.approx(entropy.item(), rel=1e-5)
+    assert hard_shrink(torch.tensor([0.001, 0.5]), 0.0025).tolist() == pytest.approx([0.0, 0.5])
+
+
+def test_memory_rows_sum_to_one_and_keep_the_query_shape():
+    memory = MemoryBank(items=50, dim=8, shrink=0.02)
+    query = torch.randn(2, 8, 2, 3, 3)  # (N, D, T, H, W)
+    out = memory(query)
+    assert out.read.shape == query.shape
+    assert out.attention.shape == (2, 18, 50)
+    assert torch.allclose(out.attention.sum(-1), torch.ones(2, 18), atol=1e-6)
+    assert (out.attention == 0).any()  # shrinkage zeroed the weights under the threshold
+    assert out.attention[out.attention > 0].min() >= 0.02  # what survives was above it (renormalising only grows)
+
+
+def test_mnad_memory_updates_only_when_training_and_stays_unit_norm():
+    torch.manual_seed(0)
+    memory = MemoryBank(items=6, dim=4, mode="mnad", shrink=0.0)
+    before = memory.items.clone()
+    query = torch.randn(3, 4, 5)
+    memory.eval()
+    memory(query)
+    assert torch.equal(memory.items, before)
+    memory.train()
+    out = memory(query, weight=torch.tensor([1.0, 0.0, 1.0]))
+    assert not torch.equal(memory.items, before)
+    assert torch.allclose(memory.items.norm(dim=1), torch.ones(6), atol=1e-5)
+    assert (out.compactness > 0).all() and out.separateness.shape == (3,)
+    updated = memory.items.clone()
+    memory(query, weight=torch.zeros(3))  # no sample routed to this memory: nothing moves
+    assert torch.allclose(memory.items, updated, atol=1e-6)
+
+
+def test_dualpath_pseudo_decoder_starts_as_a_copy_of_the_normal_decoder():
+    model = build_model("dualpath-tiny-cpu")
+    normal, pseudo = model.decoder_normal.state_dict(), model.decoder_pseudo.state_dict()
+    assert normal.keys() == pseudo.keys()
+    assert all(torch.equal(normal[k], pseudo[k]) for k in normal)
+    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(model.decoder_normal.parameters(),
+                                                            model.decoder_pseudo.parameters()))
+
+
+# ---------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize("preset", ["ddl-tiny-cpu", "dualpath-tiny-cpu"])
+def test_short_training_on_a_synthetic_batch_lowers_the_loss(preset):
+    torch.manual_seed(0)
+    model = build_model(preset).train()
+    clips = moving_square_clips(model.config, n=4)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    history = []
+    for step in range(15):
+        losses = model.training_losses(clips, make_anomalies(model, clips, seed=step))
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+        history.append(losses["recon" if "recon" in losses else "recon_normal"].item())
+    assert sum(history[-3:]) / 3 < 0.7 * history[0], history
+
+
+# ---------------------------------------------------------------- CUDA (skipped without a GPU)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("preset", ["ddl-tiny-cpu", "dualpath-tiny-cpu"])
+def test_cuda_step_has_no_host_sync_and_matches_cpu(preset):
+    torch.manual_seed(0)
+    model = build_model(preset).train()
+    clips = batch_for(model, n=4)
+    anomalies = make_anomalies(model, clips)
+    cpu_loss = model.training_losses(clips, anomalies)["loss"].detach()
+    cuda_model = model.cuda()
+    moved = SimpleNamespace(clips=anomalies.clips.detach().cuda(), kind=anomalies.kind.cuda(),
+                            mask=anomalies.mask.cuda())
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        losses = cuda_model.training_losses(clips.cuda(), moved)
+        losses["loss"].backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.allclose(losses["loss"].detach().cpu(), cpu_loss, rtol=1e-3, atol=1e-4)

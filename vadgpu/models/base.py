@@ -1,0 +1,147 @@
+"""What every vadgpu model shares: the config base class and the model interface.
+
+A model's config is a dataclass (one subclass per architecture) that carries the clip geometry the loader must
+deliver (`temporal`, `size`, `channels`, `max_skip`) and the pseudo-anomaly settings the training engine turns into
+a `kernels.PseudoAnomalyPolicy` (`pseudo_p`, `pseudo_kinds`, `pseudo_weights`, `noise_sigma`, `skips`). Configs
+travel inside checkpoints as plain dicts (`to_dict` / `from_dict`), so a model can be rebuilt without pickles.
+
+Models implement `training_losses(clips, anomalies)` and `reconstruct(clips)`. `forward` dispatches to one of them
+so that a `DistributedDataParallel` wrapper (which only hooks `forward`) sees the whole training computation:
+`ddp_model(clips, anomalies)` returns the loss dict, `ddp_model(clips)` the reconstruction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+from vadgpu.errors import VadgpuError
+
+# Pseudo-anomaly kinds by name, as users write them in presets and YAML; the engine maps them to kernels.KIND_*.
+PSEUDO_KINDS = ("skip", "shuffle", "noise", "patch", "ddl")
+
+
+class Anomalies(Protocol):
+    """What `training_losses` reads from `kernels.PseudoAnomalies` (any object with these attributes works)."""
+
+    clips: torch.Tensor  # (N, C, T, H, W) perturbed; equal to the input where kind == 0
+    kind: torch.Tensor  # (N,) int64, 0 = normal
+    mask: torch.Tensor  # (N, 1, T, H, W) float, where the perturbation lies
+
+
+@dataclass
+class ModelConfig:
+    """Fields common to every architecture; subclasses add their own and set `architecture`."""
+
+    architecture: ClassVar[str] = ""
+
+    temporal: int = 3
+    size: tuple[int, int] = (64, 64)
+    channels: int = 1
+    max_skip: int = 0
+    pseudo_p: float = 1.0
+    pseudo_kinds: tuple[str, ...] = ("ddl",)
+    pseudo_weights: tuple[float, ...] | None = None
+    noise_sigma: float = 0.1
+    skips: tuple[int, ...] = (2, 3, 4, 5)
+
+    def __post_init__(self) -> None:
+        # YAML and JSON give lists; the dataclass keeps tuples so configs compare and hash predictably.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, list):
+                setattr(self, field.name, tuple(value))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise VadgpuError naming the option that is out of range."""
+        if not isinstance(self.temporal, int) or self.temporal < 1:
+            self._bad("temporal", "must be an integer >= 1")
+        if len(self.size) != 2 or not all(isinstance(s, int) and s > 0 for s in self.size):
+            self._bad("size", "must be two positive integers (H, W)")
+        if self.channels not in (1, 3):
+            self._bad("channels", "must be 1 (gray) or 3 (RGB)")
+        if not 0.0 <= float(self.pseudo_p) <= 1.0:
+            self._bad("pseudo_p", "is a probability and must lie in [0, 1]")
+        unknown = [k for k in self.pseudo_kinds if k not in PSEUDO_KINDS]
+        if unknown:
+            self._bad("pseudo_kinds", f"has unknown kind(s) {unknown}; choose from {list(PSEUDO_KINDS)}")
+        if self.pseudo_weights is not None:
+            if len(self.pseudo_weights) != len(self.pseudo_kinds):
+                self._bad("pseudo_weights", f"needs one weight per kind ({len(self.pseudo_kinds)})")
+            if any(w < 0 for w in self.pseudo_weights) or sum(self.pseudo_weights) <= 0:
+                self._bad("pseudo_weights", "must be non-negative with a positive sum")
+        if self.noise_sigma < 0:
+            self._bad("noise_sigma", "must be >= 0")
+        if any((not isinstance(s, int)) or s < 2 for s in self.skips):
+            self._bad("skips", "must be integers >= 2 (a skip of 1 is a normal clip)")
+        if "skip" in self.pseudo_kinds and self.max_skip < max(self.skips, default=0):
+            self._bad("max_skip", f"must be >= max(skips) = {max(self.skips)} when 'skip' is a pseudo kind")
+
+    def _bad(self, option: str, problem: str) -> None:
+        raise VadgpuError(f"model option {option}={getattr(self, option)!r} ({self.architecture}): {problem}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists, numbers, strings) for checkpoints and YAML; includes the architecture name."""
+        out: dict[str, Any] = {"architecture": self.architecture}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            out[field.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Rebuild from `to_dict` output; unknown keys or a different architecture are a VadgpuError."""
+        data = dict(data)
+        arch = data.pop("architecture", cls.architecture)
+        if arch != cls.architecture:
+            raise VadgpuError(f"model config is for architecture {arch!r}, not {cls.architecture!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise VadgpuError(
+                f"model option(s) {unknown} do not exist for {cls.architecture}; known: {sorted(names)}"
+            )
+        return cls(**data)
+
+    def replace(self, **overrides: Any) -> "ModelConfig":
+        """A copy with some fields changed (validated like a fresh config)."""
+        return type(self).from_dict({**self.to_dict(), **overrides})
+
+
+def centre_frame(clips: torch.Tensor) -> torch.Tensor:
+    """The centre frame (index T // 2) of (N, C, T, H, W) clips -> (N, C, H, W)."""
+    return clips[:, :, clips.shape[2] // 2]
+
+
+class VadModel(nn.Module):
+    """Interface of every vadgpu model (see module docstring)."""
+
+    config: ModelConfig
+
+    def forward(self, clips: torch.Tensor, anomalies: Anomalies | None = None):
+        if anomalies is None:
+            return self.reconstruct(clips)
+        return self.training_losses(clips, anomalies)
+
+    def training_losses(self, clips: torch.Tensor, anomalies: Anomalies) -> dict[str, torch.Tensor]:
+        """Loss terms for one batch: 'loss' is the total; all 0-dim tensors on the clips' device."""
+        raise NotImplementedError
+
+    def reconstruct(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(target, recon), both (N, C, H, W): the centre frame of each clip and its reconstruction in [0, 1]."""
+        raise NotImplementedError
+
+    def check_clips(self, clips: torch.Tensor) -> None:
+        """Shape check against the config, done on metadata only (no host sync)."""
+        cfg = self.config
+        expected = (cfg.channels, cfg.temporal, *cfg.size)
+        if clips.dim() != 5 or tuple(clips.shape[1:]) != expected:
+            raise VadgpuError(
+                f"{cfg.architecture} model expects clips (N, C, T, H, W) = (N, {', '.join(map(str, expected))}), "
+                f"got {tuple(clips.shape)}; set the loader's temporal/size/channels from the model config"
+            )

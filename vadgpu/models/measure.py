@@ -1,0 +1,72 @@
+"""Measure each preset: parameter count and forward + backward time per clip on this machine.
+
+    python -m vadgpu.models.measure [--batch 8] [--repeats 5] [--device cpu] [PRESET ...]
+
+One timed step = `training_losses` on a random batch (half the samples pseudo-anomalous in a box) + backward;
+the median step time divided by the batch size is the time per clip. The README's model table comes from here.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from types import SimpleNamespace
+
+import click
+import torch
+
+from vadgpu.device import describe, resolve_device
+from vadgpu.models.registry import build_model, count_parameters, list_presets
+
+
+def random_batch(config, batch: int, device: torch.device, seed: int = 0):
+    """(clips, anomalies) of the config's shape: the first half of the batch gets a noisy box (kind 5)."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    shape = (batch, config.channels, config.temporal, *config.size)
+    clips = torch.rand(shape, generator=g, device=device)
+    mask = torch.zeros(batch, 1, *shape[2:], device=device)
+    h, w = config.size
+    mask[: batch // 2, :, :, h // 4 : h // 2, w // 4 : w // 2] = 1.0
+    noisy = 0.5 * clips + 0.5 * torch.rand(shape, generator=g, device=device)
+    kind = torch.zeros(batch, dtype=torch.int64, device=device)
+    kind[: batch // 2] = 5
+    return clips, SimpleNamespace(clips=(1 - mask) * clips + mask * noisy, kind=kind, mask=mask)
+
+
+def time_step(preset: str, batch: int, repeats: int, device: torch.device) -> tuple[int, float]:
+    """(parameter count, median seconds per clip of forward + backward)."""
+    model = build_model(preset).to(device).train()
+    clips, anomalies = random_batch(model.config, batch, device)
+    times = []
+    for i in range(repeats + 1):  # the first step warms up allocators and kernels
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        model.zero_grad(set_to_none=True)
+        model.training_losses(clips, anomalies)["loss"].backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i:
+            times.append(time.perf_counter() - start)
+    return count_parameters(model), statistics.median(times) / batch
+
+
+@click.command()
+@click.argument("presets", nargs=-1)
+@click.option("--batch", default=8, show_default=True, help="clips per step")
+@click.option("--repeats", default=5, show_default=True, help="timed steps (after one warm-up step)")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N")
+def main(presets: tuple[str, ...], batch: int, repeats: int, device: str) -> None:
+    dev = resolve_device(device)
+    click.echo(f"device: {describe(dev)}; batch {batch}; median of {repeats} steps")
+    click.echo("| preset | input (C x T x H x W) | params | fwd+bwd ms/clip |")
+    click.echo("|---|---|---|---|")
+    for preset in presets or list_presets():
+        model_cfg = build_model(preset).config
+        params, per_clip = time_step(preset, batch, repeats, dev)
+        shape = f"{model_cfg.channels} x {model_cfg.temporal} x {model_cfg.size[0]} x {model_cfg.size[1]}"
+        click.echo(f"| {preset} | {shape} | {params / 1e6:.2f} M | {per_clip * 1e3:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

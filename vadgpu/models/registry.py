@@ -1,0 +1,86 @@
+"""Build models by name: `build_model(preset, **overrides)`, `list_presets()`, `model_from_checkpoint(ckpt)`.
+
+A name is a preset (presets.py) or a bare architecture ("ddl", "dualpath": that architecture's defaults, i.e. the
+paper settings). Overrides are config fields; unknown ones are a VadgpuError that lists the known fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from vadgpu.errors import VadgpuError
+from vadgpu.models.base import ModelConfig, VadModel
+from vadgpu.models.ddl import DDLConfig, DDLModel
+from vadgpu.models.dualpath import DualPathConfig, DualPathModel
+from vadgpu.models.presets import PRESETS
+
+ARCHITECTURES: dict[str, tuple[type[ModelConfig], type[VadModel]]] = {
+    "ddl": (DDLConfig, DDLModel),
+    "dualpath": (DualPathConfig, DualPathModel),
+}
+
+
+def list_presets() -> list[str]:
+    """Every preset name, sorted."""
+    return sorted(PRESETS)
+
+
+def architecture_of(name: str) -> str:
+    """'ddl' or 'dualpath' for a preset or architecture name."""
+    if name in ARCHITECTURES:
+        return name
+    if name in PRESETS:
+        return PRESETS[name][0]
+    raise VadgpuError(
+        f"unknown model preset {name!r}; presets: {', '.join(list_presets())} (or an architecture: "
+        f"{', '.join(ARCHITECTURES)})"
+    )
+
+
+def preset_config(name: str, **overrides: Any) -> ModelConfig:
+    """The config a preset (or architecture) gives, with `overrides` applied and validated."""
+    arch = architecture_of(name)
+    base = PRESETS[name][1] if name in PRESETS else {}
+    config_cls = ARCHITECTURES[arch][0]
+    return config_cls.from_dict({**base, **overrides})
+
+
+def config_from_dict(data: dict[str, Any], name: str | None = None) -> ModelConfig:
+    """Rebuild a config from `to_dict` output (its 'architecture' key, else the preset/architecture `name`)."""
+    arch = data.get("architecture") or (architecture_of(name) if name else None)
+    if arch not in ARCHITECTURES:
+        raise VadgpuError(f"model config names no known architecture ({arch!r}); known: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch][0].from_dict({**data, "architecture": arch})
+
+
+def model_from_config(config: ModelConfig) -> VadModel:
+    return ARCHITECTURES[config.architecture][1](config)
+
+
+def build_model(preset: str, **overrides: Any) -> VadModel:
+    """A freshly initialised model for a preset or architecture name, with config overrides."""
+    return model_from_config(preset_config(preset, **overrides))
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> VadModel:
+    """Rebuild the model a checkpoint dict describes ('model_name', 'model_config') and load its 'model' weights."""
+    missing = {"model_name", "model_config"} - set(ckpt)
+    if missing:
+        raise VadgpuError(f"checkpoint lacks {', '.join(sorted(missing))}; it was not written by vadgpu train")
+    model = model_from_config(config_from_dict(ckpt["model_config"], ckpt["model_name"]))
+    if "model" in ckpt:
+        state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}  # a DDP-wrapped save
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise VadgpuError(
+                f"checkpoint weights do not fit model {ckpt['model_name']!r} with its saved config: {exc}"
+            ) from exc
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameter count."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
