@@ -21,6 +21,7 @@ from vadgpu.engine.distributed import DistContext
 from vadgpu.engine.run_folder import prepare_run_dir
 from vadgpu.engine.train import LossMeter, train_step
 from vadgpu.errors import VadgpuError
+from test_resume import synth  # noqa: F401  (fixture: tiny synthetic dataset + box cache, shared with resume tests)
 
 CPU = DistContext(0, 1, 0, torch.device("cpu"))
 
@@ -197,3 +198,36 @@ def test_train_step_makes_no_host_copy(preset, tmp_path):
     assert any(not torch.equal(a, p.detach()) for a, p in zip(before, parts.params)), "the optimiser moved nothing"
     if preset.startswith("ddl"):
         assert model.anomaly_logit.grad is not None, "the DDL blend weight must be trained"
+
+
+# ---------------------------------------------------------------- end to end (CLI, in process)
+
+
+def test_cli_trains_dualpath_and_protects_the_run_folder(synth, tmp_path, monkeypatch):
+    root, boxes, cache = synth
+    monkeypatch.setenv("VADGPU_CACHE", str(cache))
+    run = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic", "--root", str(root), "--model", "dualpath", "--preset",
+            "dualpath-tiny-cpu", "--out", str(run), "--batch-size", "4", "--max-steps", "3", "--log-every", "2",
+            "--boxes", str(boxes), "--device", "cpu", "--workers", "1", "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert f"vadgpu eval --run {run}" in result.output and "config.yaml" in result.output
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert (saved["temporal"], saved["size"], saved["preset"]) == (4, [32, 32], "dualpath-tiny-cpu")  # resolved
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 3]
+    assert {"loss", "lr", "clips_per_s", "epoch"} <= set(log[0]) and log[0]["clips_per_s"] > 0
+    from vadgpu.engine.checkpoint import load_checkpoint
+    from vadgpu.models.registry import model_from_checkpoint
+
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == 3 and model_from_checkpoint(state).config.temporal == 4  # what `vadgpu eval` does
+    # the folder now holds a run: a second start is refused, --overwrite starts again
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 1 and "already holds a training run" in again.output
+    result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "empty"), "--resume"])
+    assert result.exit_code == 1 and "no run to continue" in result.output
+    result = CliRunner().invoke(cli, args + ["--overwrite", "--max-steps", "1"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 1

@@ -172,6 +172,15 @@ def resume_from_checkpoint(parts: Components, state: dict, ctx: DistContext, ste
     return Progress(epoch=int(state["epoch"]), step=int(state["step"]), batch=min(batch, steps_per_epoch))
 
 
+def _log_step(parts: Components, meter: LossMeter, progress: Progress, clips_per_s: float, logger) -> None:
+    values = meter.read(_log_scalars(parts))  # the hot path's one host sync
+    if not math.isfinite(values.get("loss", 0.0)):
+        raise VadgpuError(f"training diverged: loss is {values['loss']} at step {progress.step} "
+                          "(try a lower --lr, or --no-amp)")
+    logger.log({"epoch": progress.epoch + 1, "step": progress.step, **values,
+                "lr": parts.scheduler.get_last_lr()[0], "clips_per_s": clips_per_s, "time": time.time()})
+
+
 def train_one_epoch(parts: Components, config: TrainConfig, progress: Progress, run_dir: Path, ctx: DistContext,
                     logger, stop: StopRequest) -> bool:
     """Run the rest of epoch `progress.epoch` (skipping `progress.batch` batches already done); False if stopped."""
@@ -193,23 +202,16 @@ def train_one_epoch(parts: Components, config: TrainConfig, progress: Progress, 
         clips_since += batch.clips.shape[0] * ctx.world_size  # shape: metadata, no sync
         progress.clips += batch.clips.shape[0] * ctx.world_size
         logger.advance()
-        log_now = progress.step % config.log_every == 0 or progress.batch == steps
+        log_due = progress.step % config.log_every == 0 or progress.batch == steps
         checkpoint_now = config.checkpoint_every and progress.step % config.checkpoint_every == 0
-        if log_now:
-            values = meter.read(_log_scalars(parts))  # the hot path's one host sync
-            if not math.isfinite(values.get("loss", 0.0)):
-                raise VadgpuError(f"training diverged: loss is {values['loss']} at step {progress.step} "
-                                  "(try a lower --lr, or --no-amp)")
-            now = time.perf_counter()
-            record = {"epoch": progress.epoch + 1, "step": progress.step, **values,
-                      "lr": parts.scheduler.get_last_lr()[0], "clips_per_s": clips_since / max(now - tick, 1e-9),
-                      "time": time.time()}
-            logger.log(record)
-            clips_since, tick = 0, now
+        at_max = config.max_steps is not None and progress.step >= config.max_steps
         # Single process: the Python flag costs nothing. DDP: ranks agree where they sync anyway.
         stopping = stop.requested if not ctx.distributed else (
-            (log_now or checkpoint_now) and any_rank_true(stop.requested, ctx))
-        at_max = config.max_steps is not None and progress.step >= config.max_steps
+            (log_due or checkpoint_now or at_max) and any_rank_true(stop.requested, ctx))
+        if log_due or stopping or at_max:  # the last steps before a stop are logged too
+            now = time.perf_counter()
+            _log_step(parts, meter, progress, clips_since / max(now - tick, 1e-9), logger)
+            clips_since, tick = 0, now
         if progress.batch == steps:  # the epoch-end checkpoint below covers this step
             stop_after_epoch = stopping or at_max
             break
