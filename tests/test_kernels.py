@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -310,3 +311,23 @@ def test_policy_reports_what_is_missing():
         K.PseudoAnomalyPolicy(0.5, ["skip"], skips=[2, 7])(batch, b, valid, patches, gen(0))
     with pytest.raises(VadgpuError, match="at least 4 frames"):
         K.PseudoAnomalyPolicy(0.5, ["shuffle"])(batch, b, valid, patches, gen(0))
+
+
+# --- real Ped2 -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.shared
+def test_skip_clips_on_real_ped2_move_more_than_normal_clips(ped2_root):
+    import cv2
+
+    temporal, max_skip = 3, 5
+    files = sorted((ped2_root / "training" / "frames" / "01").glob("*.jpg"))[40 : 40 + max_skip * (temporal - 1) + 1]
+    frames = [cv2.resize(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), (64, 48), interpolation=cv2.INTER_AREA)
+              for f in files]
+    window = torch.from_numpy(np.stack(frames)).float().div(255)[None, None]  # (1, 1, 11, 48, 64)
+    window = window.expand(max_skip, 1, *window.shape[2:]).contiguous()
+    clips = K.skip_frames(window, torch.arange(1, max_skip + 1), temporal)  # skip 1 = the normal clip
+    centre = window[:, :, max_skip * (temporal // 2)]
+    assert torch.equal(clips[:, :, temporal // 2], centre)
+    motion = (clips[:, :, 0] - clips[:, :, -1]).abs().mean(dim=(1, 2, 3))  # (5,) first vs last frame
+    assert (motion.diff() > 0).all(), f"pedestrians move further between frames further apart: {motion.tolist()}"
