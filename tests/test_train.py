@@ -123,16 +123,15 @@ class _Batch:  # the ClipBatch fields the objective reads
 class _FixedBoxes:
     """ObjectBoxes' sample() contract with one box through every clip: lets the DDL blend run on real tensors."""
 
-    def __init__(self, temporal: int):
-        self.temporal = temporal
+    def __init__(self, temporal: int, device: torch.device = torch.device("cpu")):
+        self.box = torch.tensor([0.25, 0.25, 0.75, 0.75], device=device).expand(1, temporal, 4)  # (1, T, 4)
 
     def sample(self, video, frame, generator=None):
         n = video.shape[0]
-        boxes = torch.tensor([0.25, 0.25, 0.75, 0.75]).expand(n, self.temporal, 4).clone()  # (N, T, 4)
-        return boxes, torch.ones(n, dtype=torch.bool)
+        return self.box.expand(n, -1, -1).clone(), torch.ones_like(video, dtype=torch.bool)  # (N, T, 4), (N,)
 
 
-def _batch(model, n=2, seed=0):
+def _batch(model, n=2, seed=0, device=torch.device("cpu")):
     g = torch.Generator().manual_seed(seed)
     cfg = model.config
     window = None
@@ -142,7 +141,8 @@ def _batch(model, n=2, seed=0):
         clips = window[:, :, centre - cfg.temporal // 2: centre - cfg.temporal // 2 + cfg.temporal]
     else:
         clips = torch.rand(n, cfg.channels, cfg.temporal, *cfg.size, generator=g)
-    return _Batch(clips.contiguous(), torch.zeros(n, dtype=torch.long), torch.full((n,), 5), window)
+    batch = _Batch(clips.contiguous(), torch.zeros(n, dtype=torch.long), torch.full((n,), 5), window)
+    return _Batch(*(None if t is None else t.to(device) for t in (batch.clips, batch.video, batch.frame, batch.window)))
 
 
 # Host reads that exist only on the CPU path, by design of their module: kernels.skip_frames range-checks the skips
@@ -198,6 +198,43 @@ def test_train_step_makes_no_host_copy(preset, tmp_path):
     assert any(not torch.equal(a, p.detach()) for a, p in zip(before, parts.params)), "the optimiser moved nothing"
     if preset.startswith("ddl"):
         assert model.anomaly_logit.grad is not None, "the DDL blend weight must be trained"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("amp_dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("preset", ["ddl-tiny-cpu", "dualpath-tiny-cpu"])
+def test_cuda_train_steps_never_sync(preset, amp_dtype, tmp_path):
+    """On CUDA a step (kernels, autocast, channels_last, fused Adam, GradScaler for fp16) must not sync."""
+    ctx = DistContext(0, 1, 0, torch.device("cuda", torch.cuda.current_device()))
+    config = TrainConfig(dataset="synthetic", root="r", out=str(tmp_path), model=preset.split("-")[0],
+                         preset=preset, device="cuda", batch_size=4, amp=True, amp_dtype=amp_dtype,
+                         channels_last=True)
+    model, config, _ = resolve_model(config, ctx)
+    parts = assemble(model, config, ctx, loader=[None], boxes=_FixedBoxes(model.config.temporal, ctx.device))
+    batches = [_batch(model, n=4, seed=i, device=ctx.device) for i in range(4)]
+    train_step(parts, batches[0])  # warm-up: cuDNN autotuning, CuPy kernel compilation, optimiser state
+    torch.cuda.synchronize()
+    meter = LossMeter()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for batch in batches[1:]:
+            meter.add(train_step(parts, batch))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.isfinite(torch.tensor(meter.read({})["loss"]))
+
+
+@pytest.mark.gpu
+def test_cuda_end_to_end_with_compile(synth, tmp_path, monkeypatch):
+    root, boxes, cache = synth
+    monkeypatch.setenv("VADGPU_CACHE", str(cache))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--dataset", "synthetic", "--root", str(root), "--model", "ddl",
+                                      "--preset", "ddl-tiny-cpu", "--out", str(run), "--max-steps", "4",
+                                      "--boxes", str(boxes), "--device", "cuda", "--compile", "--channels-last",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "summary.json").read_text())["device"].startswith("cuda")
 
 
 # ---------------------------------------------------------------- end to end (CLI, in process)
