@@ -331,3 +331,25 @@ def test_skip_clips_on_real_ped2_move_more_than_normal_clips(ped2_root):
     assert torch.equal(clips[:, :, temporal // 2], centre)
     motion = (clips[:, :, 0] - clips[:, :, -1]).abs().mean(dim=(1, 2, 3))  # (5,) first vs last frame
     assert (motion.diff() > 0).all(), f"pedestrians move further between frames further apart: {motion.tolist()}"
+
+
+def test_kernel_benchmark_writes_its_result(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
+    spec = importlib.util.spec_from_file_location("bench_kernels", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "kernels.json"
+    args = ["--device", "cpu", "--batch", "2", "--size", "16", "--temporal", "3,4", "--repeats", "1", "--out", str(out)]
+    result = CliRunner().invoke(bench.main, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    rows = {(r["temporal"], r["kernel"]): r for r in data["results"]}
+    assert len(rows) == 2 * len(bench.KERNELS) and data["hardware"]["device"].startswith("cpu")
+    assert rows[(3, "shuffle_motion")]["torch_ms"] is None and rows[(4, "shuffle_motion")]["torch_ms"] > 0
+    assert all(r["torch_ms"] > 0 for key, r in rows.items() if key != (3, "shuffle_motion"))
