@@ -97,11 +97,11 @@ def _load_train_videos(config: TrainConfig, ctx: DistContext):
     from vadgpu.pipelines.prepare import load_prepared
 
     dataset = open_dataset(config.dataset, config.root, variant=config.variant)
-    # Rank 0 probes and transcodes (writes the cache) first; the others then find the cache current.
-    if ctx.is_main:
-        prepared = load_prepared(dataset, ctx.device, progress=config.progress)
+    # The first rank of each machine probes and transcodes into its cache first; the others then find it current.
+    if ctx.local_rank == 0:
+        prepared = load_prepared(dataset, ctx.device, progress=config.progress and ctx.is_main)
     barrier(ctx)
-    if not ctx.is_main:
+    if ctx.local_rank != 0:
         prepared = load_prepared(dataset, ctx.device, progress=False)
     if not prepared.train:
         raise VadgpuError(f"--root {config.root}: dataset {config.dataset} has no training videos")
