@@ -164,6 +164,10 @@ def test_ultralytics_detector_runs_offline_with_weights_from_yaml(tmp_path):
 
     weights = tmp_path / "yolov8n-random.pt"
     YOLO("yolov8n.yaml").save(weights)  # an untrained model: built from the yaml, nothing downloaded
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(VadgpuError, match="garbage.pt: ultralytics cannot load it"):
+        UltralyticsDetector(garbage)
     detector = UltralyticsDetector(weights, imgsz=64)
     frames = square_video()[:3]
     dets = detector.detect(frames)
