@@ -25,6 +25,7 @@ from vadgpu.pipelines.clip_index import ClipSpec, EpochPlan, RunTable, shard_bou
 from vadgpu.pipelines.types import PreparedVideo
 
 READER_NAME = "runs"
+PREFETCH = 2  # DALI iterations in flight: one decoding while the previous one is cut into clips
 
 
 def _to_clip_frames(frames, spec: ClipSpec, rgb_input: bool, layout: str):
@@ -114,7 +115,7 @@ class RunDecoder:
         self.is_folder, self.run_length = is_folder, run_length
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._links: dict[str, str] = {}  # private link name -> source path, to name sources in errors
-        common = dict(num_threads=num_threads, device_id=dali_device_id(device), seed=seed, prefetch_queue_depth=2)
+        common = dict(num_threads=num_threads, device_id=dali_device_id(device), seed=seed, prefetch_queue_depth=PREFETCH)
         cuda = is_cuda(device)
         if is_folder:
             self.source = FrameRunSource(videos, table, plan.groups)
@@ -188,10 +189,16 @@ class RunDecoder:
                               + "; check the files or rerun `vadgpu data prepare`")
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, dict[int, int], int]]:
-        t = self.table
-        for group in self.plan.groups:
-            outputs = self._guard(self.pipe.run, group)
+        t, groups = self.table, self.plan.groups
+        # Schedule iterations by hand: pipe.run() keeps PREFETCH iterations in flight and so decodes up to that
+        # many groups past the end of every epoch (measured: as many frames as a whole small epoch).
+        for g in range(min(PREFETCH, len(groups))):
+            self._guard(self.pipe.schedule_run, groups[g])
+        for g, group in enumerate(groups):
+            outputs = self._guard(self.pipe.outputs, group)
             frames = _to_torch(outputs[0], self.device)
+            if g + PREFETCH < len(groups):
+                self._guard(self.pipe.schedule_run, groups[g + PREFETCH])
             if self.is_folder:  # (F, C, H, W): the group's runs back to back
                 starts = np.concatenate([[0], np.cumsum(t.run_length[group])[:-1]])
                 yield frames, dict(zip(group.tolist(), starts.tolist())), int(t.run_length[group].sum())
