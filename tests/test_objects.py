@@ -157,6 +157,9 @@ def test_missing_weights_are_a_clear_error_before_ultralytics_runs(tmp_path, mon
     result = CliRunner().invoke(cli, ["data", "boxes", "--dataset", "ped2", "--root", str(tmp_path),
                                       "--detector", "ultralytics", "--weights", str(tmp_path / "y.pt")])
     assert result.exit_code == 1 and "y.pt: no such file" in result.output
+    result = CliRunner().invoke(cli, ["data", "boxes", "--dataset", "ped2", "--root", str(tmp_path),
+                                      "--detector", "bgsub", "--weights", str(tmp_path / "y.pt")])
+    assert result.exit_code == 1 and "--detector bgsub takes no --weights" in result.output
 
 
 def test_ultralytics_detector_runs_offline_with_weights_from_yaml(tmp_path):

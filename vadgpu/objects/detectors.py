@@ -375,6 +375,11 @@ def make_detector(
     conf: float | None = None,
 ) -> Detector:
     """Build a detector by CLI name: darknet | ultralytics | bgsub (classes=None keeps DEFAULT_CLASSES)."""
+    given = {"--weights": weights, "--cfg": cfg, "--names": names, "--classes": classes, "--conf": conf}
+    unused = {"ultralytics": ("--cfg", "--names"), "bgsub": tuple(given)}.get(kind, ())
+    stray = [option for option in unused if given[option] is not None]
+    if stray:  # an option that would be ignored is more likely a mistake than intended
+        raise VadgpuError(f"--detector {kind} takes no {', '.join(stray)}")
     classes = DEFAULT_CLASSES if classes is None else tuple(classes)
     conf_kw = {} if conf is None else {"conf": conf}
     if kind == "darknet":
