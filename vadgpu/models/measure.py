@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from types import SimpleNamespace
+
 
 import click
 import torch
 
 from vadgpu.device import describe, resolve_device
+from vadgpu.kernels import PseudoAnomalies
 from vadgpu.models.registry import build_model, count_parameters, list_presets
 
 
@@ -30,7 +31,7 @@ def random_batch(config, batch: int, device: torch.device, seed: int = 0):
     noisy = 0.5 * clips + 0.5 * torch.rand(shape, generator=g, device=device)
     kind = torch.zeros(batch, dtype=torch.int64, device=device)
     kind[: batch // 2] = 5
-    return clips, SimpleNamespace(clips=(1 - mask) * clips + mask * noisy, kind=kind, mask=mask)
+    return clips, PseudoAnomalies(clips=(1 - mask) * clips + mask * noisy, kind=kind, mask=mask)
 
 
 def time_step(preset: str, batch: int, repeats: int, device: torch.device) -> tuple[int, float]:
