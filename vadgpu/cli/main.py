@@ -33,6 +33,9 @@ def _register() -> None:
 
     cli.add_command(evaluate.eval_command)
     cli.add_command(evaluate.score_command)
+    from vadgpu.cli import bench
+
+    cli.add_command(bench.bench)
 
 
 _register()

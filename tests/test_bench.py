@@ -1,0 +1,170 @@
+"""`vadgpu bench throughput` plumbing on a tiny synthetic set (not speed): every stage runs and reports, the
+decode limit decodes each frame once, loaders are compared on the same clips, ratios/targets are computed from
+the stages, bad options are clear errors. Speed itself is measured by benchmarks/bench_throughput.py."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from vadgpu.bench import decode
+from vadgpu.bench.throughput import STAGES, ThroughputSettings, ratios_and_targets, run_throughput
+from vadgpu.bench.timing import measure_rate
+from vadgpu.cli.main import cli
+from vadgpu.errors import VadgpuError
+from vadgpu.pipelines.catalog import open_dataset
+from vadgpu.pipelines.prepare import load_prepared
+from vadgpu.pipelines.synth import make_synthetic_dataset
+
+FAST = ["--preset", "ddl-tiny-cpu", "--batch-size", "4", "--seconds", "0.05", "--repeats", "2", "--warmup", "0",
+        "--workers", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench") / "synth"
+    make_synthetic_dataset(root, train_videos=2, test_videos=1, frames=24, size=(64, 48), formats=("avi", "frames"))
+    return root
+
+
+def _run(args):
+    result = CliRunner().invoke(cli, ["bench", "throughput", *args])
+    return result
+
+
+def test_every_stage_reports_on_mjpeg_video(synth, tmp_path):
+    out = tmp_path / "r.json"
+    result = _run(["--dataset", "synthetic", "--root", str(synth), "--variant", "avi", "--cache",
+                   str(tmp_path / "cache"), "--json", str(out), "--markdown", *FAST])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert list(data["stages"]) == list(STAGES)
+    for stage in data["stages"].values():
+        rate = stage["rate"]
+        assert len(rate["repeats"]) == 2 and 0 < rate["min"] <= rate["median"] <= rate["max"]
+        assert stage["memory"]["host_rss_peak_mib"] > 0
+    stages = data["stages"]
+    assert stages["decode"]["unit"] == "frames/s" and stages["decode"]["decoder"].startswith("PyAV")
+    # training clips only: the baseline decodes all T frames of every clip; DALI decodes runs once
+    assert stages["baseline"]["frames_decoded_per_clip"] == 3.0
+    assert 1.0 <= stages["pipeline"]["frames_decoded_per_clip"] < 3.0
+    same = stages["pipeline"]["same_as_baseline"]
+    assert same["same_clips"] and same["shape"] == [4, 1, 3, 32, 32] and same["max_abs_diff"] < 0.2
+    assert 0 < stages["train"]["kernels_share_of_step"] < 1 and stages["train"]["parameters"] > 0
+    assert set(data["ratios"]) == {"pipeline/baseline", "pipeline+kernels/baseline+kernels",
+                                   "pipeline clips/s / decode-limit frames/s"}
+    assert any(k.startswith("pipeline/baseline >= 1.5 at T=3") for k in data["targets"])
+    system = data["system"]
+    assert system["cores"] >= 1 and system["cpu"] and system["device"].startswith("cpu")
+    assert {"dali", "torch", "cupy"} <= set(system["versions"]) and "load_average_end" in system
+    assert data["settings"]["format"] == "mjpeg" and data["settings"]["spec"]["temporal"] == 3
+    assert "vadgpu DALI pipeline" in result.output and "| stage |" in result.output and "ratio " in result.output
+
+
+def test_frame_folders_decode_limit_and_loaders(synth, tmp_path):
+    settings = ThroughputSettings(dataset="synthetic", root=str(synth), variant="frames", cache=str(tmp_path),
+                                  preset="ddl-tiny-cpu", temporal=5, batch_size=4, seconds=0.05, repeats=1,
+                                  warmup=0, workers=1, stages=("decode", "baseline", "pipeline"), progress=False)
+    data = run_throughput(settings)
+    assert data["stages"]["decode"]["decoder"] == "cv2.imdecode"
+    assert data["stages"]["baseline"]["frames_decoded_per_clip"] == 5.0
+    assert data["stages"]["pipeline"]["frames_decoded_per_clip"] < 5.0
+    assert data["settings"]["spec"]["temporal"] == 5 and "train" not in data["stages"]
+    assert not data["targets"] or all("T=5" not in k for k in data["targets"])  # no target for T = 5
+
+
+def test_decode_limit_decodes_each_frame_once(synth, tmp_path):
+    for variant in ("avi", "frames"):
+        prepared = load_prepared(open_dataset("synthetic", synth, variant=variant), "cpu", cache=tmp_path / variant,
+                                 progress=False)
+        jobs, is_folder = decode.decode_jobs(prepared.train)
+        assert is_folder == (variant == "frames")
+        stream = decode.serial_stream(jobs, is_folder, channels=3)
+        assert sum(next(stream) for _ in jobs) == sum(v.num_frames for v in prepared.train) == 48
+
+
+def test_undecodable_frame_names_the_file(tmp_path):
+    bad = tmp_path / "000.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(VadgpuError, match="000.jpg: OpenCV cannot decode"):
+        decode.decode_job((str(bad),), is_folder=True, channels=1)
+    with pytest.raises(VadgpuError, match="000.jpg: PyAV cannot decode"):
+        decode.decode_job((str(bad),), is_folder=False, channels=1)
+
+
+def test_measure_rate_counts_units_per_second():
+    def stream():
+        while True:
+            time.sleep(0.01)
+            yield 5
+
+    rate = measure_rate(stream(), seconds=0.1, repeats=3, warmup=0.02)
+    assert len(rate.repeats) == 3 and rate.units >= 3 * 5 * 2
+    assert 100 < rate.median <= 500  # 5 units per >= 10 ms
+    with pytest.raises(VadgpuError, match="ended early"):
+        measure_rate(iter([1, 1]), seconds=10, repeats=1, warmup=0)
+
+
+def test_ratios_and_targets():
+    def stage(median):
+        return {"rate": {"median": median}}
+
+    stages = {"decode": stage(1000.0), "baseline": stage(100.0), "pipeline": stage(400.0),
+              "baseline+kernels": stage(90.0), "pipeline+kernels": stage(300.0),
+              "train": {**stage(10.0), "kernels_share_of_step": 0.08}}
+    ratios, targets = ratios_and_targets(stages, temporal=16)
+    assert ratios == {"pipeline/baseline": 4.0, "pipeline+kernels/baseline+kernels": 3.333,
+                      "pipeline clips/s / decode-limit frames/s": 0.4}
+    assert targets["pipeline/baseline >= 3.0 at T=16"] == {"value": 4.0, "met": True}
+    assert targets["pipeline/decode limit >= 0.7"]["met"] is False
+    assert targets["kernels share of a step <= 0.05"] == {"value": 0.08, "met": False}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--stages", "decode,warp"], "--stages decode,warp"),
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--seconds", "0"], "--seconds 0"),
+    (["--preset", "nope"], "unknown model preset 'nope'"),
+    (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"], "--device"),
+])
+def test_bad_options_are_clear_errors(synth, tmp_path, args, message):
+    result = _run(["--dataset", "synthetic", "--root", str(synth), "--variant", "avi", "--cache",
+                   str(tmp_path), *FAST, *args])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_json_path_that_is_a_folder_is_an_error(synth, tmp_path):
+    result = _run(["--dataset", "synthetic", "--root", str(synth), "--json", str(tmp_path), *FAST])
+    assert result.exit_code == 2 and "--json" in result.output and "is a directory" in result.output
+
+
+def test_missing_root_is_an_error(tmp_path):
+    result = _run(["--dataset", "synthetic", "--root", str(tmp_path / "absent"), *FAST])
+    assert result.exit_code == 1 and "absent" in result.output and "Traceback" not in result.output
+
+
+def test_real_ped2_pipeline_matches_baseline(ped2_root, tmp_path):
+    settings = ThroughputSettings(dataset="ped2", root=str(ped2_root), cache=str(tmp_path), preset="ddl-tiny-cpu",
+                                  batch_size=4, seconds=0.05, repeats=1, warmup=0, workers=1,
+                                  stages=("baseline", "pipeline"), progress=False)
+    data = run_throughput(settings)
+    same = data["stages"]["pipeline"]["same_as_baseline"]
+    assert same["same_clips"] and same["max_abs_diff"] < 0.2
+    assert data["settings"]["frames"] == 2550 and data["settings"]["format"] == "jpeg"
+
+
+@pytest.mark.gpu
+def test_cuda_path_reports_gpu_memory(synth, tmp_path):
+    settings = ThroughputSettings(dataset="synthetic", root=str(synth), variant="avi", cache=str(tmp_path),
+                                  device="cuda", preset="ddl-tiny-cpu", batch_size=4, seconds=0.05, repeats=1,
+                                  warmup=0, stages=("pipeline", "pipeline+kernels", "train"), progress=False)
+    data = run_throughput(settings)
+    assert data["system"]["device"].startswith("cuda") and "gpu" in data["system"]
+    assert all("gpu_torch_peak_mib" in s["memory"] for s in data["stages"].values())
+    assert data["stages"]["pipeline"]["frames_decoded_per_clip"] < 3.0

@@ -1,0 +1,354 @@
+"""`vadgpu bench throughput`: the data path's stages side by side on the same files, in one run.
+
+    decode            every frame of the training split decoded once (decode.py): 1 process and all cores
+    baseline          the torch DataLoader reference (pipelines/baseline.py), num_workers = cores: clips/s
+    pipeline          the DALI clip loader (pipelines/loader.py): clips/s and frames decoded per clip
+    baseline+kernels  the same two, each batch then turned into pseudo-anomalies by the preset's policy
+    pipeline+kernels
+    train             full training steps (engine.train.train_step: kernels, forward, backward, optimiser) fed by
+                      the DALI loader; plus the step alone on cached batches and the kernels' share of it
+
+All loaders see the same clip spec (from the preset, with the command's overrides), the same seed and so the
+same clips in the same order; the first batches of baseline and pipeline are compared and the difference
+recorded. Every stage warms up, then runs `repeats` timed windows (timing.py). Results are a JSON-able dict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from tqdm import tqdm
+
+from vadgpu.bench import decode
+from vadgpu.bench.system import PeakMemory, describe_system, usable_cores
+from vadgpu.bench.timing import Rate, measure_rate
+from vadgpu.device import is_cuda, resolve_device
+from vadgpu.errors import VadgpuError
+
+STAGES = ("decode", "baseline", "pipeline", "baseline+kernels", "pipeline+kernels", "train")
+# Issue 7's targets on the 2-core CPU machine: pipeline/baseline by clip length, and the two below
+SPEEDUP_TARGETS = {3: 1.5, 16: 3.0}
+DECODE_LIMIT_TARGET = 0.7  # pipeline clips/s >= 0.7 x decode-limit frames/s (all cores)
+KERNEL_SHARE_TARGET = 0.05  # kernels <= 5% of a training step
+STEP_BATCHES = 3  # cached batches the step-only and kernel-only timings cycle through
+
+
+@dataclass
+class ThroughputSettings:
+    """What `vadgpu bench throughput` measures; None fields take the preset's value (or the core count)."""
+
+    dataset: str
+    root: str
+    variant: str | None = None
+    cache: str | None = None
+    device: str = "auto"
+    preset: str = "ddl-ped2-cpu"
+    temporal: int | None = None
+    size: tuple[int, int] | None = None  # (H, W)
+    channels: int | None = None
+    max_skip: int | None = None  # None: the preset's (a skip window is decoded when > 1)
+    batch_size: int = 16
+    seconds: float = 5.0  # per timed window
+    repeats: int = 3
+    warmup: float = 2.0  # seconds of untimed work before each stage's windows
+    workers: int | None = None  # DataLoader workers, DALI threads and decode processes; None: usable cores
+    boxes: str | None = None  # object-box cache; None: random boxes (kernel cost does not depend on the source)
+    stages: tuple[str, ...] = STAGES
+    seed: int = 0
+    progress: bool = True
+
+    def check(self) -> None:
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown or not self.stages:
+            raise VadgpuError(f"--stages {','.join(self.stages)}: choose from {','.join(STAGES)}")
+        if self.batch_size < 1:
+            raise VadgpuError(f"--batch-size {self.batch_size} must be >= 1")
+        if self.workers is not None and self.workers < 1:
+            raise VadgpuError(f"--workers {self.workers} must be >= 1")
+        if self.seconds <= 0 or self.repeats < 1 or self.warmup < 0:
+            raise VadgpuError(f"--seconds {self.seconds} must be > 0 and --repeats {self.repeats} >= 1")
+
+
+class RandomBoxes:
+    """Stand-in for ObjectBoxes: one drifting box per clip, 3 in 4 clips valid, drawn on the device.
+
+    The kernels' cost depends on the box sizes, not on where boxes come from, so a benchmark needs no detector.
+    """
+
+    def __init__(self, temporal: int):
+        self.temporal = temporal
+
+    def sample(self, video: torch.Tensor, frame: torch.Tensor, generator: torch.Generator):
+        n, device = video.shape[0], video.device
+        corner = 0.1 + 0.5 * torch.rand(n, 1, 2, generator=generator, device=device)  # (N, 1, 2)
+        side = 0.1 + 0.2 * torch.rand(n, 1, 2, generator=generator, device=device)  # (N, 1, 2)
+        drift = torch.linspace(0.0, 0.05, self.temporal, device=device)[None, :, None]  # (1, T, 1)
+        boxes = torch.cat([corner + drift, corner + side + drift], dim=2).clamp(0, 1)  # (N, T, 4)
+        valid = torch.rand(n, generator=generator, device=device) < 0.75  # (N,)
+        return boxes, valid
+
+
+@dataclass
+class KernelStep:
+    """Boxes + the pseudo-anomaly policy, as the training objective applies them to a batch."""
+
+    policy: object
+    boxes: object
+    patches: torch.Tensor | None
+    generator: torch.Generator
+    logit: torch.Tensor | None
+    notes: list[str] = field(default_factory=list)
+
+    def __call__(self, batch):
+        boxes, valid = self.boxes.sample(batch.video, batch.frame, self.generator)  # (N, T, 4), (N,)
+        return self.policy(batch, boxes, valid, self.patches, self.generator, logit=self.logit)
+
+
+class LoaderStream:
+    """Clips per batch, epoch after epoch (set_epoch each time, as training does); `per_batch` runs on each batch.
+
+    Counts frames decoded and clips emitted over every epoch it ran, so `frames_decoded_per_clip` covers the whole
+    measurement, not only the last (partial) epoch.
+    """
+
+    def __init__(self, loader, per_batch: Callable | None = None):
+        self.loader, self.per_batch = loader, per_batch
+        self.frames_decoded = self.clips_emitted = 0
+        self._batches = self._run()
+
+    def __iter__(self) -> "LoaderStream":
+        return self
+
+    def __next__(self) -> int:
+        return next(self._batches)
+
+    def close(self) -> None:
+        self._batches.close()
+
+    @property
+    def frames_decoded_per_clip(self) -> float:
+        return self.frames_decoded / max(self.clips_emitted, 1)
+
+    def _run(self) -> Iterator[int]:
+        for epoch in itertools.count():
+            self.loader.set_epoch(epoch)
+            try:
+                for batch in self.loader:
+                    if self.per_batch is not None:
+                        self.per_batch(batch)
+                    yield len(batch)
+            finally:  # also when closed mid-epoch: the loader's counters cover the part it ran
+                self.frames_decoded += self.loader.frames_decoded
+                self.clips_emitted += self.loader.clips_emitted
+
+
+def cycle_stream(batches: list, call: Callable) -> Iterator[int]:
+    """`call(batch)` over cached batches, forever: a step or the kernels without any loading."""
+    for batch in itertools.cycle(batches):
+        call(batch)
+        yield len(batch)
+
+
+class ThroughputBench:
+    """Builds the loaders, model and kernels once and measures the requested stages (see the module doc)."""
+
+    def __init__(self, settings: ThroughputSettings):
+        from vadgpu.models.registry import preset_config
+        from vadgpu.pipelines.catalog import open_dataset
+        from vadgpu.pipelines.clip_index import ClipSpec
+        from vadgpu.pipelines.prepare import load_prepared
+
+        settings.check()
+        self.s = settings
+        self.device = resolve_device(settings.device)
+        self.workers = settings.workers or usable_cores()
+        overrides = {k: v for k, v in (("temporal", settings.temporal), ("size", settings.size),
+                                       ("channels", settings.channels)) if v is not None}
+        if settings.max_skip is not None:
+            overrides["max_skip"] = settings.max_skip
+            if settings.max_skip < 2 and "skip" in preset_config(settings.preset).pseudo_kinds:
+                # no window -> no skip clips: drop the kind rather than fail the model config's check
+                kinds = tuple(k for k in preset_config(settings.preset).pseudo_kinds if k != "skip")
+                overrides["pseudo_kinds"], overrides["pseudo_weights"] = kinds, None
+        self.model_config = preset_config(settings.preset, **overrides)
+        mc = self.model_config
+        self.spec = ClipSpec(temporal=mc.temporal, size=tuple(mc.size), channels=mc.channels, max_skip=mc.max_skip)
+        dataset = open_dataset(settings.dataset, settings.root, variant=settings.variant)
+        prepared = load_prepared(dataset, self.device, cache=settings.cache, progress=settings.progress)
+        self.videos = list(prepared.train)
+        if not self.videos:
+            raise VadgpuError(f"--root {settings.root}: dataset {settings.dataset} has no training videos")
+        self.memory = PeakMemory(self.device)
+        self.sync = (lambda: torch.cuda.synchronize(self.device)) if is_cuda(self.device) else (lambda: None)
+
+    # ------------------------------------------------------------------------------------------- builders
+
+    def loader(self, kind: str):
+        from vadgpu.pipelines.baseline import make_baseline_loader
+        from vadgpu.pipelines.loader import make_loader
+
+        common = dict(batch_size=self.s.batch_size, device=self.device, train=True, seed=self.s.seed)
+        if kind == "baseline":
+            return make_baseline_loader(self.videos, self.spec, num_workers=self.workers, **common)
+        return make_loader(self.videos, self.spec, num_threads=self.workers, **common)
+
+    def kernel_step(self, logit: torch.Tensor | None = None) -> KernelStep:
+        from vadgpu.kernels import PseudoAnomalyPolicy
+        from vadgpu.objects.patches import load_patch_bank
+
+        mc = self.model_config
+        patches = load_patch_bank(None, mc.channels, device=self.device, seed=self.s.seed) \
+            if "patch" in mc.pseudo_kinds else None
+        policy = PseudoAnomalyPolicy(mc.pseudo_p, mc.pseudo_kinds, mc.pseudo_weights, mc.noise_sigma, mc.skips)
+        generator = torch.Generator(device=self.device).manual_seed(self.s.seed + 1)
+        if logit is None and "ddl" in mc.pseudo_kinds:
+            logit = torch.zeros((), device=self.device)
+        return KernelStep(policy, self.boxes(), patches, generator, logit)
+
+    def boxes(self):
+        if self.s.boxes is None:
+            return RandomBoxes(self.spec.temporal)
+        from vadgpu.objects.boxes import ObjectBoxes
+
+        return ObjectBoxes.load(self.s.boxes, self.videos, self.device, self.spec.temporal)
+
+    def training_parts(self, loader):
+        from vadgpu.engine.components import assemble
+        from vadgpu.engine.config import TrainConfig
+        from vadgpu.engine.distributed import DistContext
+        from vadgpu.models.registry import model_from_config
+
+        torch.manual_seed(self.s.seed)
+        model = model_from_config(self.model_config)
+        config = TrainConfig(dataset=self.s.dataset, root=str(self.s.root), model=self.model_config.architecture,
+                             preset=self.s.preset, batch_size=self.s.batch_size, device=str(self.device),
+                             seed=self.s.seed, amp=is_cuda(self.device), progress=False)
+        parts = assemble(model, config, DistContext(0, 1, 0, self.device), loader, boxes=self.boxes())
+        return parts
+
+    # ----------------------------------------------------------------------------------------- measuring
+
+    def rate(self, stream: Iterator[int]) -> Rate:
+        with contextlib.closing(stream):  # stops DataLoader workers, DALI pipelines, decode pools
+            return measure_rate(stream, self.s.seconds, self.s.repeats, self.s.warmup, self.sync)
+
+    def run(self) -> dict:
+        """Measure every requested stage; return the result dict (system, settings, stages, ratios, targets)."""
+        system = describe_system(self.device)
+        stages: dict[str, dict] = {}
+        bar = tqdm(self.s.stages, desc="bench throughput", unit="stage",
+                   disable=not self.s.progress or not os.isatty(2))
+        for name in bar:
+            bar.set_postfix_str(name)
+            self.memory.start_stage()
+            stages[name] = getattr(self, "_stage_" + name.replace("+", "_"))()
+            stages[name]["memory"] = self.memory.read()
+        if hasattr(os, "getloadavg"):
+            system["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        result = {"system": system, "settings": self.settings_dict(), "stages": stages}
+        result["ratios"], result["targets"] = ratios_and_targets(stages, self.spec.temporal)
+        return result
+
+    def settings_dict(self) -> dict:
+        out = asdict(self.s)
+        out.update(workers=self.workers, spec=asdict(self.spec), kinds=list(self.model_config.pseudo_kinds),
+                   videos=len(self.videos), frames=int(sum(v.num_frames for v in self.videos)),
+                   format=self.videos[0].codec, frame_size=[self.videos[0].height, self.videos[0].width],
+                   boxes=self.s.boxes or "random (RandomBoxes)")
+        out["stages"] = list(self.s.stages)
+        return out
+
+    def _stage_decode(self) -> dict:
+        jobs, is_folder = decode.decode_jobs(self.videos)
+        channels = self.spec.channels
+        one = self.rate(decode.serial_stream(jobs, is_folder, channels))
+        pool = self.rate(decode.pool_stream(jobs, is_folder, channels, self.workers))
+        return {"unit": "frames/s", "rate": pool.to_dict(), "one_process": one.to_dict(),
+                "decoder": "cv2.imdecode" if is_folder else "PyAV (1 thread)", "processes": self.workers}
+
+    def _loader_stage(self, kind: str, kernels: bool) -> dict:
+        loader = self.loader(kind)
+        step = self.kernel_step() if kernels else None
+        stream = LoaderStream(loader, step)
+        rate = self.rate(stream)
+        return {"unit": "clips/s", "rate": rate.to_dict(), "batches_per_epoch": len(loader),
+                "frames_decoded_per_clip": round(stream.frames_decoded_per_clip, 3)}
+
+    def _stage_baseline(self) -> dict:
+        return self._loader_stage("baseline", kernels=False)
+
+    def _stage_pipeline(self) -> dict:
+        out = self._loader_stage("pipeline", kernels=False)
+        out["same_as_baseline"] = compare_first_batches(self.loader("baseline"), self.loader("pipeline"))
+        return out
+
+    def _stage_baseline_kernels(self) -> dict:
+        return self._loader_stage("baseline", kernels=True)
+
+    def _stage_pipeline_kernels(self) -> dict:
+        return self._loader_stage("pipeline", kernels=True)
+
+    def _stage_train(self) -> dict:
+        from vadgpu.engine.train import train_step
+
+        loader = self.loader("pipeline")
+        parts = self.training_parts(loader)
+        with_loading = self.rate(LoaderStream(loader, lambda batch: train_step(parts, batch)))
+        batches = list(itertools.islice(iter(loader), STEP_BATCHES))
+        step_only = self.rate(cycle_stream(batches, lambda batch: train_step(parts, batch)))
+        objective = parts.objective
+        kernels = KernelStep(objective.policy, objective.boxes, objective.patches, parts.generator,
+                             getattr(parts.model, "anomaly_logit", None))
+        kernels_only = self.rate(cycle_stream(batches, kernels))
+        share = step_only.median / max(kernels_only.median, 1e-9)  # (1 / kernel rate) / (1 / step rate)
+        return {"unit": "clips/s", "rate": with_loading.to_dict(), "step_only": step_only.to_dict(),
+                "kernels_only": kernels_only.to_dict(), "kernels_share_of_step": round(share, 4),
+                "preset": self.s.preset, "model": self.model_config.architecture,
+                "parameters": sum(p.numel() for p in parts.params)}
+
+
+def compare_first_batches(baseline, pipeline) -> dict:
+    """Same clips, same tensors? The first batch of each loader: clip ids equal, max |difference| of the pixels."""
+    first = [next(iter(loader)) for loader in (baseline, pipeline)]
+    a, b = first
+    same_clips = bool(torch.equal(a.video.cpu(), b.video.cpu()) and torch.equal(a.frame.cpu(), b.frame.cpu()))
+    diff = (a.clips.cpu() - b.clips.cpu()).abs()
+    return {"same_clips": same_clips, "shape": list(a.clips.shape), "max_abs_diff": round(float(diff.max()), 4),
+            "mean_abs_diff": round(float(diff.mean()), 5)}
+
+
+def ratios_and_targets(stages: dict, temporal: int) -> tuple[dict, dict]:
+    """The ratios the issue asks for, and each target with its value and whether it is met."""
+    def median(name: str) -> float | None:
+        return stages[name]["rate"]["median"] if name in stages else None
+
+    ratios, targets = {}, {}
+    for plain in ("", "+kernels"):
+        p, b = median("pipeline" + plain), median("baseline" + plain)
+        if p is not None and b:
+            ratios[f"pipeline{plain}/baseline{plain}"] = round(p / b, 3)
+    p, d = median("pipeline"), median("decode")
+    if p is not None and d:
+        ratios["pipeline clips/s / decode-limit frames/s"] = round(p / d, 3)
+    if "pipeline/baseline" in ratios and temporal in SPEEDUP_TARGETS:
+        value, want = ratios["pipeline/baseline"], SPEEDUP_TARGETS[temporal]
+        targets[f"pipeline/baseline >= {want} at T={temporal}"] = {"value": value, "met": value >= want}
+    if "pipeline clips/s / decode-limit frames/s" in ratios:
+        value = ratios["pipeline clips/s / decode-limit frames/s"]
+        targets[f"pipeline/decode limit >= {DECODE_LIMIT_TARGET}"] = {"value": value,
+                                                                      "met": value >= DECODE_LIMIT_TARGET}
+    if "train" in stages:
+        value = stages["train"]["kernels_share_of_step"]
+        targets[f"kernels share of a step <= {KERNEL_SHARE_TARGET}"] = {"value": value,
+                                                                       "met": value <= KERNEL_SHARE_TARGET}
+    return ratios, targets
+
+
+def run_throughput(settings: ThroughputSettings) -> dict:
+    """Measure throughput as `settings` says; return the result dict (see ThroughputBench.run)."""
+    return ThroughputBench(settings).run()

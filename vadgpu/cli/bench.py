@@ -1,0 +1,75 @@
+"""`vadgpu bench ...`: benchmarks (`throughput`: decode limit, baseline loader, DALI pipeline, kernels, training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vadgpu.bench.throughput import STAGES
+from vadgpu.errors import VadgpuError
+
+
+@click.group()
+def bench() -> None:
+    """Measure vadgpu's speed on this machine."""
+
+
+@bench.command("throughput")
+@click.option("--dataset", "name", required=True, help="Catalog name: ped2, avenue, shanghaitech, generic, synthetic.")
+@click.option("--root", required=True, type=click.Path(path_type=Path), help="The dataset's folder (read only).")
+@click.option("--variant", default=None, help="Layout variant (synthetic: avi, mp4, frames; ped2: jpg, ucsd).")
+@click.option("--cache", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Prepare cache folder [default: $VADGPU_CACHE or ~/.cache/vadgpu].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--preset", "--model", "preset", default="ddl-ped2-cpu", show_default=True,
+              help="Model preset for the kernels and the training steps; it also gives T, size and channels.")
+@click.option("--temporal", type=int, default=None, help="Frames per clip T [default: the preset's].")
+@click.option("--resize", nargs=2, type=int, default=None, metavar="H W", help="Clip frame size [default: preset's].")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="1 gray, 3 RGB [default: preset's].")
+@click.option("--max-skip", type=int, default=None,
+              help="Skip window (decoded when > 1) [default: the preset's]; < 2 drops the 'skip' kind.")
+@click.option("--batch-size", default=16, show_default=True, help="Clips per batch.")
+@click.option("--seconds", default=5.0, show_default=True, help="Length of one timed window per stage.")
+@click.option("--repeats", default=3, show_default=True, help="Timed windows per stage (median, min, max).")
+@click.option("--warmup", default=2.0, show_default=True, help="Untimed seconds before each stage's windows.")
+@click.option("--workers", type=int, default=None, help="DataLoader workers / DALI threads / decode processes "
+              "[default: the usable cores].")
+@click.option("--boxes", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Object-box cache (`vadgpu data boxes`) [default: random boxes, same kernel cost].")
+@click.option("--stages", default=",".join(STAGES),
+              show_default=True, help="Comma-separated stages to measure.")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the result (system, settings, every repeat, ratios, targets) to this JSON file.")
+@click.option("--markdown", is_flag=True, help="Also print the table as Markdown (for the README).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def throughput(name, root, variant, cache, device, preset, temporal, resize, channels, max_skip, batch_size,
+               seconds, repeats, warmup, workers, boxes, stages, json_path, markdown, no_progress) -> None:
+    """Decode limit, baseline DataLoader, DALI pipeline (+ kernels) and training steps, side by side.
+
+    \b
+    Examples:
+      vadgpu bench throughput --dataset ped2 --root ../shared/datasets/ped2 --temporal 3 --json ped2-t3.json
+      vadgpu bench throughput --dataset synthetic --root data/synth --variant avi --temporal 16 \\
+          --preset dualpath-ped2-cpu --max-skip 0
+    """
+    from vadgpu.bench.report import format_markdown, format_table
+    from vadgpu.bench.throughput import ThroughputSettings, run_throughput
+    from vadgpu.io import atomic_write_json
+
+    settings = ThroughputSettings(
+        dataset=name, root=str(root), variant=variant, cache=str(cache) if cache else None, device=device,
+        preset=preset, temporal=temporal, size=tuple(resize) if resize else None,
+        channels=int(channels) if channels else None, max_skip=max_skip, batch_size=batch_size, seconds=seconds,
+        repeats=repeats, warmup=warmup, workers=workers, boxes=str(boxes) if boxes else None,
+        stages=tuple(s.strip() for s in stages.split(",") if s.strip()), progress=not no_progress)
+    result = run_throughput(settings)
+    click.echo(format_table(result))
+    if markdown:
+        click.echo("\n" + format_markdown(result))
+    if json_path is not None:
+        try:
+            atomic_write_json(json_path, result)
+        except OSError as exc:
+            raise VadgpuError(f"--json {json_path}: cannot write ({exc.strerror})") from exc
+        click.echo(f"wrote {json_path}")
