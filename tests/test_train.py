@@ -268,3 +268,16 @@ def test_cli_trains_dualpath_and_protects_the_run_folder(synth, tmp_path, monkey
     result = CliRunner().invoke(cli, args + ["--overwrite", "--max-steps", "1"])
     assert result.exit_code == 0, result.output
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 1
+
+
+def test_cli_trains_on_real_ped2(ped2_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("VADGPU_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--dataset", "ped2", "--root", str(ped2_root), "--model", "ddl",
+                                      "--preset", "ddl-tiny-cpu", "--out", str(run), "--batch-size", "4",
+                                      "--max-steps", "2", "--device", "cpu", "--workers", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "no --boxes" in result.output  # DDL's object blend needs a box cache: the user is told
+    state = yaml.safe_load((run / "config.yaml").read_text())
+    assert state["dataset"] == "ped2" and Path(state["root"]).is_absolute()
+    assert json.loads((run / "summary.json").read_text())["steps"] == 2

@@ -49,9 +49,11 @@ def _explicit_flags(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
         flags["size"] = (height, width)
     if "channels" in given:
         flags["channels"] = _channels(given.pop("channels"))
-    for name in ("boxes", "patches", "root", "out"):
+    for name in ("boxes", "patches", "root"):  # absolute: `vadgpu eval --run` may run from another folder
         if name in given:
-            given[name] = str(given[name])
+            given[name] = str(Path(given[name]).expanduser().resolve())
+    if "out" in given:
+        given["out"] = str(given["out"])
     flags.update(given)
     return flags
 
@@ -156,6 +158,6 @@ def train(ctx: click.Context, config_file: str | None, resume: bool, overwrite: 
             click.echo(f"Trained {p.step} steps ({p.epoch} epochs) in {result.seconds:.1f} s, "
                        f"{result.clips_per_s:.1f} clips/s. Run folder {config.out}:")
             click.echo(describe_run_dir(Path(config.out)))
-            click.echo(f"Next:\n  vadgpu eval --run {config.out} --dataset {config.dataset} --root {config.root}")
+            click.echo(f"Next (dataset and root are read from the checkpoint):\n  vadgpu eval --run {config.out}")
     if result.interrupted:
         sys.exit(130)
