@@ -13,6 +13,7 @@ import torch
 
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.baseline import make_baseline_loader
+from vadgpu.pipelines.clip_index import build_run_table, span_frames
 from vadgpu.pipelines.loader import ClipSpec, make_loader
 from vadgpu.pipelines.types import PreparedVideo, Video
 
@@ -67,6 +68,27 @@ def media(tmp_path_factory) -> dict[str, list[PreparedVideo]]:
         "jpg": [_folder(root / "jpg", FRAMES["jpg"], "jpg")],
         "tif": [_folder(root / "tif", FRAMES["tif"], "tif")],
     }
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("temporal,max_skip,run_length", [(1, 0, 1), (3, 0, 3), (4, 0, 12), (3, 3, 7), (16, 2, 64)])
+def test_run_table_owns_every_clip_once_inside_its_run(temporal, max_skip, run_length, train):
+    spec = ClipSpec(temporal, (8, 8), 1, max_skip)
+    num_frames = [1, temporal, 5, 40, 131]
+    table = build_run_table(num_frames, spec, train, run_length)
+    half = temporal // 2
+    want = [(v, c) for v, n in enumerate(num_frames)
+            for c in (range(half, n - (temporal - 1 - half)) if train else range(n))]
+    assert list(zip(table.run_video[table.clip_run].tolist(), table.clip_centre.tolist())) == want
+    assert (table.run_length >= 1).all() and (table.run_length <= run_length).all()
+    frames = span_frames(table, np.arange(len(want)), np.array(num_frames), spec)  # (K, span)
+    lo = table.run_lo[table.clip_run]
+    assert (frames >= lo[:, None]).all() and (frames < (lo + table.run_length[table.clip_run])[:, None]).all()
+    # runs overlap only by what the clips need: a run owns at least run_length - span + 1 clips
+    step = run_length - len(spec.span_offsets) + 1
+    for v in range(len(num_frames)):
+        clips = sum(1 for w, _ in want if w == v)
+        assert (table.run_video == v).sum() <= -(-clips // step)
 
 
 KINDS = ["avi", "vp9", "jpg", "tif"]
