@@ -172,7 +172,8 @@ def plan_epoch(
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(n_runs) if train else np.arange(n_runs)
     clips_per_run = np.diff(table.run_first_clip)
-    shard_clips = [int(clips_per_run[order[slice(*shard_bounds(n_runs, s, num_shards))]].sum()) for s in range(num_shards)]
+    shard_clips = [int(clips_per_run[order[slice(*shard_bounds(n_runs, s, num_shards))]].sum())
+                   for s in range(num_shards)]
     if train:
         target = -(-sum(shard_clips) // num_shards)
     else:

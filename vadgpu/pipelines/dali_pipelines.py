@@ -115,7 +115,8 @@ class RunDecoder:
         self.is_folder, self.run_length = is_folder, run_length
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._links: dict[str, str] = {}  # private link name -> source path, to name sources in errors
-        common = dict(num_threads=num_threads, device_id=dali_device_id(device), seed=seed, prefetch_queue_depth=PREFETCH)
+        common = dict(num_threads=num_threads, device_id=dali_device_id(device), seed=seed,
+                      prefetch_queue_depth=PREFETCH)
         cuda = is_cuda(device)
         if is_folder:
             self.source = FrameRunSource(videos, table, plan.groups)

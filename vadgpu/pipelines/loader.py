@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from vadgpu.device import is_cuda, resolve_device
+from vadgpu.device import resolve_device
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.clip_index import ClipSpec, EpochPlan, RunTable, build_run_table, plan_epoch, span_frames
 from vadgpu.pipelines.prepare import DECODABLE, backend_for
@@ -178,7 +177,8 @@ class ClipLoader:
     def _rows(self, clips: np.ndarray, row_of_run: dict[int, int]) -> torch.Tensor:
         runs = self.table.clip_run[clips]
         base = np.fromiter((row_of_run[r] for r in runs), dtype=np.int64, count=len(runs))
-        rows = base[:, None] + span_frames(self.table, clips, self.num_frames, self.spec) - self.table.run_lo[runs, None]
+        frames = span_frames(self.table, clips, self.num_frames, self.spec)  # (K, span) frame indices in the video
+        rows = base[:, None] + frames - self.table.run_lo[runs, None]
         return torch.from_numpy(rows).to(self.device, non_blocking=True)
 
     def _batch(self, pieces: list[tuple[torch.Tensor, np.ndarray]]) -> ClipBatch:
