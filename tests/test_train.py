@@ -237,6 +237,22 @@ def test_cuda_end_to_end_with_compile(synth, tmp_path, monkeypatch):
     assert json.loads((run / "summary.json").read_text())["device"].startswith("cuda")
 
 
+@pytest.mark.parametrize("preset", ["ddl-tiny-cpu"])  # DDL mixes 4-D and 5-D weights
+def test_channels_last_trains_the_same(preset, tmp_path):
+    """--channels-last changes the weights' layout (4-D and 5-D alike), not the numbers."""
+    results = []
+    for channels_last in (False, True):
+        config = TrainConfig(dataset="synthetic", root="r", out=str(tmp_path), model=preset.split("-")[0],
+                             preset=preset, device="cpu", batch_size=2, channels_last=channels_last)
+        model, config, _ = resolve_model(config, CPU)
+        parts = assemble(model, config, CPU, loader=[None], boxes=_FixedBoxes(model.config.temporal))
+        results.append(train_step(parts, _batch(model))["loss"])
+        if channels_last:
+            conv = next(p for p in model.parameters() if p.dim() == 5)
+            assert conv.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-6)
+
+
 # ---------------------------------------------------------------- end to end (CLI, in process)
 
 

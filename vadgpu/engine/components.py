@@ -78,6 +78,17 @@ def unwrap(module: nn.Module) -> nn.Module:
             return module
 
 
+def to_channels_last(model: nn.Module) -> None:
+    """Conv weights in channels-last layout: 5-D (Conv3d) as channels_last_3d, 4-D (Conv2d) as channels_last.
+
+    `Module.to(memory_format=...)` takes one format for all and fails on a model that mixes 4-D and 5-D weights.
+    """
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor.dim() in formats:
+            tensor.data = tensor.data.contiguous(memory_format=formats[tensor.dim()])
+
+
 def seed_everything(seed: int) -> None:
     # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's); DALI takes its own seeds.
     random.seed(seed)
@@ -180,7 +191,7 @@ def assemble(model: nn.Module, config: TrainConfig, ctx: DistContext, loader, bo
                                  mcfg.skips)
     model.to(ctx.device)
     if config.channels_last:
-        model.to(memory_format=torch.channels_last_3d)
+        to_channels_last(model)
     if config.compile:
         model.training_losses = torch.compile(model.training_losses)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[config.amp_dtype] if config.amp else None
