@@ -124,6 +124,9 @@ def test_bad_names_and_options_are_clear_errors():
         build_model("dualpath-tiny-cpu", max_skip=2, skips=(2, 4))
     with pytest.raises(VadgpuError, match="distinction"):
         build_model("ddl-tiny-cpu", distinction="ratio")
+    with pytest.raises(VadgpuError, match=r"width='8x' \(ddl\): expected int"):
+        build_model("ddl-tiny-cpu", width="8x")
+    assert preset_config("ddl-tiny-cpu", lambda_dist=1).lambda_dist == 1.0  # YAML ints are fine for floats
     model = build_model("ddl-tiny-cpu")
     with pytest.raises(VadgpuError, match=r"expects clips .*\(N, 1, 3, 32, 32\)"):
         model.reconstruct(torch.rand(2, 1, 4, 32, 32))

@@ -54,8 +54,32 @@ class ModelConfig:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, list):
-                setattr(self, field.name, tuple(value))
+                value = tuple(value)
+                setattr(self, field.name, value)
+            self._check_type(field.name, value, field.default)
         self.validate()
+
+    def _check_type(self, name: str, value: Any, default: Any) -> None:
+        # A YAML typo ("width: 8x") should name the option, not surface as a TypeError deep in the model.
+        if default is None or value is None:
+            return
+        if isinstance(default, bool) or isinstance(default, str):
+            ok = type(value) is type(default)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if ok:
+                setattr(self, name, float(value))
+        elif isinstance(default, tuple):
+            ok = isinstance(value, tuple)
+        else:
+            ok = True
+        if not ok:
+            raise VadgpuError(
+                f"model option {name}={value!r} ({self.architecture}): expected {type(default).__name__} "
+                f"like the default {default!r}"
+            )
 
     def validate(self) -> None:
         """Raise VadgpuError naming the option that is out of range."""
