@@ -20,10 +20,10 @@ import torch
 
 from vadgpu.engine import checkpoint as ckpt
 from vadgpu.engine.components import Components, build_components, unwrap
-from vadgpu.engine.config import TrainConfig, write_config, CONFIG_NAME
+from vadgpu.engine.config import CONFIG_NAME, TrainConfig, write_config
 from vadgpu.engine.distributed import (DistContext, any_rank_true, barrier, broadcast_buffers, cleanup_distributed,
                                        gather_objects, setup_distributed)
-from vadgpu.engine.progress import NullLogger, RunLogger, truncate_log
+from vadgpu.engine.progress import LOG_NAME, NullLogger, RunLogger, truncate_log
 from vadgpu.engine.run_folder import SUMMARY_NAME, prepare_run_dir
 from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_write_json
@@ -250,7 +250,7 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
         progress = resume_from_checkpoint(parts, state, ctx, steps_per_epoch)
         del state
         if ctx.is_main:
-            truncate_log(run_dir / "log.jsonl", progress.step)
+            truncate_log(run_dir / LOG_NAME, progress.step)
     if ctx.is_main:
         write_config(config, run_dir / CONFIG_NAME)
     logger = RunLogger(run_dir, config.progress) if ctx.is_main else NullLogger()
@@ -263,11 +263,10 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
     interrupted = False
     try:
         with StopRequest() as stop:
-            finished = progress.epoch >= config.epochs or (
+            done = progress.epoch >= config.epochs or (
                 config.max_steps is not None and progress.step >= config.max_steps)
-            while not finished:
-                if not train_one_epoch(parts, config, progress, run_dir, ctx, logger, stop):
-                    break
+            while not done:
+                done = not train_one_epoch(parts, config, progress, run_dir, ctx, logger, stop)
             interrupted = stop.requested
     finally:
         logger.close()
