@@ -138,6 +138,9 @@ def train(ctx: click.Context, config_file: str | None, resume: bool, overwrite: 
     config = resolve_config(_explicit_flags(ctx, opts), config_file, resume)
     config.validate()
     if nproc is not None and nproc > 1 and not launched_by_torchrun():
+        from vadgpu.engine.run_folder import prepare_run_dir
+
+        prepare_run_dir(config.out, resume, overwrite)  # refuse here, once, rather than in every worker
         # The workers read the resolved config from a file, so every rank trains exactly this configuration.
         with tempfile.TemporaryDirectory(prefix="vadgpu-train-") as tmp:
             path = write_config(config, Path(tmp) / CONFIG_NAME)
