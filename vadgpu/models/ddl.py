@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vadgpu.models.base import Anomalies, ModelConfig, VadModel, centre_frame
+from vadgpu.models.base import Anomalies, ModelConfig, VadModel, centre_frame, channels_last_convolutions
 from vadgpu.models.blocks import MultiKernelBlock
 from vadgpu.models.ddl_loss import FORMS, distinction_loss, reconstruction_loss
 
@@ -78,6 +78,7 @@ class DDLModel(VadModel):
             for i, (cin, cout) in enumerate(zip(dec_in, dec_out))
         )
         self.anomaly_logit = nn.Parameter(torch.zeros(()))
+        channels_last_convolutions(self)
 
     def reconstruct_centre(self, clips: torch.Tensor) -> torch.Tensor:
         """f(X): (N, C, T, H, W) -> reconstructed centre frame (N, C, H, W) in [0, 1]."""

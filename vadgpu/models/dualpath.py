@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vadgpu.models.base import Anomalies, ModelConfig, VadModel, centre_frame
+from vadgpu.models.base import Anomalies, ModelConfig, VadModel, centre_frame, channels_last_convolutions
 from vadgpu.models.blocks import DoubleConv3d, Down3d, Up3d
 from vadgpu.models.dualpath_loss import PSEUDO_RECON_MODES, DualPathLossWeights, dualpath_losses
 from vadgpu.models.memory import MODES, MemoryBank
@@ -121,6 +121,7 @@ class DualPathModel(VadModel):
         self.decoder_normal = Decoder3d(c, f, config.skip_concat)
         # the pseudo path starts where the normal path starts and diverges through its own loss
         self.decoder_pseudo = copy.deepcopy(self.decoder_normal)
+        channels_last_convolutions(self)
 
     def reconstruct_clip(self, clips: torch.Tensor) -> torch.Tensor:
         """Inference path encoder -> M_n -> D_n: (N, C, T, H, W) -> reconstruction of the same shape."""

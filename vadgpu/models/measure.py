@@ -1,10 +1,11 @@
 """Measure each preset: parameter count and forward + backward time per clip on this machine.
 
-    python -m vadgpu.models.measure [--batch 8] [--repeats 5] [--device cpu] [PRESET ...]
+    python -m vadgpu.models.measure [--batch 8] [--repeats 5] [--device cpu] [--threads N] [PRESET ...]
 
 One timed step = `training_losses` on a random batch (half the samples pseudo-anomalous in a box) + backward;
-the median step time divided by the batch size is the time per clip. FLOPs (forward + backward, per clip) are
-counted on the meta device, so they do not depend on the machine's load. The README's model table comes from here.
+the median step time divided by the batch size is the time per clip (wall clock, and CPU time of the process).
+FLOPs (forward + backward, per clip) are counted on the meta device, so they do not depend on the machine's load.
+The README's model table comes from here.
 """
 
 from __future__ import annotations
@@ -49,22 +50,26 @@ def flops_per_clip(preset: str) -> float:
     return counter.get_total_flops() / 2
 
 
-def time_step(preset: str, batch: int, repeats: int, device: torch.device) -> tuple[int, float]:
-    """(parameter count, median seconds per clip of forward + backward)."""
+def time_step(preset: str, batch: int, repeats: int, device: torch.device) -> tuple[int, float, float]:
+    """(parameter count, median wall seconds per clip, median CPU seconds per clip) of forward + backward.
+
+    CPU time (all threads of this process) barely moves when other programs share the machine; wall time does.
+    """
     model = build_model(preset).to(device).train()
     clips, anomalies = random_batch(model.config, batch, device)
-    times = []
+    wall, cpu = [], []
     for i in range(repeats + 1):  # the first step warms up allocators and kernels
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         model.zero_grad(set_to_none=True)
         model.training_losses(clips, anomalies)["loss"].backward()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if i:
-            times.append(time.perf_counter() - start)
-    return count_parameters(model), statistics.median(times) / batch
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+    return count_parameters(model), statistics.median(wall) / batch, statistics.median(cpu) / batch
 
 
 @click.command()
@@ -80,14 +85,15 @@ def main(presets: tuple[str, ...], batch: int, repeats: int, device: str, thread
     # other work on a shared machine slows every step: the load average says how much to trust the times
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     click.echo(f"device: {describe(dev)}; batch {batch}; median of {repeats} steps; load average {load}")
-    click.echo("| preset | input (C x T x H x W) | params | GFLOP/clip | fwd+bwd ms/clip |")
-    click.echo("|---|---|---|---|---|")
+    click.echo("| preset | input (C x T x H x W) | params | GFLOP/clip | fwd+bwd wall ms/clip | CPU ms/clip |")
+    click.echo("|---|---|---|---|---|---|")
     for preset in presets or list_presets():
         model_cfg = build_model(preset).config
-        params, per_clip = time_step(preset, batch, repeats, dev)
+        params, per_clip, cpu_per_clip = time_step(preset, batch, repeats, dev)
         shape = f"{model_cfg.channels} x {model_cfg.temporal} x {model_cfg.size[0]} x {model_cfg.size[1]}"
         gflop = flops_per_clip(preset) / 1e9
-        click.echo(f"| {preset} | {shape} | {params / 1e6:.2f} M | {gflop:.1f} | {per_clip * 1e3:.0f} |")
+        click.echo(f"| {preset} | {shape} | {params / 1e6:.2f} M | {gflop:.1f} | {per_clip * 1e3:.0f} "
+                   f"| {cpu_per_clip * 1e3:.0f} |")
 
 
 if __name__ == "__main__":
