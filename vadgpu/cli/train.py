@@ -79,14 +79,16 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
 @click.option("--dataset", "--dataset_name", "dataset", help="Dataset catalog name: ped2, avenue, shanghaitech, "
               "generic, synthetic. [required]")
 @click.option("--root", type=click.Path(file_okay=False), help="Dataset folder. [required]")
-@click.option("--variant", help="Dataset variant, where the catalog knows several layouts." + _default("variant", "the standard layout"))
+@click.option("--variant", help="Dataset variant, where the catalog knows several layouts."
+              + _default("variant", "the standard layout"))
 @click.option("--model", type=click.Choice(MODELS), help="Method: ddl (Dynamic Distinction Learning) or dualpath "
               "(dual-path memory autoencoder)." + _default("model"))
 @click.option("--preset", help="Model preset from the registry, e.g. ddl-tiny-cpu, dualpath-tiny-cpu. "
               "[default: the model's name]")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of training options "
               "(TrainConfig field names); flags given here win over it.")
-@click.option("--out", type=click.Path(), help="[required] Run folder: config.yaml, log.jsonl, checkpoints/, summary.json.")
+@click.option("--out", type=click.Path(), help="[required] Run folder: config.yaml, log.jsonl, checkpoints/, "
+              "summary.json.")
 @click.option("--epochs", type=int, help="Passes over the training clips." + _default("epochs"))
 @click.option("--batch-size", "--training_batch_size", "batch_size", type=int,
               help="Clips per step on each process." + _default("batch_size"))
@@ -114,12 +116,16 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
               + _default("checkpoint_every"))
 @click.option("--log-every", type=int, help="Steps between logged losses (the only host syncs of a step)."
               + _default("log_every"))
-@click.option("--max-steps", type=int, help="Stop after this many optimiser steps in all." + _default("max_steps", "no limit"))
+@click.option("--max-steps", type=int, help="Stop after this many optimiser steps in all."
+              + _default("max_steps", "no limit"))
 @click.option("--amp/--no-amp", default=None, help="Autocast (bf16 or fp16) on CUDA. [default: on for CUDA]")
 @click.option("--amp-dtype", type=click.Choice(["bf16", "fp16"]), help="Autocast type." + _default("amp_dtype"))
-@click.option("--compile", "compile", is_flag=True, default=None, help="torch.compile the model's loss function. [default: off]")
-@click.option("--channels-last", is_flag=True, default=None, help="channels_last_3d weights (faster convs on CUDA). [default: off]")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (off anyway when not a terminal). [default: on]")
+@click.option("--compile", "compile", is_flag=True, default=None,
+              help="torch.compile the model's loss function. [default: off]")
+@click.option("--channels-last", is_flag=True, default=None,
+              help="Channels-last conv weights (faster convs on CUDA). [default: off]")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar (off anyway when not a terminal). [default: on]")
 @click.option("--nproc", type=int, default=None, help="Launch N local DDP workers (torchrun --standalone "
               "--nproc_per_node=N). [default: 1, or what torchrun set]")
 @click.pass_context
