@@ -177,9 +177,11 @@ def evaluate(
     device = resolve_device(device)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     config = ckpt.get("config") or {}
+    # The training dataset's root and variant are defaults only for that same dataset.
+    trained_on = dataset is None or dataset == config.get("dataset")
     dataset = dataset or config.get("dataset")
-    root = root or config.get("root")
-    variant = variant if variant is not None else config.get("variant")
+    root = root if root is not None or not trained_on else config.get("root")
+    variant = variant if variant is not None or not trained_on else config.get("variant")
     if not dataset or not root:
         raise VadgpuError(f"checkpoint {checkpoint} records no dataset/root in its config; pass --dataset and --root")
     if out is None:
@@ -187,7 +189,7 @@ def evaluate(
     out = Path(out)
 
     data = open_dataset(dataset, root, variant=variant)
-    prepared = load_prepared(data, device)
+    prepared = load_prepared(data, device, progress=progress)
     test = list(prepared.test)
     if not test:
         raise VadgpuError(f"dataset {dataset} at {root} has no test videos")
