@@ -27,7 +27,8 @@ def _protocol_options(norms: tuple[str, ...]):
                      help="--smooth gaussian: standard deviation in frames."),
         click.option("--drop-edges", is_flag=True,
                      help="Leave out the first and last T//2 frames of each video (DDL's reference code)."),
-        click.option("--batch-size", type=int, default=16, show_default=True, help="Clips per batch."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+                     help="Clips per batch."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
     ]
