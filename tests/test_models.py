@@ -320,6 +320,34 @@ def test_dualpath_pseudo_decoder_starts_as_a_copy_of_the_normal_decoder():
                                                             model.decoder_pseudo.parameters()))
 
 
+@pytest.mark.parametrize("pseudo", [False, True])
+def test_dualpath_routes_normal_samples_to_d_n_and_pseudo_ones_to_d_p(pseudo):
+    model = small_model("dualpath-tiny-cpu").train()
+    clips = batch_for(model, n=3)
+    kind = torch.full((3,), kernels.KIND_NOISE if pseudo else 0)
+    x_a = kernels.gaussian_noise(clips, 0.2, torch.Generator().manual_seed(3)) if pseudo else clips
+    anomalies = kernels.PseudoAnomalies(clips=x_a, kind=kind, mask=torch.ones(3, 1, *clips.shape[2:]))
+    losses = model.training_losses(clips, anomalies)
+    losses["loss"].backward()
+    used, unused = (model.decoder_pseudo, model.decoder_normal) if pseudo else (model.decoder_normal,
+                                                                                 model.decoder_pseudo)
+    assert all(p.grad.abs().sum() > 0 for p in used.parameters())
+    assert all(p.grad.abs().sum() == 0 for p in unused.parameters())
+    assert losses["recon_normal" if pseudo else "recon_pseudo"].item() == 0.0
+
+
+def test_dualpath_inference_uses_only_the_normal_path():
+    model = small_model("dualpath-tiny-cpu").eval()
+    clips = batch_for(model, n=2)
+    with torch.no_grad():
+        before = model.reconstruct(clips)[1]
+        for p in list(model.decoder_pseudo.parameters()) + list(model.memory_pseudo.parameters()):
+            p.add_(1.0)
+        assert torch.equal(model.reconstruct(clips)[1], before)
+        model.memory_normal.items.add_(1.0)
+        assert not torch.equal(model.reconstruct(clips)[1], before)
+
+
 # ---------------------------------------------------------------- training
 
 
