@@ -124,7 +124,8 @@ class MemoryBank(nn.Module):
         n, l, d = flat.shape
         q = flat.reshape(-1, d)  # (Q, D)
         scores = q @ self.items.t()  # (Q, M)
-        nearest = F.one_hot(scores.argmax(1), self.items.shape[0]).to(q.dtype)  # (Q, M)
+        # scatter, not F.one_hot: one_hot range-checks its input with .item() on some devices
+        nearest = torch.zeros_like(scores).scatter_(1, scores.argmax(1, keepdim=True), 1.0)  # (Q, M) one-hot
         if weight is not None:
             nearest = nearest * weight.to(q.dtype).repeat_interleave(l)[:, None]
         # query-side softmax: how strongly each query belongs to an item among all queries of the batch
