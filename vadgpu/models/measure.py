@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
-
 
 import click
 import torch
+from tqdm import tqdm
 
 from vadgpu.device import describe, resolve_device
 from vadgpu.kernels import PseudoAnomalies
@@ -87,7 +88,9 @@ def main(presets: tuple[str, ...], batch: int, repeats: int, device: str, thread
     click.echo(f"device: {describe(dev)}; batch {batch}; median of {repeats} steps; load average {load}")
     click.echo("| preset | input (C x T x H x W) | params | GFLOP/clip | fwd+bwd wall ms/clip | CPU ms/clip |")
     click.echo("|---|---|---|---|---|---|")
-    for preset in presets or list_presets():
+    names = presets or list_presets()
+    # the paper presets take minutes per step on a CPU: show where the run is (quiet when not a terminal)
+    for preset in tqdm(names, desc="presets", unit="preset", disable=not sys.stderr.isatty(), leave=False):
         model_cfg = build_model(preset).config
         params, per_clip, cpu_per_clip = time_step(preset, batch, repeats, dev)
         shape = f"{model_cfg.channels} x {model_cfg.temporal} x {model_cfg.size[0]} x {model_cfg.size[1]}"
