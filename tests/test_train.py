@@ -35,6 +35,7 @@ def test_config_layers_defaults_file_flags(tmp_path):
     config = resolve_config({"lr": 5e-4, "dataset": "synthetic", "root": "r", "out": "o"}, str(path), resume=False)
     assert (config.epochs, config.lr, config.size, config.model) == (3, 5e-4, (48, 64), "dualpath")  # flag wins
     assert config.batch_size == TrainConfig().batch_size  # untouched: the dataclass default
+    assert resolve_config({"preset": "dualpath-tiny-cpu"}, None, resume=False).model == "dualpath"  # implied
     write_config(config, tmp_path / "out.yaml")
     assert load_config_file(tmp_path / "out.yaml") == config  # YAML round trip
 

@@ -63,6 +63,10 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
     requested = {**(read_config_values(config_file) if config_file else {}), **flags}
     source = f"--config {config_file} and flags" if config_file else "command line"
     if not resume:
+        if requested.get("preset") and "model" not in requested:  # --preset alone names the method too
+            from vadgpu.models.registry import architecture_of
+
+            requested["model"] = architecture_of(requested["preset"])
         return config_from_dict(requested, source)
     out = requested.pop("out", None)
     if not out:
@@ -82,7 +86,7 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
 @click.option("--variant", help="Dataset variant, where the catalog knows several layouts."
               + _default("variant", "the standard layout"))
 @click.option("--model", type=click.Choice(MODELS), help="Method: ddl (Dynamic Distinction Learning) or dualpath "
-              "(dual-path memory autoencoder)." + _default("model"))
+              "(dual-path memory autoencoder). [default: the preset's method, else ddl]")
 @click.option("--preset", help="Model preset from the registry, e.g. ddl-tiny-cpu, dualpath-tiny-cpu. "
               "[default: the model's name]")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of training options "
