@@ -165,8 +165,9 @@ def train(ctx: click.Context, config_file: str | None, resume: bool, overwrite: 
     if result.is_main:
         p = result.progress
         if result.interrupted:
+            launch = f" --nproc {result.world_size}  (or the same torchrun command)" if result.world_size > 1 else ""
             click.echo(f"Interrupted: checkpoint saved at epoch {p.epoch + 1}, step {p.step}. Continue with:\n"
-                       f"  vadgpu train --out {config.out} --resume", err=True)
+                       f"  vadgpu train --out {config.out} --resume{launch}", err=True)
         else:
             click.echo(f"Trained {p.step} steps ({p.epoch} epochs) in {result.seconds:.1f} s, "
                        f"{result.clips_per_s:.1f} clips/s. Run folder {config.out}:")

@@ -107,12 +107,15 @@ def launch_workers(nproc: int, argv: list[str]) -> int:
     if torch.cuda.is_available() and nproc > torch.cuda.device_count():
         raise VadgpuError(f"--nproc {nproc}: only {torch.cuda.device_count()} CUDA device(s) visible")
     from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
 
     args = ["--standalone", f"--nproc_per_node={nproc}", "-m", "vadgpu", *argv]
     try:
         torchrun.main(args)
     except SystemExit as exc:  # torchrun exits through sys.exit on some paths
         return int(exc.code or 0)
+    except SignalException:  # Ctrl-C / SIGTERM: the workers saved a checkpoint and said how to resume
+        return 130
     except Exception as exc:  # ChildFailedError: the workers' own errors were printed above
         print(f"vadgpu train --nproc {nproc}: a worker failed ({type(exc).__name__})", file=sys.stderr)
         return 1

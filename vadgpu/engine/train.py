@@ -47,6 +47,7 @@ class FitResult:
     seconds: float
     clips_per_s: float
     is_main: bool
+    world_size: int
     model: torch.nn.Module = field(repr=False)
 
 
@@ -273,7 +274,7 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
     broadcast_buffers(unwrap(parts.model), ctx)
     seconds = time.perf_counter() - started
     result = FitResult(run_dir, progress, interrupted, seconds, progress.clips / max(seconds, 1e-9), ctx.is_main,
-                       unwrap(parts.model))
+                       ctx.world_size, unwrap(parts.model))
     if ctx.is_main and not interrupted:
         atomic_write_json(run_dir / SUMMARY_NAME, {
             "epochs": progress.epoch, "steps": progress.step, "world_size": ctx.world_size,
