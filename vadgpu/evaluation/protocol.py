@@ -67,11 +67,12 @@ class TrainStats:
     frames: int
 
 
-def kept_frames(num_frames: int, temporal: int, drop_edges: bool) -> slice:
-    """The frames of a video that the metrics see: all, or all but T // 2 at each end."""
+def kept_frames(num_frames: int, temporal: int, drop_edges: bool, name: str = "") -> slice:
+    """The frames of a video (named `name` in errors) that the metrics see: all, or all but T // 2 at each end."""
     margin = temporal // 2 if drop_edges else 0
     if num_frames - 2 * margin < 1:
-        raise VadgpuError(f"a video of {num_frames} frames has none left after dropping {margin} at each end")
+        raise VadgpuError(f"--drop-edges: video {name or '?'} has {num_frames} frames, none left after dropping "
+                          f"{margin} at each end")
     return slice(margin, num_frames - margin)
 
 

@@ -134,7 +134,7 @@ def _apply(videos: Sequence[PreparedVideo], raw: list[np.ndarray], protocol: Pro
            stats: TrainStats | None, labelled: bool) -> list[VideoScores]:
     result = []
     for video, scores in zip(videos, raw):
-        keep = kept_frames(video.num_frames, temporal, protocol.drop_edges)
+        keep = kept_frames(video.num_frames, temporal, protocol.drop_edges, video.name)
         labels = None
         if labelled:
             labels = np.asarray(video.labels).reshape(-1)
@@ -203,7 +203,7 @@ def evaluate(
     if protocol.norm == "train":
         train = list(prepared.train)
         raw_train = score_videos(model, train, protocol, device, batch_size, progress, desc="scoring train")
-        stats = fit_train_stats([s[kept_frames(v.num_frames, temporal, protocol.drop_edges)]
+        stats = fit_train_stats([s[kept_frames(v.num_frames, temporal, protocol.drop_edges, v.name)]
                                  for v, s in zip(train, raw_train)], protocol)
     raw = score_videos(model, test, protocol, device, batch_size, progress, desc="scoring test")
     videos = _apply(test, raw, protocol, temporal, stats, labelled=True)
@@ -215,7 +215,7 @@ def evaluate(
         "protocol": {
             **protocol.to_dict(),
             "score_label": _score_label(protocol),
-            "patch_size": patch_size_for(height, width),
+            "patch_size": None if protocol.score == "psnr" else patch_size_for(height, width),
             "temporal": temporal,
             "model_size": [height, width],
             "edge_frames": "dropped" if protocol.drop_edges else "scored from edge-replicated clips",
