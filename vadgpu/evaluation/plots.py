@@ -55,8 +55,9 @@ def plot_score_curve(
     ax.set_xlim(frames.min() - 0.5, frames.max() + 0.5)
     ax.set_xlabel("frame")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize="small")
+    ax.set_title(title, loc="right")
+    # Above the axes, so the legend never hides the curve.
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncol=2, frameon=False, fontsize="small")
     fig.tight_layout()
     return _save(fig, path)
 
