@@ -9,6 +9,7 @@ import torch
 from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.metrics import equal_error_rate, frame_metrics, roc_auc
 from vadgpu.evaluation.plots import anomalous_intervals, plot_roc, plot_score_curve
+from vadgpu.evaluation.report import format_table
 from vadgpu.evaluation.protocol import Protocol, TrainStats, apply_protocol, fit_train_stats, kept_frames
 from vadgpu.evaluation.protocol import normalise_scores, smooth_scores
 from vadgpu.evaluation.scores import error_map, frame_scores, patch_max, patch_size_for
@@ -63,6 +64,9 @@ def test_macro_auc_excludes_single_class_videos():
     pooled_scores = np.concatenate([v[1] for v in videos.values()])
     assert m.micro_auc == pytest.approx(roc_auc(pooled_labels, pooled_scores))
     assert m.micro_auc != pytest.approx(m.macro_auc)  # pooling ranks across videos: a different number
+    table = format_table(m, {"good": 4, "half": 4, "normal-only": 3})
+    assert "excludes single-class videos: normal-only" in table and "87.50" in table
+    assert table.splitlines()[-1].split() == ["normal-only", "3", "one", "class"]
 
 
 def test_metrics_reject_bad_input():

@@ -96,9 +96,9 @@ def format_table(metrics: FrameMetrics, frame_counts: dict[str, int] | None = No
         f"{'AP':<12}{_pct(metrics.average_precision):>8} %",
         f"{'frames':<12}{metrics.frames:>8}   ({metrics.anomalous_frames} anomalous)",
         "",
-        f"{'video':<16}{'frames':>8}{'AUC %':>9}",
+        f"{'video':<16}{'frames':>8}{'AUC %':>12}",
     ]
     for name, auc in metrics.per_video_auc.items():
         count = "" if frame_counts is None else str(frame_counts.get(name, ""))
-        lines.append(f"{name:<16}{count:>8}{_pct(auc) if auc is not None else 'one class':>9}")
+        lines.append(f"{name:<16}{count:>8}{_pct(auc) if auc is not None else 'one class':>12}")
     return "\n".join(lines)
