@@ -13,6 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from vadgpu.bench import decode
+from vadgpu.bench.report import format_summary
 from vadgpu.bench.throughput import STAGES, ThroughputSettings, ratios_and_targets, run_throughput
 from vadgpu.bench.timing import measure_rate
 from vadgpu.cli.main import cli
@@ -49,7 +50,9 @@ def test_every_stage_reports_on_mjpeg_video(synth, tmp_path):
         assert len(rate["repeats"]) == 2 and 0 < rate["min"] <= rate["median"] <= rate["max"]
         assert stage["memory"]["host_rss_peak_mib"] > 0
     stages = data["stages"]
-    assert stages["decode"]["unit"] == "frames/s" and stages["decode"]["decoder"].startswith("PyAV")
+    dec = stages["decode"]
+    assert dec["unit"] == "frames/s" and dec["decoder"].startswith("PyAV")
+    assert dec["rate"]["median"] == max(dec["pool"]["median"], dec["one_process"]["median"])  # the faster one
     # training clips only: the baseline decodes all T frames of every clip; DALI decodes runs once
     assert stages["baseline"]["frames_decoded_per_clip"] == 3.0
     assert 1.0 <= stages["pipeline"]["frames_decoded_per_clip"] < 3.0
@@ -64,6 +67,8 @@ def test_every_stage_reports_on_mjpeg_video(synth, tmp_path):
     assert {"dali", "torch", "cupy"} <= set(system["versions"]) and "load_average_end" in system
     assert data["settings"]["format"] == "mjpeg" and data["settings"]["spec"]["temporal"] == 3
     assert "vadgpu DALI pipeline" in result.output and "| stage |" in result.output and "ratio " in result.output
+    row = format_summary([data]).splitlines()[2]
+    assert row.startswith("| synthetic | T=3 32x32 C=1 |") and "3.0 / " in row
 
 
 def test_frame_folders_decode_limit_and_loaders(synth, tmp_path):

@@ -3,7 +3,8 @@
 Frame folders decode with OpenCV (file bytes -> cv2.imdecode, straight to gray when C = 1, as DALI's decoder
 does); video files with PyAV (libavcodec), one decoder thread, frames converted to gray/RGB arrays. No resize,
 no float conversion: this is the ceiling a loader that decodes each frame once can approach. Measured in one
-process and in a process pool over all cores (the pool's workers are started before timing, by the warm-up).
+process and in a process pool over all cores (the pool's workers are started before timing, by the warm-up);
+the limit is the faster of the two.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.types import PreparedVideo
 
-FRAMES_PER_JOB = 32  # frame files per pool task: large enough that task overhead is noise
+FRAMES_PER_JOB = 64  # frame files per pool task: large enough that task overhead is noise
 
 
 def decode_jobs(videos: Sequence[PreparedVideo]) -> tuple[list[tuple[str, ...]], bool]:

@@ -34,7 +34,7 @@ class Rate:
 
 
 def measure_rate(stream: Iterator[int], seconds: float, repeats: int, warmup: float,
-                 sync: Callable[[], None] = lambda: None, min_steps: int = 2) -> Rate:
+                 sync: Callable[[], None] = lambda: None, min_steps: int = 1) -> Rate:
     """Pull from `stream` for `warmup` s, then `repeats` windows of >= `seconds` s and >= `min_steps` pieces each.
 
     `sync` waits for queued device work (CUDA) so a window counts only finished work.

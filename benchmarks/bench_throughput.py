@@ -1,0 +1,86 @@
+"""Run `vadgpu bench throughput` for the configurations in the README's "Throughput" table; commit the results.
+
+    .venv/bin/python benchmarks/bench_throughput.py                      # all configurations, CPU
+    .venv/bin/python benchmarks/bench_throughput.py ped2-t3 --seconds 3  # one of them, shorter windows
+    .venv/bin/python benchmarks/bench_throughput.py --device cuda        # the same on a GPU (NVDEC / nvJPEG)
+
+Each configuration writes benchmarks/results/throughput-<name>-<host kind>.json (host kind: "cpu" or the GPU's
+name) and prints the table. The measuring code is vadgpu.bench (the same as the command); this file only names
+the configurations and makes the synthetic MJPEG set (fixed seed) when it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import click
+import torch
+
+from vadgpu.bench.report import format_markdown, format_summary, format_table
+from vadgpu.bench.throughput import ThroughputSettings, run_throughput
+from vadgpu.device import resolve_device
+from vadgpu.io import atomic_write_json
+
+HERE = Path(__file__).resolve().parent
+PED2 = HERE.parent.parent / "shared" / "datasets" / "ped2"
+SYNTH = HERE.parent / ".cache" / "bench-synth-320x240"  # made here once: 6 x 160 frames of MJPEG at 320x240
+
+# name -> dataset and clip settings; T = 3 is DDL's clip, T = 16 the dual-path model's (plain clips: --max-skip 0)
+CONFIGS = {
+    "ped2-t3": dict(dataset="ped2", root=str(PED2), preset="ddl-ped2-cpu", temporal=3),
+    "ped2-t16": dict(dataset="ped2", root=str(PED2), preset="dualpath-ped2-cpu", temporal=16, max_skip=0),
+    "synth-mjpeg-t3": dict(dataset="synthetic", root=str(SYNTH), variant="avi", preset="ddl-ped2-cpu", temporal=3),
+    "synth-mjpeg-t16": dict(dataset="synthetic", root=str(SYNTH), variant="avi", preset="dualpath-ped2-cpu",
+                            temporal=16, max_skip=0),
+}
+
+
+def host_kind(device: torch.device) -> str:
+    if device.type != "cuda":
+        return "cpu"
+    return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
+
+
+def ensure_synthetic() -> None:
+    if not (SYNTH / "synthetic.json").exists():
+        from vadgpu.pipelines.synth import make_synthetic_dataset
+
+        make_synthetic_dataset(SYNTH, seed=0, train_videos=6, test_videos=1, frames=160, size=(320, 240),
+                               formats=("avi",))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("names", nargs=-1, type=click.Choice(sorted(CONFIGS)))
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
+@click.option("--seconds", default=5.0, show_default=True, help="timed window per stage")
+@click.option("--repeats", default=3, show_default=True, help="timed windows per stage")
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--no-progress", is_flag=True)
+def main(names, device, seconds, repeats, batch_size, no_progress):
+    """Measure the README's throughput configurations and write their JSON results."""
+    kind = host_kind(resolve_device(device))
+    for name in names or sorted(CONFIGS):
+        config = CONFIGS[name]
+        if config["dataset"] == "synthetic":
+            ensure_synthetic()
+        elif not Path(config["root"]).is_dir():
+            click.echo(f"{name}: skipped, {config['root']} not found", err=True)
+            continue
+        settings = ThroughputSettings(**config, device=device, seconds=seconds, repeats=repeats,
+                                      batch_size=batch_size, progress=not no_progress)
+        result = run_throughput(settings)
+        result["config"] = name
+        out = HERE / "results" / f"throughput-{name}-{kind}.json"
+        atomic_write_json(out, result)
+        click.echo(f"== {name}\n{format_table(result)}\n\n{format_markdown(result)}\nwrote {out}\n")
+        sys.stdout.flush()
+    done = [HERE / "results" / f"throughput-{name}-{kind}.json" for name in sorted(CONFIGS)]
+    results = [json.loads(path.read_text()) for path in done if path.exists()]
+    click.echo("README table (every result on this host kind):\n" + format_summary(results))
+
+
+if __name__ == "__main__":
+    main()
