@@ -263,6 +263,50 @@ def test_ddl_anomaly_logit_learns_through_the_perturbed_clips():
     assert model.anomaly_logit.grad is not None and model.anomaly_logit.grad.abs() > 0
 
 
+def test_ddl_fixed_blend_weight_stays_half_through_training_ddp_and_checkpoints(tmp_path):
+    """The ablation's fixed weight: w = 0.5 is not trained (not in the optimiser, no gradient, no DDP hook), the
+    rest trains as usual, and a checkpoint restores the same frozen model."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    assert small_model("ddl-tiny-cpu").anomaly_logit.requires_grad  # the default stays the learned weight
+    with pytest.raises(VadgpuError, match="blend_weight"):
+        small_model("ddl-tiny-cpu", blend_weight="constant")
+    torch.manual_seed(2)
+    model = small_model("ddl-tiny-cpu", blend_weight="fixed").train()
+    assert not model.anomaly_logit.requires_grad
+    trainable = [p for p in model.parameters() if p.requires_grad]  # what engine.components hands to Adam
+    assert all(p is not model.anomaly_logit for p in trainable)
+    opt = torch.optim.Adam(trainable, lr=1e-2)
+    before = [p.detach().clone() for p in trainable]
+    # DDP (one gloo rank, find_unused_parameters=False as in the engine) must accept the frozen parameter
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(model, find_unused_parameters=False)
+        for step in range(2):
+            clips = batch_for(model, n=4, seed=step)
+            losses = ddp(clips, make_anomalies(model, clips, seed=step))
+            assert losses["distinction"].item() > 0  # the blend was applied
+            opt.zero_grad()
+            losses["loss"].backward()
+            opt.step()
+    finally:
+        dist.destroy_process_group()
+    assert model.anomaly_logit.grad is None and model.anomaly_logit.item() == 0.0
+    assert losses["anomaly_weight"].item() == 0.5
+    assert all(not torch.equal(a, b.detach()) for a, b in zip(before, trainable) if b.grad is not None)
+    buffer = io.BytesIO()
+    torch.save({"model_name": "ddl-tiny-cpu", "model_config": model.config.to_dict(), "model": model.state_dict()},
+               buffer)
+    buffer.seek(0)
+    restored = model_from_checkpoint(torch.load(buffer, weights_only=True))
+    assert restored.config.blend_weight == "fixed" and not restored.anomaly_logit.requires_grad
+    model.eval(), restored.eval()
+    with torch.no_grad():
+        clips = batch_for(model, n=2, seed=9)
+        assert torch.equal(model.reconstruct(clips)[1], restored.reconstruct(clips)[1])
+
+
 # ---------------------------------------------------------------- memory
 
 

@@ -8,6 +8,9 @@ the convolution yields that one output directly (identical for odd T, T times ch
 
 The learned pseudo-anomaly weight is the scalar parameter `anomaly_logit` (sigmoid = 0.5 at start). The engine
 hands it to `kernels.ddl_blend`, so `anomalies.clips` depends on it and the distinction loss trains it.
+`blend_weight="fixed"` is the paper's ablation with a constant weight: the logit stays 0 (w = 0.5) because it is
+created with requires_grad=False, so the optimiser (built from trainable parameters) and DDP skip it, while the
+state_dict keeps the same keys as a learned-weight model.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from vadgpu.models.blocks import MultiKernelBlock
 from vadgpu.models.ddl_loss import FORMS, distinction_loss, reconstruction_loss
 
 LEVELS = 4  # encoder blocks; each halves H and W
+BLEND_WEIGHTS = ("learned", "fixed")
 
 
 @dataclass
@@ -42,6 +46,7 @@ class DDLConfig(ModelConfig):
     distinction: str = "region"  # "region" (paper equation) or "pixel" (reference code); see ddl_loss
     lambda_dist: float = 1e-2
     eps: float = 1e-6
+    blend_weight: str = "learned"  # "learned" (the paper's dynamic weight) or "fixed" (w = sigmoid(0) = 0.5)
 
     def validate(self) -> None:
         super().validate()
@@ -54,6 +59,8 @@ class DDLConfig(ModelConfig):
             self._bad("kernels", "must be odd kernel sizes (padding keeps H and W)")
         if self.distinction not in FORMS:
             self._bad("distinction", f"choose from {list(FORMS)}")
+        if self.blend_weight not in BLEND_WEIGHTS:
+            self._bad("blend_weight", f"choose from {list(BLEND_WEIGHTS)}")
         if self.lambda_dist < 0 or self.eps <= 0:
             self._bad("lambda_dist", "lambda_dist must be >= 0 and eps > 0")
 
@@ -77,7 +84,7 @@ class DDLModel(VadModel):
             MultiKernelBlock(cin, cout, k, decode=True, last=i == LEVELS - 1, dropout=config.dropout)
             for i, (cin, cout) in enumerate(zip(dec_in, dec_out))
         )
-        self.anomaly_logit = nn.Parameter(torch.zeros(()))
+        self.anomaly_logit = nn.Parameter(torch.zeros(()), requires_grad=config.blend_weight == "learned")
         channels_last_convolutions(self)
 
     def reconstruct_centre(self, clips: torch.Tensor) -> torch.Tensor:
