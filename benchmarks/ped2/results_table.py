@@ -1,0 +1,59 @@
+"""Print the README's Ped2 results table from the committed run files, recomputing the AUCs from scores.csv.
+
+    .venv/bin/python benchmarks/ped2/results_table.py [benchmarks/results/ped2]
+
+Each run folder holds config.yaml, summary.json, log.jsonl and eval/{metrics.json, scores.csv}, as copied by
+benchmarks/ped2/ddl_ablation.sh. The micro and macro AUC are recomputed from scores.csv (scikit-learn) and must
+agree with metrics.json: the table cannot drift from the files anyone can check.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from sklearn.metrics import roc_auc_score
+
+
+def recompute(scores_csv: Path) -> tuple[float, float]:
+    """(micro AUC over all frames, mean of the per-video AUCs over videos with both labels)."""
+    by_video: dict[str, tuple[list[float], list[int]]] = defaultdict(lambda: ([], []))
+    with scores_csv.open(newline="") as f:
+        for row in csv.DictReader(f):
+            by_video[row["video"]][0].append(float(row["score"]))
+            by_video[row["video"]][1].append(int(row["label"]))
+    scores = [s for v in by_video.values() for s in v[0]]
+    labels = [y for v in by_video.values() for y in v[1]]
+    per_video = [roc_auc_score(y, s) for s, y in by_video.values() if 0 < sum(y) < len(y)]
+    return roc_auc_score(labels, scores), sum(per_video) / len(per_video)
+
+
+def row(run: Path) -> str:
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    micro, macro = recompute(run / "eval" / "scores.csv")
+    m = metrics["metrics"]
+    if abs(micro - m["micro_auc"]) > 1e-6 or abs(macro - m["macro_auc"]) > 1e-6:
+        raise SystemExit(f"{run}: scores.csv gives AUC {micro:.6f}/{macro:.6f}, metrics.json "
+                         f"{m['micro_auc']:.6f}/{m['macro_auc']:.6f}")
+    last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    weight = f"{last['sigmoid_l']:.3f}" if "sigmoid_l" in last else "-"
+    return (f"| {run.name} | {100 * micro:.2f} | {100 * macro:.2f} | {100 * m['eer']:.2f} | "
+            f"{100 * m['average_precision']:.2f} | {summary['steps']} | {summary['seconds'] / 60:.1f} | {weight} |")
+
+
+def main(folder: str = "benchmarks/results/ped2") -> None:
+    runs = sorted(p.parent.parent for p in Path(folder).glob("*/eval/metrics.json"))
+    if not runs:
+        raise SystemExit(f"{folder}: no run folders with eval/metrics.json")
+    print("| run | micro AUC | macro AUC | EER | AP | steps | train min | final w |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run in runs:
+        print(row(run))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
