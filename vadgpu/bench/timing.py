@@ -62,17 +62,3 @@ def _run_window(stream: Iterator[int], seconds: float, min_steps: int, sync: Cal
     sync()
     return units, max(time.perf_counter() - start, 1e-9)
 
-
-def median_seconds(call: Callable[[], object], repeats: int, warmup: int = 2,
-                   sync: Callable[[], None] = lambda: None) -> float:
-    """Median wall time of `call()` in seconds over `repeats` calls, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        call()
-    sync()
-    times = []
-    for _ in range(max(repeats, 1)):
-        start = time.perf_counter()
-        call()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
