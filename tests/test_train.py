@@ -328,3 +328,24 @@ def test_run_logger_jsonl_tensorboard_and_truncation(tmp_path, monkeypatch):
         fh.write('{"step": 6, "lo')  # a line cut short by SIGKILL
     progress.truncate_log(tmp_path / progress.LOG_NAME, last_step=2)  # resumed from the step-2 checkpoint
     assert [json.loads(x)["step"] for x in (tmp_path / progress.LOG_NAME).read_text().splitlines()] == [2]
+
+
+def test_cosine_schedule_state_loads_with_weights_only():
+    # The cosine factor once came from numpy: np.float64 learning rates in the optimiser and scheduler state made
+    # every cosine run's checkpoint unreadable by `vadgpu eval` (torch.load(weights_only=True)).
+    import io
+
+    from vadgpu.engine.components import _lr_lambda
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([param], lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda("cosine", 10))
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] < 1e-3
+    buffer = io.BytesIO()
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    assert type(state["scheduler"]["_last_lr"][0]) is float

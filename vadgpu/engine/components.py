@@ -7,6 +7,7 @@ included (it is used by the ddl_blend kernel, before the network).
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -98,7 +99,9 @@ def seed_everything(seed: int) -> None:
 
 def _lr_lambda(schedule: str, total_steps: int):
     if schedule == "cosine":
-        return lambda step: 0.5 * (1.0 + np.cos(np.pi * min(step, total_steps) / max(total_steps, 1)))
+        # math, not numpy: a numpy scalar in the scheduler's state would make the checkpoint unreadable with
+        # torch.load(weights_only=True)
+        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
     return lambda step: 1.0
 
 
