@@ -37,3 +37,20 @@ def yolov3_tiny_dir() -> Path:
     if not (YOLOV3_TINY / "yolov3-tiny.weights").is_file():
         pytest.skip(f"yolov3-tiny Darknet files not found at {YOLOV3_TINY} (../shared/models is absent)")
     return YOLOV3_TINY
+
+
+def make_tiny_training_set(base: Path, seed: int) -> tuple[Path, Path, Path]:
+    """Two 20-frame MJPEG training videos (64x48) under `base` and a background-subtraction box cache for them.
+
+    Returns (dataset root, boxes .npz, a prepare-cache folder) for the training tests that launch `vadgpu train`.
+    """
+    from vadgpu.objects import build_box_cache, make_detector
+    from vadgpu.pipelines.catalog import open_dataset
+    from vadgpu.pipelines.synth import make_synthetic_dataset
+
+    root = make_synthetic_dataset(base / "synth", seed=seed, train_videos=2, test_videos=1, frames=20, size=(64, 48),
+                                  formats=("avi",))
+    boxes = base / "boxes.npz"
+    build_box_cache({"train": open_dataset("synthetic", root).train}, make_detector("bgsub"), boxes, "synthetic",
+                    progress=False)
+    return root, boxes, base / "cache"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_tiny_training_set
 
 from vadgpu.engine.checkpoint import load_checkpoint
 
@@ -23,18 +24,7 @@ EPOCHS, BATCH = 2, 4
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    """Two 20-frame MJPEG training videos (64x48) and a background-subtraction box cache for them."""
-    from vadgpu.objects import build_box_cache, make_detector
-    from vadgpu.pipelines.catalog import open_dataset
-    from vadgpu.pipelines.synth import make_synthetic_dataset
-
-    base = tmp_path_factory.mktemp("resume")
-    root = make_synthetic_dataset(base / "synth", seed=3, train_videos=2, test_videos=1, frames=20, size=(64, 48),
-                                  formats=("avi",))
-    boxes = base / "boxes.npz"
-    build_box_cache({"train": open_dataset("synthetic", root).train}, make_detector("bgsub"), boxes, "synthetic",
-                    progress=False)
-    return root, boxes, base / "cache"
+    return make_tiny_training_set(tmp_path_factory.mktemp("resume"), seed=3)
 
 
 def _train_cmd(root: Path, boxes: Path, out: Path, *extra: str) -> list[str]:

@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 import torch
+from conftest import make_tiny_training_set
 
 pytestmark = pytest.mark.slow
 
@@ -28,17 +29,7 @@ WORKER = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    from vadgpu.objects import build_box_cache, make_detector
-    from vadgpu.pipelines.catalog import open_dataset
-    from vadgpu.pipelines.synth import make_synthetic_dataset
-
-    base = tmp_path_factory.mktemp("ddp")
-    root = make_synthetic_dataset(base / "synth", seed=5, train_videos=2, test_videos=1, frames=20, size=(64, 48),
-                                  formats=("avi",))
-    boxes = base / "boxes.npz"
-    build_box_cache({"train": open_dataset("synthetic", root).train}, make_detector("bgsub"), boxes, "synthetic",
-                    progress=False)
-    return root, boxes, base / "cache"
+    return make_tiny_training_set(tmp_path_factory.mktemp("ddp"), seed=5)
 
 
 def _free_port() -> int:
