@@ -200,8 +200,9 @@ def assemble(model: nn.Module, config: TrainConfig, ctx: DistContext, loader, bo
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[config.amp_dtype] if config.amp else None
     objective: nn.Module = TrainingObjective(model, policy, boxes, patches, amp_dtype)
     if ctx.distributed:
-        # Every parameter takes part in every step (the policy computes all kinds on the whole batch and the
-        # models route samples with masks, not branches), so DDP can skip the search for unused parameters.
+        # Every parameter takes part in every step (the models route samples with masks, not branches, and DDL
+        # keeps anomaly_logit in its loss even when no sample drew its blend), so DDP can skip the search for
+        # unused parameters.
         objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=False)
     params = [p for p in model.parameters() if p.requires_grad]
     # fused Adam on CUDA: one kernel, and with a GradScaler it reads found_inf on the device (no sync)
