@@ -39,8 +39,10 @@ def row(run: Path) -> str:
     if abs(micro - m["micro_auc"]) > 1e-6 or abs(macro - m["macro_auc"]) > 1e-6:
         raise SystemExit(f"{run}: scores.csv gives AUC {micro:.6f}/{macro:.6f}, metrics.json "
                          f"{m['micro_auc']:.6f}/{m['macro_auc']:.6f}")
-    last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
-    weight = f"{last['sigmoid_l']:.3f}" if "sigmoid_l" in last else "-"
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    # DDL's blend weight, shown only where the blend was used (a run without pseudo-anomalies never trains it)
+    used = any(entry.get("distinction", 0) > 0 for entry in log)
+    weight = f"{log[-1]['sigmoid_l']:.3f}" if used and "sigmoid_l" in log[-1] else "-"
     return (f"| {run.name} | {100 * micro:.2f} | {100 * macro:.2f} | {100 * m['eer']:.2f} | "
             f"{100 * m['average_precision']:.2f} | {summary['steps']} | {summary['seconds'] / 60:.1f} | {weight} |")
 
