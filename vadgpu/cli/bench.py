@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from vadgpu.cli.options import dataset_options
+
 from vadgpu.bench.throughput import STAGES
 from vadgpu.errors import VadgpuError
 
@@ -16,11 +18,7 @@ def bench() -> None:
 
 
 @bench.command("throughput")
-@click.option("--dataset", "name", required=True, help="Catalog name: ped2, avenue, shanghaitech, generic, synthetic.")
-@click.option("--root", required=True, type=click.Path(path_type=Path), help="The dataset's folder (read only).")
-@click.option("--variant", default=None, help="Layout variant (synthetic: avi, mp4, frames; ped2: jpg, ucsd).")
-@click.option("--cache", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="Prepare cache folder [default: $VADGPU_CACHE or ~/.cache/vadgpu].")
+@dataset_options("Prepare cache folder")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--preset", "--model", "preset", default="ddl-ped2-cpu", show_default=True,
               help="Model preset for the kernels and the training steps; it also gives T, size and channels.")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from vadgpu.cli.options import dataset_options
+
 
 @click.group()
 def data() -> None:
@@ -43,11 +45,7 @@ data.add_command(_boxes)
 
 
 @data.command("prepare")
-@click.option("--dataset", "name", required=True, help="Catalog name: ped2, avenue, shanghaitech, generic, synthetic.")
-@click.option("--root", required=True, type=click.Path(path_type=Path), help="The dataset's folder (read only).")
-@click.option("--variant", default=None, help="Layout variant (synthetic: avi, mp4, frames; ped2: jpg, ucsd).")
-@click.option("--cache", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="Cache folder [default: $VADGPU_CACHE or ~/.cache/vadgpu].")
+@dataset_options("Cache folder")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda: picks the DALI backend.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def prepare(name: str, root: Path, variant: str | None, cache: Path | None, device: str, no_progress: bool) -> None:

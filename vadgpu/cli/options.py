@@ -1,0 +1,27 @@
+"""Click options that several commands share, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def dataset_options(cache_help: str):
+    """--dataset (as `name`), --root, --variant and --cache: how a command finds a dataset and its prepare cache."""
+    options = [
+        click.option("--dataset", "name", required=True,
+                     help="Catalog name: ped2, avenue, shanghaitech, generic, synthetic."),
+        click.option("--root", required=True, type=click.Path(path_type=Path),
+                     help="The dataset's folder (read only)."),
+        click.option("--variant", default=None, help="Layout variant (synthetic: avi, mp4, frames; ped2: jpg, ucsd)."),
+        click.option("--cache", default=None, type=click.Path(file_okay=False, path_type=Path),
+                     help=f"{cache_help} [default: $VADGPU_CACHE or ~/.cache/vadgpu]."),
+    ]
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
