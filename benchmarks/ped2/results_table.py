@@ -2,15 +2,17 @@
 
     .venv/bin/python benchmarks/ped2/results_table.py [benchmarks/results/ped2]
 
-Each run folder holds config.yaml, summary.json, log.jsonl and eval/{metrics.json, scores.csv}, as copied by
-benchmarks/ped2/ddl_ablation.sh. The micro and macro AUC are recomputed from scores.csv (scikit-learn) and must
-agree with metrics.json: the table cannot drift from the files anyone can check.
+Each run folder holds config.yaml, summary.json, log.jsonl and eval/{metrics.json, scores.csv} (the default
+patch-max score), for newer runs also eval-psnr/ (the same checkpoint scored by PSNR), as copied by
+benchmarks/ped2/run_ped2.sh. The AUCs are recomputed from scores.csv (scikit-learn) and must agree with
+metrics.json: the table cannot drift from the files anyone can check.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -18,7 +20,11 @@ from pathlib import Path
 from sklearn.metrics import roc_auc_score
 
 # Published Ped2 micro AUC for the same method and variant (DDL paper, Table 2: C3DSU at 256x256 RGB).
-PUBLISHED = {"ddl-dynamic": "98.46", "ddl-fixed": "97.12", "ddl-nopseudo": "95.55"}
+# The DDL variants that only change the CPU recipe (size, lambda, loss form, boxes) keep the dynamic weight.
+PUBLISHED = {"ddl-dynamic": "98.46", "ddl-fixed": "97.12", "ddl-nopseudo": "95.55", "ddl-s128": "98.46",
+             "ddl-s128-nopseudo": "95.55", "ddl-lambda1": "98.46", "ddl-pixel": "98.46"}
+# run_ped2.sh names runs VARIANT[-eEPOCHS][-lrLR][-seedSEED][-TAG], VARIANT being a benchmarks/ped2 YAML's name
+RUN_NAME = re.compile(r"(?P<variant>[a-z]+-[a-z0-9-]+?)(-e\d+)?(-lr[0-9.e+-]+?)?(-seed\d+)?(-[a-z]+)?")
 
 
 def recompute(scores_csv: Path) -> tuple[float, float]:
@@ -34,29 +40,37 @@ def recompute(scores_csv: Path) -> tuple[float, float]:
     return roc_auc_score(labels, scores), sum(per_video) / len(per_video)
 
 
-def row(run: Path) -> str:
-    metrics = json.loads((run / "eval" / "metrics.json").read_text())
-    summary = json.loads((run / "summary.json").read_text())
-    micro, macro = recompute(run / "eval" / "scores.csv")
-    m = metrics["metrics"]
+def checked_metrics(folder: Path) -> dict:
+    """metrics.json's metrics after checking its micro and macro AUC against scores.csv."""
+    m = json.loads((folder / "metrics.json").read_text())["metrics"]
+    micro, macro = recompute(folder / "scores.csv")
     if abs(micro - m["micro_auc"]) > 1e-6 or abs(macro - m["macro_auc"]) > 1e-6:
-        raise SystemExit(f"{run}: scores.csv gives AUC {micro:.6f}/{macro:.6f}, metrics.json "
+        raise SystemExit(f"{folder}: scores.csv gives AUC {micro:.6f}/{macro:.6f}, metrics.json "
                          f"{m['micro_auc']:.6f}/{m['macro_auc']:.6f}")
+    return m
+
+
+def row(run: Path) -> str:
+    summary = json.loads((run / "summary.json").read_text())
+    m = checked_metrics(run / "eval")
+    psnr = f"{100 * checked_metrics(run / 'eval-psnr')['micro_auc']:.2f}" if (run / "eval-psnr").is_dir() else "-"
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     # DDL's blend weight, shown only where the blend was used (a run without pseudo-anomalies never trains it)
     used = any(entry.get("distinction", 0) > 0 for entry in log)
     weight = f"{log[-1]['sigmoid_l']:.3f}" if used and "sigmoid_l" in log[-1] else "-"
-    published = PUBLISHED.get(run.name.split("-e")[0], "-")
-    return (f"| {run.name} | {100 * micro:.2f} | {published} | {100 * macro:.2f} | {100 * m['eer']:.2f} | "
-            f"{100 * m['average_precision']:.2f} | {summary['steps']} | {summary['seconds'] / 60:.1f} | {weight} |")
+    name = RUN_NAME.fullmatch(run.name)
+    published = PUBLISHED.get(name["variant"] if name else run.name, "-")
+    return (f"| {run.name} | {100 * m['micro_auc']:.2f} | {published} | {100 * m['macro_auc']:.2f} | "
+            f"{100 * m['eer']:.2f} | {100 * m['average_precision']:.2f} | {psnr} | {summary['steps']} | "
+            f"{summary['seconds'] / 60:.1f} | {weight} |")
 
 
 def main(folder: str = "benchmarks/results/ped2") -> None:
     runs = sorted(p.parent.parent for p in Path(folder).glob("*/eval/metrics.json"))
     if not runs:
         raise SystemExit(f"{folder}: no run folders with eval/metrics.json")
-    print("| run | micro AUC | published | macro AUC | EER | AP | steps | train min | final w |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| run | micro AUC | published | macro AUC | EER | AP | micro AUC, PSNR | steps | train min | final w |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         print(row(run))
 
