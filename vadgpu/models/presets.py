@@ -11,9 +11,10 @@ Paper presets (for a GPU):
                            issue's Ped2 numbers for all three and say so here.
 CPU presets (this 2-core machine; sizes measured in the README's table):
     ddl-tiny-cpu, dualpath-tiny-cpu   32x32 gray, tiny widths: tests and the demo.
-    ddl-ped2-cpu           64x64 gray, T = 3, widths 8-16-32-64: 4.8-7.1 min per Ped2 epoch (315 steps of 8
-                           clips, data loading and pseudo-anomalies included) in the README's Ped2 runs.
-    dualpath-ped2-cpu      64x64 gray, T = 8, F = 6, 100 items.
+    ddl-ped2-cpu           64x64 gray, T = 3, widths 8-16-32-64: 1.5-2.4 min per Ped2 epoch (315 steps of 8
+                           clips, data loading and pseudo-anomalies included) in the README's Ped2 runs on an
+                           otherwise idle machine; 8.2 min at 128x128 (benchmarks/ped2/ddl-s128.yaml).
+    dualpath-ped2-cpu      64x64 gray, T = 8, F = 6, 100 items: about 1.7 min per Ped2 epoch.
 """
 
 from __future__ import annotations
