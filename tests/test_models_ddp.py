@@ -61,6 +61,10 @@ def train_two_steps(rank: int, world: int, port: int) -> None:
                 assert not torch.equal(before, state), f"{preset}: training changed nothing"
             if hasattr(model, "anomaly_logit"):
                 assert model.anomaly_logit.detach().abs() > 0, "anomaly_logit did not train"
+            del ddp  # its reducer goes before the process group does
+        # Both ranks reach teardown together: a rank that destroys the group while the other still sends can
+        # abort gloo ("terminate called without an active exception", seen once in CI).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
