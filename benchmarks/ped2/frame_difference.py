@@ -6,7 +6,7 @@
 Each test frame is read in gray, resized to SIZE x SIZE (OpenCV, area interpolation), and its error map is the
 squared difference to the previous frame (the first frame takes the second's map). The score, smoothing and
 normalisation are `vadgpu eval`'s defaults (patch-max with the same patch size, median over 17 frames, min-max per
-video), computed by vadgpu's own functions, so the numbers sit beside the trained models' on equal terms. Ped2's
+video) and the metrics are computed by vadgpu's own functions, so the numbers sit beside the trained models' on equal terms. Ped2's
 anomalies (bicycles, carts, skaters) move faster than its pedestrians, which is all this score sees.
 """
 
@@ -18,8 +18,8 @@ import json
 import cv2
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
+from vadgpu.evaluation.metrics import frame_metrics
 from vadgpu.evaluation.protocol import Protocol, apply_protocol
 from vadgpu.evaluation.scores import patch_max, patch_size_for
 from vadgpu.io import atomic_write_json
@@ -33,6 +33,10 @@ def difference_scores(frame_files, size: int) -> np.ndarray:
     return patch_max(torch.from_numpy(errors)[:, None]).numpy()  # (F,)
 
 
+def percent(auc: float | None) -> float | None:
+    return None if auc is None else round(100 * auc, 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default="../shared/datasets/ped2")
@@ -41,21 +45,17 @@ def main() -> None:
     args = parser.parse_args()
     dataset = open_dataset("ped2", args.root)
     protocol = Protocol()
-    scores, labels, per_video = [], [], {}
-    for video in dataset.test:
-        s = apply_protocol(difference_scores(video.frame_files, args.size), protocol)
-        scores.append(s)
-        labels.append(video.labels)
-        both = 0 < video.labels.sum() < len(video.labels)
-        per_video[video.name] = round(100 * roc_auc_score(video.labels, s), 2) if both else None
-    aucs = [v for v in per_video.values() if v is not None]
+    metrics = frame_metrics({
+        video.name: (video.labels, apply_protocol(difference_scores(video.frame_files, args.size), protocol))
+        for video in dataset.test
+    })
     result = {
         "score": f"squared difference to the previous frame, patch-max ({patch_size_for(args.size, args.size)}px "
                  f"patches), median 17, min-max per video",
         "size": args.size,
-        "micro_auc": round(100 * roc_auc_score(np.concatenate(labels), np.concatenate(scores)), 2),
-        "macro_auc": round(sum(aucs) / len(aucs), 2),
-        "per_video_auc": per_video,
+        "micro_auc": percent(metrics.micro_auc),
+        "macro_auc": percent(metrics.macro_auc),
+        "per_video_auc": {name: percent(auc) for name, auc in metrics.per_video_auc.items()},
     }
     atomic_write_json(args.out, result)
     print(json.dumps(result))
