@@ -12,19 +12,26 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+import yaml
 from sklearn.metrics import roc_auc_score
 
-# Published Ped2 micro AUC for the same method and variant (DDL paper, Table 2: C3DSU at 256x256 RGB).
-# The DDL variants that only change the CPU recipe (size, lambda, loss form, boxes) keep the dynamic weight.
-PUBLISHED = {"ddl-dynamic": "98.46", "ddl-fixed": "97.12", "ddl-nopseudo": "95.55", "ddl-s128": "98.46",
-             "ddl-s128-nopseudo": "95.55", "ddl-lambda1": "98.46", "ddl-pixel": "98.46"}
-# run_ped2.sh names runs VARIANT[-eEPOCHS][-lrLR][-seedSEED][-TAG], VARIANT being a benchmarks/ped2 YAML's name
-RUN_NAME = re.compile(r"(?P<variant>[a-z]+-[a-z0-9-]+?)(-e\d+)?(-lr[0-9.e+-]+?)?(-seed\d+)?(-[a-z]+)?")
+# Published Ped2 micro AUC of DDL's three ablation variants (DDL paper, Table 2: C3DSU at 256x256 RGB).
+PUBLISHED_DDL = {"none": "95.55", "fixed": "97.12", "dynamic": "98.46"}
+
+
+def published(config: dict) -> str:
+    """The paper's number for the DDL variant a run's config.yaml trained (size, lambda, loss form and boxes are
+    CPU-recipe changes and keep their variant's number); '-' for the dual-path runs."""
+    if config["model"] != "ddl":
+        return "-"
+    extra = config.get("extra") or {}
+    if extra.get("pseudo_kinds") == []:
+        return PUBLISHED_DDL["none"]
+    return PUBLISHED_DDL["fixed" if extra.get("blend_weight") == "fixed" else "dynamic"]
 
 
 def recompute(scores_csv: Path) -> tuple[float, float]:
@@ -58,9 +65,8 @@ def row(run: Path) -> str:
     # DDL's blend weight, shown only where the blend was used (a run without pseudo-anomalies never trains it)
     used = any(entry.get("distinction", 0) > 0 for entry in log)
     weight = f"{log[-1]['sigmoid_l']:.3f}" if used and "sigmoid_l" in log[-1] else "-"
-    name = RUN_NAME.fullmatch(run.name)
-    published = PUBLISHED.get(name["variant"] if name else run.name, "-")
-    return (f"| {run.name} | {100 * m['micro_auc']:.2f} | {published} | {100 * m['macro_auc']:.2f} | "
+    paper = published(yaml.safe_load((run / "config.yaml").read_text()))
+    return (f"| {run.name} | {100 * m['micro_auc']:.2f} | {paper} | {100 * m['macro_auc']:.2f} | "
             f"{100 * m['eer']:.2f} | {100 * m['average_precision']:.2f} | {psnr} | {summary['steps']} | "
             f"{summary['seconds'] / 60:.1f} | {weight} |")
 
