@@ -148,7 +148,7 @@ def _batch(model, n=2, seed=0, device=torch.device("cpu")):
 
 # Host reads that exist only on the CPU path, by design of their module: kernels.skip_frames range-checks the skips
 # under `if skips.device.type == "cpu"` (on CUDA it clamps instead), so on CUDA this read never happens.
-CPU_ONLY_READS = {("kernels/__init__.py", "skip_frames")}
+CPU_ONLY_READS = {("kernels/ops.py", "skip_frames")}
 
 
 def _cpu_only_caller() -> bool:

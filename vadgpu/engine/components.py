@@ -19,8 +19,7 @@ from vadgpu.device import describe
 from vadgpu.engine.config import TrainConfig
 from vadgpu.engine.distributed import DistContext
 from vadgpu.errors import VadgpuError
-
-OBJECT_KINDS = ("patch", "ddl")  # pseudo-anomaly kinds that need object boxes
+from vadgpu.kernels.kinds import KIND_BY_NAME, OBJECT_KINDS
 
 
 class TrainingObjective(nn.Module):
@@ -172,10 +171,9 @@ def build_components(config: TrainConfig, ctx: DistContext, saved_model_config: 
 
         boxes = ObjectBoxes.load(config.boxes, videos, ctx.device, mcfg.temporal)
         notices.append(f"object boxes: {config.boxes} ({boxes.coverage:.0%} of training clips have a track)")
-    elif any(kind in OBJECT_KINDS for kind in mcfg.pseudo_kinds):
-        notices.append("no --boxes: object-based pseudo-anomalies (" + ", ".join(
-            k for k in mcfg.pseudo_kinds if k in OBJECT_KINDS) + ") are off; make a cache with "
-            "`vadgpu data boxes` and pass --boxes FILE")
+    elif object_kinds := [k for k in mcfg.pseudo_kinds if KIND_BY_NAME[k] in OBJECT_KINDS]:
+        notices.append(f"no --boxes: object-based pseudo-anomalies ({', '.join(object_kinds)}) are off; make a "
+                       "cache with `vadgpu data boxes` and pass --boxes FILE")
     return assemble(model, config, ctx, loader, boxes, notices), config
 
 

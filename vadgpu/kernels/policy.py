@@ -18,11 +18,12 @@ from typing import Sequence
 
 import torch
 
-from vadgpu import kernels as K
 from vadgpu.errors import VadgpuError
+from vadgpu.kernels import ops, params
+from vadgpu.kernels.kinds import (KIND_BY_NAME, KIND_DDL, KIND_NAMES, KIND_NOISE, KIND_NONE, KIND_PATCH, KIND_SHUFFLE,
+                                  KIND_SKIP, OBJECT_KINDS)
 
 DEFAULT_SKIPS = (2, 3, 4, 5)
-_BY_NAME = {name: kind for kind, name in K.KIND_NAMES.items() if kind != K.KIND_NONE}
 
 
 @dataclass
@@ -34,19 +35,20 @@ class PseudoAnomalies:
 
 
 def _kind_id(kind: int | str) -> int:
-    if isinstance(kind, str) and kind in _BY_NAME:
-        return _BY_NAME[kind]
-    if isinstance(kind, int) and kind in K.KIND_NAMES and kind != K.KIND_NONE:
+    if isinstance(kind, str) and kind in KIND_BY_NAME:
+        return KIND_BY_NAME[kind]
+    if isinstance(kind, int) and kind in KIND_NAMES and kind != KIND_NONE:
         return kind
-    raise VadgpuError(f"unknown pseudo-anomaly kind {kind!r}; use one of {', '.join(_BY_NAME)}")
+    raise VadgpuError(f"unknown pseudo-anomaly kind {kind!r}; use one of {', '.join(KIND_BY_NAME)}")
 
 
 class PseudoAnomalyPolicy:
     """Turn a fraction p of a batch into pseudo-anomalies of the given kinds.
 
     p: probability that a sample is perturbed. kinds: names ("skip", "shuffle", "noise", "patch", "ddl") or
-    KIND_* ids; none means every sample stays normal. weights: relative frequency of each kind (default uniform). sigma: Gaussian noise std. skips:
-    the skip set for frame skipping (each >= 2; the batch window must reach the largest).
+    KIND_* ids; none means every sample stays normal. weights: relative frequency of each kind (default uniform).
+    sigma: Gaussian noise std. skips: the skip set for frame skipping (each >= 2; the batch window must reach the
+    largest).
     """
 
     def __init__(
@@ -75,13 +77,13 @@ class PseudoAnomalyPolicy:
         if not sigma >= 0:
             raise VadgpuError(f"noise sigma must be >= 0, got {sigma}")
         self.skips = tuple(int(s) for s in skips)
-        if K.KIND_SKIP in self.kinds and (not self.skips or min(self.skips) < 2):
+        if KIND_SKIP in self.kinds and (not self.skips or min(self.skips) < 2):
             raise VadgpuError(f"skips must be a non-empty set of integers >= 2 (1 is the normal clip), got {skips}")
-        K.resolve_backend(backend, torch.empty(0))  # reject unknown names now
+        ops.resolve_backend(backend, torch.empty(0))  # reject unknown names now
         self.p, self.weights, self.sigma, self.backend = float(p), tuple(weights), float(sigma), backend
 
     def __repr__(self) -> str:
-        names = [K.KIND_NAMES[k] for k in self.kinds]
+        names = [KIND_NAMES[k] for k in self.kinds]
         return f"PseudoAnomalyPolicy(p={self.p}, kinds={names}, weights={list(self.weights)}, sigma={self.sigma})"
 
     def _draw_kind(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -92,7 +94,7 @@ class PseudoAnomalyPolicy:
         kind = torch.full((n,), self.kinds[0], dtype=torch.int64, device=device)
         for edge, k in zip(self._edges, self.kinds[1:]):
             kind = torch.where(u >= edge, k, kind)
-        return torch.where(perturbed, kind, K.KIND_NONE)
+        return torch.where(perturbed, kind, KIND_NONE)
 
     def __call__(
         self,
@@ -106,14 +108,14 @@ class PseudoAnomalyPolicy:
         """Perturb a ClipBatch (anything with `.clips` and, for skips, `.window`; or a bare clips tensor)."""
         clips = batch.clips if hasattr(batch, "clips") else batch
         window = getattr(batch, "window", None)
-        K._check_clips("batch.clips", clips)
-        K._check_generator(generator, clips.device)
+        ops.check_clips("batch.clips", clips)
+        ops.check_generator(generator, clips.device)
         n, _, t, h, w = clips.shape
         kind = self._draw_kind(n, generator, clips.device)  # (N,)
         self._check_inputs(t, window, boxes, valid, patches, logit)
-        if {K.KIND_PATCH, K.KIND_DDL} & set(self.kinds):
+        if OBJECT_KINDS & set(self.kinds):
             # No object -> no patch/ddl: such samples stay normal.
-            kind = torch.where((kind == K.KIND_PATCH) | (kind == K.KIND_DDL), torch.where(valid, kind, 0), kind)
+            kind = torch.where((kind == KIND_PATCH) | (kind == KIND_DDL), torch.where(valid, kind, KIND_NONE), kind)
 
         out, mask = clips, torch.zeros((n, 1, t, h, w), device=clips.device, dtype=clips.dtype)
         for k in self.kinds:  # fixed order: the same generator stream for the same policy
@@ -134,39 +136,40 @@ class PseudoAnomalyPolicy:
 
     def _check_inputs(self, t: int, window, boxes, valid, patches, logit) -> None:
         """Every input an enabled kind needs is there (checked on every call, whichever kinds the batch drew)."""
-        if K.KIND_SKIP in self.kinds:
+        if KIND_SKIP in self.kinds:
             if window is None:
                 raise VadgpuError(
                     f"pseudo-anomaly kind 'skip' needs batch.window: build the loader with "
                     f"ClipSpec(max_skip={max(self.skips)}) or more"
                 )
-            max_skip = K._skip_window_max(window, t)
+            max_skip = ops.skip_window_max(window, t)
             if max(self.skips) > max_skip:
                 raise VadgpuError(f"skips {self.skips} exceed the batch window's max_skip={max_skip}")
-        if K.KIND_SHUFFLE in self.kinds and t < K.params.MIN_SHUFFLE_T:
-            raise VadgpuError(f"pseudo-anomaly kind 'shuffle' needs clips of at least {K.params.MIN_SHUFFLE_T} frames "
+        if KIND_SHUFFLE in self.kinds and t < params.MIN_SHUFFLE_T:
+            raise VadgpuError(f"pseudo-anomaly kind 'shuffle' needs clips of at least {params.MIN_SHUFFLE_T} frames "
                               f"(T = {t} has no order without neighbouring consecutive frames)")
-        if {K.KIND_PATCH, K.KIND_DDL} & set(self.kinds) and (boxes is None or valid is None):
+        if OBJECT_KINDS & set(self.kinds) and (boxes is None or valid is None):
             raise VadgpuError("pseudo-anomaly kinds 'patch'/'ddl' need object boxes and valid (vadgpu data boxes)")
-        if K.KIND_PATCH in self.kinds and patches is None:
+        if KIND_PATCH in self.kinds and patches is None:
             raise VadgpuError("pseudo-anomaly kind 'patch' needs a patch bank (objects.patches)")
-        if K.KIND_DDL in self.kinds and logit is None:
+        if KIND_DDL in self.kinds and logit is None:
             raise VadgpuError("pseudo-anomaly kind 'ddl' needs the model's learnable logit (anomaly_logit)")
 
     def _perturb(self, k: int, clips, window, boxes, valid, patches, generator, logit):
         """Kind k applied to every sample of `clips` (N', C, T, H, W) -> (perturbed clips, mask of the change)."""
         n, _, t, h, w = clips.shape
         whole = torch.ones((n, 1, t, h, w), device=clips.device, dtype=clips.dtype)
-        if k == K.KIND_SKIP:
-            skips = K.params.draw_skips(n, self.skips, generator, clips.device)
-            return K.skip_frames(window, skips, t, backend=self.backend), whole
-        if k == K.KIND_SHUFFLE:
-            return K.shuffle_motion(clips, generator, backend=self.backend), whole
-        if k == K.KIND_NOISE:
-            return K.gaussian_noise(clips, self.sigma, generator, backend=self.backend), whole
-        if k == K.KIND_PATCH:
-            return K.paste_patches(clips, boxes, valid, patches, generator, backend=self.backend)
-        return K.ddl_blend(clips, boxes, valid, logit, generator, backend=self.backend)
+        if k == KIND_SKIP:
+            skips = params.draw_skips(n, self.skips, generator, clips.device)
+            return ops.skip_frames(window, skips, t, backend=self.backend), whole
+        if k == KIND_SHUFFLE:
+            return ops.shuffle_motion(clips, generator, backend=self.backend), whole
+        if k == KIND_NOISE:
+            return ops.gaussian_noise(clips, self.sigma, generator, backend=self.backend), whole
+        if k == KIND_PATCH:
+            return ops.paste_patches(clips, boxes, valid, patches, generator, backend=self.backend)
+        return ops.ddl_blend(clips, boxes, valid, logit, generator, backend=self.backend)
+
 
 def _rows_of_kind(kind: torch.Tensor, k: int) -> torch.Tensor | None:
     """The samples that drew kind k where finding them is free (CPU tensors); None on CUDA, where it would make

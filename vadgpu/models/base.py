@@ -20,16 +20,17 @@ import torch
 from torch import nn
 
 from vadgpu.errors import VadgpuError
+from vadgpu.kernels.kinds import KIND_BY_NAME
 
-# Pseudo-anomaly kinds by name, as users write them in presets and YAML; the engine maps them to kernels.KIND_*.
-PSEUDO_KINDS = ("skip", "shuffle", "noise", "patch", "ddl")
+# Pseudo-anomaly kinds by name, as users write them in presets and YAML: the kernels' names.
+PSEUDO_KINDS = tuple(KIND_BY_NAME)
 
 
 class Anomalies(Protocol):
     """What `training_losses` reads from `kernels.PseudoAnomalies` (any object with these attributes works)."""
 
     clips: torch.Tensor  # (N, C, T, H, W) perturbed; equal to the input where kind == 0
-    kind: torch.Tensor  # (N,) int64, 0 = normal
+    kind: torch.Tensor  # (N,) int64, kernels.KIND_NONE (0) = normal
     mask: torch.Tensor  # (N, 1, T, H, W) float, where the perturbation lies
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vadgpu.kernels.kinds import KIND_NONE
 from vadgpu.models.base import Anomalies, ModelConfig, VadModel, centre_frame, channels_last_convolutions
 from vadgpu.models.blocks import MultiKernelBlock
 from vadgpu.models.ddl_loss import FORMS, distinction_loss, reconstruction_loss
@@ -114,7 +115,7 @@ class DDLModel(VadModel):
         # FLOPs, better batched, one DDP forward. BatchNorm then normalises with the joint batch's statistics.
         recon = self.reconstruct_centre(torch.cat([clips, anomalies.clips]))  # (2N, C, H, W)
         recon_clean, recon_pseudo = recon[:n], recon[n:]
-        is_pseudo = (anomalies.kind != 0).to(clips.dtype).view(n, 1, 1, 1)
+        is_pseudo = (anomalies.kind != KIND_NONE).to(clips.dtype).view(n, 1, 1, 1)
         mask = centre_frame(anomalies.mask) * is_pseudo  # (N, 1, H, W)
         l_recon = reconstruction_loss(centre_frame(clips), recon_clean)
         l_dist = distinction_loss(

@@ -7,7 +7,7 @@ D_p starts as a copy of D_n) made of transposed 3D convolutions, with the skips 
 The model reconstructs the whole clip; scoring uses its centre frame. Inference: encoder -> M_n -> D_n.
 
 Routing without host synchronisation: during training every sample goes through both memories and both decoders,
-and the losses weight each sample by is_pseudo = (kind != 0) or its complement. Selecting the samples by index
+and the losses weight each sample by is_pseudo = (kind != KIND_NONE) or its complement. Selecting the samples by index
 would need their count on the host; the weighted form costs one extra decoder pass instead.
 """
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vadgpu.kernels.kinds import KIND_NONE
 from vadgpu.models.base import Anomalies, ModelConfig, VadModel, centre_frame, channels_last_convolutions
 from vadgpu.models.blocks import DoubleConv3d, Down3d, Up3d
 from vadgpu.models.dualpath_loss import PSEUDO_RECON_MODES, DualPathLossWeights, dualpath_losses
@@ -135,7 +136,7 @@ class DualPathModel(VadModel):
     def training_losses(self, clips: torch.Tensor, anomalies: Anomalies) -> dict[str, torch.Tensor]:
         x = anomalies.clips  # (N, C, T, H, W): the clean clip where kind == 0
         self.check_clips(x)
-        is_pseudo = (anomalies.kind != 0).to(x.dtype)  # (N,)
+        is_pseudo = (anomalies.kind != KIND_NONE).to(x.dtype)  # (N,)
         feats = self.encoder(x)
         read_n = self.memory_normal(feats[-1], weight=1.0 - is_pseudo)
         read_p = self.memory_pseudo(feats[-1], weight=is_pseudo)

@@ -20,12 +20,12 @@ import torch
 from tqdm import tqdm
 
 from vadgpu.device import describe, resolve_device
-from vadgpu.kernels import PseudoAnomalies
+from vadgpu.kernels import KIND_DDL, PseudoAnomalies
 from vadgpu.models.registry import build_model, count_parameters, list_presets
 
 
 def random_batch(config, batch: int, device: torch.device, seed: int = 0):
-    """(clips, anomalies) of the config's shape: the first half of the batch gets a noisy box (kind 5)."""
+    """(clips, anomalies) of the config's shape: the first half of the batch gets a noisy box (kind DDL)."""
     g = torch.Generator().manual_seed(seed)
     shape = (batch, config.channels, config.temporal, *config.size)
     clips = torch.rand(shape, generator=g).to(device)
@@ -34,7 +34,7 @@ def random_batch(config, batch: int, device: torch.device, seed: int = 0):
     mask[: batch // 2, :, :, h // 4 : h // 2, w // 4 : w // 2] = 1.0
     noisy = 0.5 * clips + 0.5 * torch.rand(shape, generator=g).to(device)
     kind = torch.zeros(batch, dtype=torch.int64, device=device)
-    kind[: batch // 2] = 5
+    kind[: batch // 2] = KIND_DDL
     return clips, PseudoAnomalies(clips=(1 - mask) * clips + mask * noisy, kind=kind, mask=mask)
 
 
