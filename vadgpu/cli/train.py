@@ -13,10 +13,10 @@ from typing import Any
 
 import click
 
-from vadgpu.engine.config import (CONFIG_NAME, MODELS, SCHEDULES, TrainConfig, check_resume_compatible,
-                                  config_from_dict, load_config_file, read_config_values,
-                                  write_config)
+from vadgpu.engine.config import (CONFIG_NAME, SCHEDULES, TrainConfig, check_resume_compatible, config_from_dict,
+                                  load_config_file, read_config_values, write_config)
 from vadgpu.errors import VadgpuError
+from vadgpu.models.registry import ARCHITECTURES
 
 _DEFAULTS = TrainConfig()
 
@@ -85,8 +85,8 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
 @click.option("--root", type=click.Path(file_okay=False), help="Dataset folder. [required]")
 @click.option("--variant", help="Dataset variant, where the catalog knows several layouts."
               + _default("variant", "the standard layout"))
-@click.option("--model", type=click.Choice(MODELS), help="Method: ddl (Dynamic Distinction Learning) or dualpath "
-              "(dual-path memory autoencoder). [default: the preset's method, else ddl]")
+@click.option("--model", type=click.Choice(list(ARCHITECTURES)), help="Method: ddl (Dynamic Distinction "
+              "Learning) or dualpath (dual-path memory autoencoder). [default: the preset's method, else ddl]")
 @click.option("--preset", help="Model preset from the registry, e.g. ddl-tiny-cpu, dualpath-tiny-cpu. "
               "[default: the model's name]")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of training options "

@@ -17,8 +17,8 @@ import yaml
 
 from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_write_text
+from vadgpu.models.registry import ARCHITECTURES
 
-MODELS = ("ddl", "dualpath")
 SCHEDULES = ("constant", "cosine")
 AMP_DTYPES = ("bf16", "fp16")
 CONFIG_NAME = "config.yaml"
@@ -76,8 +76,8 @@ class TrainConfig:
             raise VadgpuError("--root is required (the dataset folder)")
         if not self.out:
             raise VadgpuError("--out is required (the run folder)")
-        if self.model not in MODELS:
-            raise VadgpuError(f"--model {self.model!r}: choose one of {', '.join(MODELS)}")
+        if self.model not in ARCHITECTURES:
+            raise VadgpuError(f"--model {self.model!r}: choose one of {', '.join(ARCHITECTURES)}")
         if self.schedule not in SCHEDULES:
             raise VadgpuError(f"schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
         if self.amp_dtype not in AMP_DTYPES:

@@ -18,7 +18,6 @@ from vadgpu.pipelines import labels as L
 from vadgpu.pipelines.probe import IMAGE_FORMATS, probe_video
 from vadgpu.pipelines.types import Dataset, Video
 
-DATASETS = ("ped2", "avenue", "shanghaitech", "generic", "synthetic")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 SYNTHETIC_VARIANTS = {"avi": "videos", "mp4": "videos_h264", "frames": "frames"}
 PED2_VARIANTS = ("jpg", "ucsd")
@@ -30,11 +29,7 @@ def open_dataset(name: str, root: str | Path, variant: str | None = None, labels
     `variant` picks among a dataset's layouts (synthetic: "avi" (default), "mp4", "frames"; ped2: "jpg" or
     "ucsd", found automatically). `labels` overrides the label file the reader would pick (ped2, avenue).
     """
-    readers: dict[str, Callable[..., Dataset]] = {
-        "ped2": _open_ped2, "avenue": _open_avenue, "shanghaitech": _open_shanghaitech,
-        "generic": _open_generic, "synthetic": _open_synthetic,
-    }
-    if name not in readers:
+    if name not in READERS:
         raise VadgpuError(f"--dataset {name!r} is not known; choose one of {', '.join(DATASETS)}")
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -42,7 +37,7 @@ def open_dataset(name: str, root: str | Path, variant: str | None = None, labels
     root = root.resolve()
     if variant is not None and name not in ("ped2", "synthetic"):
         raise VadgpuError(f"--variant {variant!r}: dataset {name} has a single layout (no variants)")
-    return readers[name](root, variant=variant, labels=Path(labels) if labels is not None else None)
+    return READERS[name](root, variant=variant, labels=Path(labels) if labels is not None else None)
 
 
 # ------------------------------------------------------------------------------------------------ listing helpers
@@ -262,3 +257,11 @@ def _open_synthetic(root: Path, variant: str | None, labels: Path | None) -> Dat
                  for v in split["testing"]]
     return Dataset("synthetic", root, tuple(split["training"]), _with_labels(split["testing"], per_video, label_dir),
                    str(label_dir))
+
+
+# Every dataset the catalog knows, by the name users give (--dataset): add a reader here to add a dataset.
+READERS: dict[str, Callable[..., Dataset]] = {
+    "ped2": _open_ped2, "avenue": _open_avenue, "shanghaitech": _open_shanghaitech,
+    "generic": _open_generic, "synthetic": _open_synthetic,
+}
+DATASETS = tuple(READERS)
