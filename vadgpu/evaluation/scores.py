@@ -10,6 +10,9 @@ Three scores, all "higher = more anomalous", computed on the device in one batch
                (64x64 -> 4x4 patches offset by 2; 240x360 -> 16x16 offset by 8).
     psnr       the negated PSNR of the whole frame, -10 log10(1 / MSE) (pixel range [0, 1]), so that a worse
                reconstruction gives a higher score.
+    mse        the mean squared error of the whole frame (or object tube): the object mode's default, where a
+               tube is already the small region the anomaly lies in (patch-max over a 32x32 tube scored lower
+               on the Ped2 development videos; README, object mode).
     mixed      the dual-path code's mix of the two error views: w * patch-max + (1 - w) * global MSE, with
                w = MIX_WEIGHT (0.5) unless the caller passes another weight.
 """
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 
 from vadgpu.errors import VadgpuError
 
-SCORE_KINDS = ("patch-max", "psnr", "mixed")
+SCORE_KINDS = ("patch-max", "psnr", "mixed", "mse")
 DEFAULT_SCORE = "patch-max"
 MIX_WEIGHT = 0.5
 _PSNR_EPS = 1e-10  # a perfect reconstruction would make PSNR infinite; clamp the MSE instead
@@ -79,6 +82,8 @@ def scores_from_errors(errors: torch.Tensor, kind: str = DEFAULT_SCORE, mix_weig
         return patch_max(errors)
     if kind == "psnr":
         return negated_psnr(errors)
+    if kind == "mse":
+        return errors.flatten(1).mean(dim=1)
     if not 0.0 <= mix_weight <= 1.0 or math.isnan(mix_weight):
         raise VadgpuError(f"--mix-weight {mix_weight} must lie in [0, 1]")
     return mix_weight * patch_max(errors) + (1.0 - mix_weight) * errors.flatten(1).mean(dim=1)

@@ -24,6 +24,11 @@ from vadgpu.kernels.kinds import KIND_BY_NAME
 
 # Pseudo-anomaly kinds by name, as users write them in presets and YAML: the kernels' names.
 PSEUDO_KINDS = tuple(KIND_BY_NAME)
+# The unit of work: whole frames resized to `size`, or object tubes (objects/tubes.py) of `size` cut from frames
+# at the video's resolution around each tracked object, in a window of `window` native pixels.
+CLIP_MODES = ("frames", "objects")
+# What the network makes of the centre frame: rebuild it from the whole clip, or predict it with the centre hidden.
+TARGETS = ("reconstruct", "predict")
 
 
 class Anomalies(Protocol):
@@ -49,6 +54,9 @@ class ModelConfig:
     pseudo_weights: tuple[float, ...] | None = None
     noise_sigma: float = 0.1
     skips: tuple[int, ...] = (2, 3, 4, 5)
+    clips: str = "frames"  # CLIP_MODES
+    target: str = "reconstruct"  # TARGETS
+    window: int = 48  # objects: side of the tube window in the video's own pixels
 
     def __post_init__(self) -> None:
         # YAML and JSON give lists; the dataclass keeps tuples so configs compare and hash predictably.
@@ -100,6 +108,14 @@ class ModelConfig:
                 self._bad("pseudo_weights", f"needs one weight per kind ({len(self.pseudo_kinds)})")
             if any(w < 0 for w in self.pseudo_weights) or sum(self.pseudo_weights) <= 0:
                 self._bad("pseudo_weights", "must be non-negative with a positive sum")
+        if self.clips not in CLIP_MODES:
+            self._bad("clips", f"choose from {list(CLIP_MODES)}")
+        if self.target not in TARGETS:
+            self._bad("target", f"choose from {list(TARGETS)}")
+        if self.target == "predict" and (self.temporal < 3 or self.temporal % 2 == 0):
+            self._bad("temporal", "must be odd and >= 3 to predict the centre frame from neighbours on both sides")
+        if self.window < 8:
+            self._bad("window", "must be at least 8 pixels")
         if self.noise_sigma < 0:
             self._bad("noise_sigma", "must be >= 0")
         if any((not isinstance(s, int)) or s < 2 for s in self.skips):
@@ -156,6 +172,19 @@ def channels_last_convolutions(module: nn.Module) -> None:
 def centre_frame(clips: torch.Tensor) -> torch.Tensor:
     """The centre frame (index T // 2) of (N, C, T, H, W) clips -> (N, C, H, W)."""
     return clips[:, :, clips.shape[2] // 2]
+
+
+def without_centre(clips: torch.Tensor) -> torch.Tensor:
+    """The T - 1 frames around the centre: (N, C, T, H, W) -> (N, C, T - 1, H, W) (predict mode, DDL)."""
+    half = clips.shape[2] // 2
+    return torch.cat([clips[:, :, :half], clips[:, :, half + 1:]], dim=2)
+
+
+def blank_centre(clips: torch.Tensor) -> torch.Tensor:
+    """The clip with its centre frame set to 0, shape kept (predict mode, models that rebuild the whole clip)."""
+    keep = torch.ones(clips.shape[2], device=clips.device, dtype=clips.dtype)
+    keep[clips.shape[2] // 2] = 0
+    return clips * keep.view(1, 1, -1, 1, 1)
 
 
 class VadModel(nn.Module):

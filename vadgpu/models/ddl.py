@@ -11,6 +11,12 @@ hands it to `kernels.ddl_blend`, so `anomalies.clips` depends on it and the dist
 `blend_weight="fixed"` is the paper's ablation with a constant weight: the logit stays 0 (w = 0.5) because it is
 created with requires_grad=False, so the optimiser (built from trainable parameters) and DDP skip it, while the
 state_dict keeps the same keys as a learned-weight model.
+
+`target="predict"`: the network sees only the T - 1 frames around the centre (its Conv3d skips then have kernel
+(T - 1, 3, 3)) and must produce the centre frame, so the U-Net's finest skip can no longer copy the centre through.
+The distinction loss keeps its meaning: f(X_A) is the centre predicted from the perturbed neighbours, P compares it
+with the clean centre X_t (pulled down) and N with the perturbed centre X_A,t (pushed up): the network learns to
+predict what a normal object would do next, not to carry the perturbation forward.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import torch
 from torch import nn
 
 from vadgpu.kernels.kinds import KIND_NONE
-from vadgpu.models.base import Anomalies, ModelConfig, VadModel, centre_frame, channels_last_convolutions
+from vadgpu.models.base import (Anomalies, ModelConfig, VadModel, centre_frame, channels_last_convolutions,
+                               without_centre)
 from vadgpu.models.blocks import MultiKernelBlock
 from vadgpu.models.ddl_loss import FORMS, distinction_loss, reconstruction_loss
 
@@ -72,7 +79,8 @@ class DDLModel(VadModel):
     def __init__(self, config: DDLConfig):
         super().__init__()
         self.config = config
-        c, t, w, k = config.channels, config.temporal, config.width, config.kernels
+        c, w, k = config.channels, config.width, config.kernels
+        t = config.temporal - 1 if config.target == "predict" else config.temporal  # frames the network sees
         widths = [w * 2**i for i in range(LEVELS)]  # e.g. 64, 128, 256, 512
         self.encoder = nn.ModuleList(
             MultiKernelBlock(cin, cout, k, dropout=config.dropout) for cin, cout in zip([c, *widths[:-1]], widths)
@@ -89,8 +97,11 @@ class DDLModel(VadModel):
         channels_last_convolutions(self)
 
     def reconstruct_centre(self, clips: torch.Tensor) -> torch.Tensor:
-        """f(X): (N, C, T, H, W) -> reconstructed centre frame (N, C, H, W) in [0, 1]."""
+        """f(X): (N, C, T, H, W) -> reconstructed (or, with target="predict", predicted) centre frame
+        (N, C, H, W) in [0, 1]. In predict mode the network sees only the T - 1 neighbours of the centre."""
         self.check_clips(clips)
+        if self.config.target == "predict":
+            clips = without_centre(clips)
         n, c, t, h, w = clips.shape
         x = clips.transpose(1, 2).reshape(n * t, c, h, w)  # (N*T, C, H, W): frames as a batch
         skips = []

@@ -5,6 +5,9 @@ One 3D-conv encoder (C -> F -> 2F -> 4F -> 8F, three stride-2 downsamplings, BN3
 D_p starts as a copy of D_n) made of transposed 3D convolutions, with the skips chosen by `skip_concat`
 (default: only the deepest, so little bypasses the memory), a 1x1x1 output convolution and a sigmoid.
 The model reconstructs the whole clip; scoring uses its centre frame. Inference: encoder -> M_n -> D_n.
+With `target="predict"` the encoder sees the clip with its centre frame set to 0 (the shape stays T frames, which
+the 3D encoder and decoders need) and the losses still compare the output with the whole clean clip, so the centre
+frame must be predicted from its neighbours through the memory.
 
 Routing without host synchronisation: during training every sample goes through both memories and both decoders,
 and the losses weight each sample by is_pseudo = (kind != KIND_NONE) or its complement. Selecting the samples by index
@@ -20,7 +23,8 @@ import torch
 from torch import nn
 
 from vadgpu.kernels.kinds import KIND_NONE
-from vadgpu.models.base import Anomalies, ModelConfig, VadModel, centre_frame, channels_last_convolutions
+from vadgpu.models.base import (Anomalies, ModelConfig, VadModel, blank_centre, centre_frame,
+                               channels_last_convolutions)
 from vadgpu.models.blocks import DoubleConv3d, Down3d, Up3d
 from vadgpu.models.dualpath_loss import PSEUDO_RECON_MODES, DualPathLossWeights, dualpath_losses
 from vadgpu.models.memory import MODES, MemoryBank
@@ -124,10 +128,14 @@ class DualPathModel(VadModel):
         self.decoder_pseudo = copy.deepcopy(self.decoder_normal)
         channels_last_convolutions(self)
 
+    def visible(self, clips: torch.Tensor) -> torch.Tensor:
+        """What the encoder sees: the clip, or in predict mode the clip with its centre frame blanked."""
+        return blank_centre(clips) if self.config.target == "predict" else clips
+
     def reconstruct_clip(self, clips: torch.Tensor) -> torch.Tensor:
         """Inference path encoder -> M_n -> D_n: (N, C, T, H, W) -> reconstruction of the same shape."""
         self.check_clips(clips)
-        feats = self.encoder(clips)
+        feats = self.encoder(self.visible(clips))
         return self.decoder_normal(self.memory_normal(feats[-1]).read, feats)
 
     def reconstruct(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,7 +145,7 @@ class DualPathModel(VadModel):
         x = anomalies.clips  # (N, C, T, H, W): the clean clip where kind == 0
         self.check_clips(x)
         is_pseudo = (anomalies.kind != KIND_NONE).to(x.dtype)  # (N,)
-        feats = self.encoder(x)
+        feats = self.encoder(self.visible(x))
         read_n = self.memory_normal(feats[-1], weight=1.0 - is_pseudo)
         read_p = self.memory_pseudo(feats[-1], weight=is_pseudo)
         recon_n = self.decoder_normal(read_n.read, feats)  # (N, C, T, H, W)

@@ -15,6 +15,14 @@ CPU presets (this 2-core machine; sizes measured in the README's table):
                            clips, data loading and pseudo-anomalies included) in the README's Ped2 runs on an
                            otherwise idle machine; 8.2 min at 128x128 (benchmarks/ped2/ddl-s128.yaml).
     dualpath-ped2-cpu      64x64 gray, T = 8, F = 6, 100 items: about 1.7 min per Ped2 epoch.
+Object presets (`clips="objects"`, `target="predict"`: one tube per tracked object, cut in a fixed window of 48
+native pixels around the object's centre-frame box and resized to `size`; the centre frame is predicted from its
+neighbours; see objects/tubes.py and the README's object-mode section):
+    ddl-objects-cpu        DDL on 32x32 gray tubes, T = 5, widths 8-16-32-64, the learned blend weight.
+    dualpath-objects-cpu   dual-path on 32x32 gray tubes, T = 5, F = 8, 100 items, skips {2, 3}, all four sources.
+    ddl-objects            the same DDL at a GPU's scale: 64x64 RGB tubes, widths 32-64-128-256.
+    dualpath-objects       the same dual-path at a GPU's scale: 64x64 gray tubes, T = 9, F = 16, 500 items,
+                           skips {2, 3, 4, 5}. Neither GPU form has been trained by the project yet.
 """
 
 from __future__ import annotations
@@ -29,6 +37,15 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "dualpath-avenue": ("dualpath", {"channels": 3}),
     "dualpath-shanghaitech": ("dualpath", {"channels": 3}),
     "dualpath-ped2-cpu": ("dualpath", {"size": (64, 64), "temporal": 8, "features": 6, "memory_items": 100}),
+    "ddl-objects-cpu": ("ddl", {"clips": "objects", "target": "predict", "window": 48, "size": (32, 32),
+                                "temporal": 5, "channels": 1, "width": 8}),
+    "ddl-objects": ("ddl", {"clips": "objects", "target": "predict", "window": 48, "size": (64, 64), "temporal": 5,
+                            "channels": 3, "width": 32}),
+    "dualpath-objects-cpu": ("dualpath", {"clips": "objects", "target": "predict", "window": 48, "size": (32, 32),
+                                          "temporal": 5, "features": 8, "memory_items": 100, "skips": (2, 3),
+                                          "max_skip": 3}),
+    "dualpath-objects": ("dualpath", {"clips": "objects", "target": "predict", "window": 48, "size": (64, 64),
+                                      "temporal": 9, "features": 16, "memory_items": 500}),
     "dualpath-tiny-cpu": (
         "dualpath",
         {"size": (32, 32), "temporal": 4, "features": 4, "memory_items": 20, "skips": (2, 3), "max_skip": 3},

@@ -1,0 +1,76 @@
+"""Object mode and centre-frame prediction: the models' predict mode, the frame score over objects, end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vadgpu.errors import VadgpuError
+from vadgpu.models.registry import build_model
+
+PREDICT_PRESETS = ["ddl-objects-cpu", "dualpath-objects-cpu"]
+
+
+@pytest.mark.parametrize("preset", PREDICT_PRESETS)
+def test_predict_mode_never_sees_the_centre_frame(preset):
+    torch.manual_seed(0)
+    model = build_model(preset).eval()
+    cfg = model.config
+    clips = torch.rand(3, cfg.channels, cfg.temporal, *cfg.size)
+    changed = clips.clone()
+    changed[:, :, cfg.temporal // 2] = torch.rand_like(changed[:, :, 0])
+    with torch.no_grad():
+        target, out = model.reconstruct(clips)
+        target2, out2 = model.reconstruct(changed)
+    assert torch.equal(out, out2)  # the prediction ignores the centre ...
+    assert not torch.equal(target, target2)  # ... which is still the target it is scored against
+    neighbour = clips.clone()
+    neighbour[:, :, 0] = torch.rand_like(neighbour[:, :, 0])
+    with torch.no_grad():
+        assert not torch.equal(model.reconstruct(neighbour)[1], out)  # the neighbours are seen
+
+
+def test_reconstruct_mode_sees_the_centre_frame():
+    model = build_model("ddl-objects-cpu", target="reconstruct").eval()
+    cfg = model.config
+    clips = torch.rand(2, 1, cfg.temporal, *cfg.size)
+    changed = clips.clone()
+    changed[:, :, cfg.temporal // 2] = 0
+    with torch.no_grad():
+        assert not torch.equal(model.reconstruct(clips)[1], model.reconstruct(changed)[1])
+
+
+def test_predict_needs_an_odd_clip_of_three_or_more():
+    with pytest.raises(VadgpuError, match="temporal"):
+        build_model("ddl-objects-cpu", temporal=4)
+    with pytest.raises(VadgpuError, match="clips"):
+        build_model("ddl-objects-cpu", clips="tubes")
+    with pytest.raises(VadgpuError, match="target"):
+        build_model("ddl-objects-cpu", target="forecast")
+
+
+def test_frame_score_is_the_max_over_its_objects_and_empty_frames_take_the_video_minimum():
+    from vadgpu.evaluation.object_scores import ObjectScorer, fill_frames_without_objects
+    from vadgpu.objects.tubes import FrameBoxes
+
+    class MeanModel(torch.nn.Module):
+        """'Reconstructs' the centre frame as zeros: the tube's MSE is the mean square of its pixels."""
+
+        def reconstruct(self, clips):
+            centre = clips[:, :, clips.shape[2] // 2]
+            return centre, torch.zeros_like(centre)
+
+    clips = torch.zeros(3, 1, 3, 40, 40)
+    clips[0, :, :, 0:14, 0:14] = 1.0  # bright object in the top-left corner of clip 0
+    clips[0, :, :, 26:40, 26:40] = 0.5
+    # clip 0: two boxes (top-left bright, bottom-right dim); clip 1: one box on black; clip 2: none
+    boxes = FrameBoxes(np.array([0, 0, 0]), np.array([0, 0, 1]),
+                       np.array([[0.0, 0.0, 0.25, 0.25], [0.75, 0.75, 1.0, 1.0], [0.4, 0.4, 0.6, 0.6]]), [3])
+    scorer = ObjectScorer(boxes, window=10, size=10, score="mse", mix_weight=0.5)
+    raw = scorer(MeanModel(), clips, torch.tensor([0, 0, 0]), torch.tensor([0, 1, 2])).numpy()
+    assert raw[0] == pytest.approx(1.0) and raw[1] == pytest.approx(0.0) and raw[2] == -np.inf
+    filled, empty = fill_frames_without_objects(raw)
+    assert empty == 1 and filled[2] == pytest.approx(0.0)
+    video, frame, box, score = scorer.records[0]
+    assert frame.tolist() == [0, 0, 1] and score.tolist() == pytest.approx([1.0, 0.25, 0.0])

@@ -1,0 +1,107 @@
+"""Object tubes: the crop against a numpy reference, windows, box coordinates, the training sampler, test boxes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vadgpu.objects.tubes import (SAMPLING_RATIO, FrameBoxes, TubeSampler, boxes_in_windows, crop_tubes,
+                                  tube_windows)
+
+
+def reference_crop(frame: np.ndarray, window: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear crop of a (H, W) frame: each output pixel averages SAMPLING_RATIO^2 samples of its bin, pixel
+    centres at integer + 0.5 (positions clamped to the frame)."""
+    height, width = frame.shape
+    x1, y1, x2, y2 = window
+    bin_w, bin_h = (x2 - x1) / size, (y2 - y1) / size
+    out = np.zeros((size, size))
+    r = SAMPLING_RATIO
+    for i in range(size):
+        for j in range(size):
+            acc = 0.0
+            for a in range(r):
+                for b in range(r):
+                    y = min(max(y1 + (i + (a + 0.5) / r) * bin_h - 0.5, 0.0), height - 1.0)
+                    x = min(max(x1 + (j + (b + 0.5) / r) * bin_w - 0.5, 0.0), width - 1.0)
+                    y0, x0 = min(int(y), height - 2), min(int(x), width - 2)
+                    dy, dx = y - y0, x - x0
+                    acc += ((1 - dy) * (1 - dx) * frame[y0, x0] + (1 - dy) * dx * frame[y0, x0 + 1]
+                            + dy * (1 - dx) * frame[y0 + 1, x0] + dy * dx * frame[y0 + 1, x0 + 1])
+            out[i, j] = acc / r**2
+    return out
+
+
+def test_crop_equals_numpy_reference():
+    rng = np.random.default_rng(0)
+    frames = rng.random((2, 1, 3, 40, 60)).astype(np.float32)  # (N, C, T, H, W)
+    windows = np.array([[5.0, 3.0, 29.0, 27.0], [36.0, 16.0, 60.0, 40.0], [0.0, 0.0, 24.0, 24.0]], np.float32)
+    owner = np.array([0, 1, 1])
+    tubes = crop_tubes(torch.from_numpy(frames), torch.from_numpy(owner), torch.from_numpy(windows), 16)
+    assert tubes.shape == (3, 1, 3, 16, 16)
+    for m in range(3):
+        for t in range(3):
+            ref = reference_crop(frames[owner[m], 0, t], windows[m], 16)
+            np.testing.assert_allclose(tubes[m, 0, t].numpy(), ref, atol=1e-5)
+
+
+def test_crop_at_native_size_is_the_pixels():
+    frames = torch.arange(2 * 3 * 20 * 30, dtype=torch.float32).view(1, 2, 3, 20, 30)  # (N, C, T, H, W)
+    tube = crop_tubes(frames, torch.tensor([0]), torch.tensor([[4.0, 6.0, 14.0, 16.0]]), 10)
+    assert torch.allclose(tube[0], frames[0, :, :, 6:16, 4:14])
+
+
+def test_windows_are_fixed_size_and_inside_the_frame():
+    boxes = torch.tensor([[0.45, 0.45, 0.55, 0.55], [0.0, 0.0, 0.05, 0.05], [0.9, 0.8, 1.0, 1.0]])
+    win = tube_windows(boxes, (100, 200), 48)
+    side = win[:, 2:] - win[:, :2]
+    assert torch.allclose(side, torch.full_like(side, 48.0))
+    assert torch.allclose(win[0], torch.tensor([76.0, 26.0, 124.0, 74.0]))  # centred on (100, 50)
+    assert (win[:, :2] >= 0).all() and (win[:, 2] <= 200).all() and (win[:, 3] <= 100).all()
+    assert torch.allclose(tube_windows(boxes[:1], (30, 200), 48)[:, 3] - tube_windows(boxes[:1], (30, 200), 48)[:, 1],
+                          torch.tensor([30.0]))  # at most the shorter side
+
+
+def test_boxes_in_windows():
+    boxes = torch.tensor([[[0.25, 0.25, 0.5, 0.5]]])  # (1, T=1, 4) in a 100x100 frame: pixels 25..50
+    win = torch.tensor([[20.0, 20.0, 60.0, 60.0]])
+    inside = boxes_in_windows(boxes, win, (100, 100))
+    assert torch.allclose(inside, torch.tensor([[[0.125, 0.125, 0.75, 0.75]]]))
+
+
+class FixedBoxes:
+    """A stand-in for ObjectBoxes: clip 0 has a track, clip 1 has none."""
+
+    def sample(self, video, frame, generator):
+        boxes = torch.tensor([0.4, 0.4, 0.6, 0.6]).expand(len(video), 3, 4).clone()
+        valid = video == 0
+        return boxes * valid[:, None, None], valid
+
+
+def test_sampler_tubes_per_clip_and_background_for_clips_without_objects():
+    from types import SimpleNamespace
+
+    clips = torch.rand(2, 1, 3, 60, 80)
+    batch = SimpleNamespace(clips=clips, video=torch.tensor([0, 1]), frame=torch.tensor([5, 9]), window=None)
+    sampler = TubeSampler(FixedBoxes(), window=20, size=8, per_clip=3)
+    tubes = sampler(batch, torch.Generator().manual_seed(0))
+    assert tubes.clips.shape == (6, 1, 3, 8, 8)
+    assert tubes.video.tolist() == [0, 0, 0, 1, 1, 1] and tubes.frame.tolist() == [5, 5, 5, 9, 9, 9]
+    assert tubes.valid.tolist() == [True] * 3 + [False] * 3
+    assert (tubes.boxes[3:] == 0).all() and (tubes.boxes[:3] > 0).all()
+    # the valid tubes are the crop around the box centre (40, 30): window 30..50 x 20..40
+    expected = crop_tubes(clips, torch.tensor([0]), torch.tensor([[30.0, 20.0, 50.0, 40.0]]), 8)
+    assert torch.allclose(tubes.clips[0], expected[0])
+
+
+def test_frame_boxes_select_and_count():
+    video = np.array([1, 0, 0, 1])
+    frame = np.array([2, 0, 0, 2])
+    boxes = np.array([[0.1, 0.1, 0.2, 0.2], [0.3, 0.3, 0.4, 0.4], [0.5, 0.5, 0.6, 0.6], [0.7, 0.7, 0.8, 0.8]])
+    fb = FrameBoxes(video, frame, boxes, [2, 3])
+    assert fb.count(0).tolist() == [2, 0] and fb.count(1).tolist() == [0, 0, 2]
+    owner, picked = fb.select(np.array([0, 0, 1]), np.array([1, 0, 2]))
+    assert owner.tolist() == [1, 1, 2, 2]
+    assert picked.shape == (4, 4)
+    assert sorted(picked[:2, 0].tolist()) == pytest.approx([0.3, 0.5])
