@@ -128,6 +128,30 @@ def read_box_cache(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return arrays
 
 
+def match_cache_videos(arrays: dict[str, np.ndarray], path, videos: Sequence[PreparedVideo], split: str,
+                       dataset: str | None = None) -> np.ndarray:
+    """The cache's video id of each of `videos` (matched by name within `split`), checked for frame counts and,
+    when given, the dataset name; a mismatch is a VadgpuError naming the cache and what differs."""
+    if dataset is not None and str(arrays["dataset"]) != dataset:
+        raise VadgpuError(f"box cache {path} was made for dataset {arrays['dataset']} ({arrays['detector']}), not "
+                          f"{dataset}: make one with `vadgpu data boxes --dataset {dataset} --split both`")
+    in_split = np.flatnonzero(arrays["video_splits"] == split)
+    by_name = {str(arrays["video_names"][i]): int(i) for i in in_split}
+    missing = [v.name for v in videos if v.name not in by_name]
+    if missing:
+        raise VadgpuError(
+            f"box cache {path} ({arrays['dataset']}, {arrays['detector']}, split {split}) has no boxes for video(s) "
+            f"{', '.join(missing[:8])}; it holds {', '.join(sorted(by_name)[:8]) or 'none'}: rebuild it with "
+            f"`vadgpu data boxes --split both`"
+        )
+    for v in videos:
+        cached = int(arrays["video_frames"][by_name[v.name]])
+        if cached != v.num_frames:
+            raise VadgpuError(f"box cache {path}: video {v.name} had {cached} frames at detection, the prepared "
+                              f"video has {v.num_frames}: rebuild the cache")
+    return np.array([by_name[v.name] for v in videos], np.int64)
+
+
 def _segments(frames: np.ndarray, boxes: np.ndarray, max_gap: int) -> list[tuple[int, np.ndarray]]:
     """Split one track (frames sorted, boxes (F, 4)) into runs with no gap longer than `max_gap` frames; fill the
     short gaps by linear interpolation (a detector missing one frame should not break a track). Returns
@@ -176,19 +200,7 @@ class ObjectBoxes:
         if temporal < 1:
             raise VadgpuError(f"temporal {temporal}: must be at least 1")
         a = read_box_cache(path)
-        in_split = np.flatnonzero(a["video_splits"] == split)
-        by_name = {str(a["video_names"][i]): int(i) for i in in_split}
-        missing = [v.name for v in videos if v.name not in by_name]
-        if missing:
-            raise VadgpuError(
-                f"box cache {path} ({a['dataset']}, split {split}) has no boxes for video(s) {', '.join(missing[:8])}"
-                f"; it holds {', '.join(sorted(by_name)[:8]) or 'none'}: rebuild it with `vadgpu data boxes`"
-            )
-        for v in videos:
-            cached = int(a["video_frames"][by_name[v.name]])
-            if cached != v.num_frames:
-                raise VadgpuError(f"box cache {path}: video {v.name} had {cached} frames at detection, the prepared "
-                                  f"video has {v.num_frames}: rebuild the cache")
+        by_name = dict(zip((v.name for v in videos), match_cache_videos(a, path, videos, split).tolist()))
         half = temporal // 2
         flat, seg_start, seg_base = [np.zeros((1, 4), np.float32)], [0], [0]  # entry 0: the padding segment
         cand_rows, cand_segs = [], []

@@ -135,12 +135,13 @@ class FrameBoxes:
         self._offsets = offsets
 
     @classmethod
-    def load(cls, path, videos, split: str = "test") -> "FrameBoxes":
-        """Every box (tracked or not) of `videos` (matched by name in the cache's `split`) from a box cache."""
+    def load(cls, path, videos, split: str = "test", dataset: str | None = None) -> "FrameBoxes":
+        """Every box (tracked or not) of `videos` (matched by name in the cache's `split`) from a box cache made
+        for `dataset` (checked when given)."""
         from vadgpu.objects.boxes import match_cache_videos, read_box_cache
 
         arrays = read_box_cache(path)
-        index = match_cache_videos(arrays, path, videos, split)  # (V,) cache video id of each video
+        index = match_cache_videos(arrays, path, videos, split, dataset)  # (V,) cache video id of each video
         lookup = np.full(len(arrays["video_names"]), -1, np.int64)
         lookup[index] = np.arange(len(videos))
         mine = lookup[arrays["video"]]  # (B,) position in `videos`, -1 for other videos
