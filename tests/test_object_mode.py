@@ -74,3 +74,68 @@ def test_frame_score_is_the_max_over_its_objects_and_empty_frames_take_the_video
     assert empty == 1 and filled[2] == pytest.approx(0.0)
     video, frame, box, score = scorer.records[0]
     assert frame.tolist() == [0, 0, 1] and score.tolist() == pytest.approx([1.0, 0.25, 0.0])
+
+
+@pytest.fixture(scope="module")
+def object_run(tmp_path_factory):
+    """A small synthetic dataset and an object-mode DDL run trained for a few steps through `vadgpu train`
+    (no --boxes: the background-subtraction cache of both splits is made on the way)."""
+    from click.testing import CliRunner
+
+    from vadgpu.cli.main import cli
+
+    base = tmp_path_factory.mktemp("objects")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VADGPU_CACHE", str(base / "cache"))
+        runner = CliRunner()
+        root, run = base / "synth", base / "run"
+        result = runner.invoke(cli, ["data", "synth", str(root), "--train-videos", "2", "--test-videos", "2",
+                                     "--frames", "40"])
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(cli, ["train", "--dataset", "synthetic", "--root", str(root), "--preset",
+                                     "ddl-objects-cpu", "--out", str(run), "--epochs", "1", "--max-steps", "3",
+                                     "--batch-size", "2", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        assert "object tubes: 4 per clip" in result.output
+        yield base, root, run, runner, cli
+
+
+def test_object_mode_trains_and_evaluates_end_to_end(object_run, monkeypatch):
+    import json
+
+    base, root, run, runner, cli = object_run
+    monkeypatch.setenv("VADGPU_CACHE", str(base / "cache"))
+    result = runner.invoke(cli, ["eval", "--run", str(run), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((run / "eval" / "metrics.json").read_text())
+    assert record["protocol"]["score"] == "mse"  # the object models' default
+    objects = record["objects"]
+    assert objects["window"] == 48 and objects["tube_size"] == [32, 32] and objects["tubes_scored"] > 0
+    rows = (run / "eval" / "objects" / "01.csv").read_text().splitlines()
+    assert rows[0] == "frame,rank,score,x1,y1,x2,y2" and len(rows) > 1
+    frames = [int(r.split(",")[0]) for r in rows[1:]]
+    assert frames == sorted(frames)
+    # scoring an unlabelled video runs background subtraction over it first
+    video = root / "testing" / "videos" / "02.avi"
+    result = runner.invoke(cli, ["score", str(video), "--checkpoint", str(run / "checkpoints" / "last.pt"),
+                                 "--out", str(base / "scored"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (base / "scored" / "objects.csv").is_file() and (base / "scored" / "scores.csv").is_file()
+
+
+def test_box_cache_of_another_dataset_or_detector_is_refused(object_run, monkeypatch, tmp_path):
+    import yaml
+
+    base, root, run, runner, cli = object_run
+    monkeypatch.setenv("VADGPU_CACHE", str(base / "cache"))
+    trained = yaml.safe_load((run / "config.yaml").read_text())["boxes"]
+    with np.load(trained, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    np.savez(tmp_path / "ped2.npz", **{**arrays, "dataset": np.array("ped2")})
+    result = runner.invoke(cli, ["eval", "--run", str(run), "--no-progress", "--boxes", str(tmp_path / "ped2.npz"),
+                                 "--out", str(tmp_path / "e1")])
+    assert result.exit_code != 0 and "ped2" in result.output and "synthetic" in result.output
+    np.savez(tmp_path / "yolo.npz", **{**arrays, "detector": np.array("darknet:yolov3-tiny")})
+    result = runner.invoke(cli, ["eval", "--run", str(run), "--no-progress", "--boxes", str(tmp_path / "yolo.npz"),
+                                 "--out", str(tmp_path / "e2")])
+    assert result.exit_code != 0 and "darknet:yolov3-tiny" in result.output and "bgsub" in result.output

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
 import torch
@@ -94,22 +94,6 @@ class RandomBoxes:
         return boxes, valid
 
 
-@dataclass
-class KernelStep:
-    """Boxes + the pseudo-anomaly policy, as the training objective applies them to a batch."""
-
-    policy: object
-    boxes: object
-    patches: torch.Tensor | None
-    generator: torch.Generator
-    logit: torch.Tensor | None
-    notes: list[str] = field(default_factory=list)
-
-    def __call__(self, batch):
-        boxes, valid = self.boxes.sample(batch.video, batch.frame, self.generator)  # (N, T, 4), (N,)
-        return self.policy(batch, boxes, valid, self.patches, self.generator, logit=self.logit)
-
-
 class LoaderStream:
     """Clips per batch, epoch after epoch (set_epoch each time, as training does); `per_batch` runs on each batch.
 
@@ -159,7 +143,7 @@ class ThroughputBench:
     """Builds the loaders, model and kernels once and measures the requested stages (see the module doc)."""
 
     def __init__(self, settings: ThroughputSettings):
-        from vadgpu.models.registry import preset_config
+        from vadgpu.models.registry import clip_overrides, preset_config
         from vadgpu.pipelines.catalog import open_dataset
         from vadgpu.pipelines.clip_index import ClipSpec
         from vadgpu.pipelines.prepare import load_prepared
@@ -168,8 +152,7 @@ class ThroughputBench:
         self.s = settings
         self.device = resolve_device(settings.device)
         self.workers = settings.workers or usable_cores()
-        overrides = {k: v for k, v in (("temporal", settings.temporal), ("size", settings.size),
-                                       ("channels", settings.channels)) if v is not None}
+        overrides = clip_overrides(settings)
         if settings.max_skip is not None:
             overrides["max_skip"] = settings.max_skip
             if settings.max_skip < 2 and "skip" in preset_config(settings.preset).pseudo_kinds:
@@ -177,8 +160,7 @@ class ThroughputBench:
                 kinds = tuple(k for k in preset_config(settings.preset).pseudo_kinds if k != "skip")
                 overrides["pseudo_kinds"], overrides["pseudo_weights"] = kinds, None
         self.model_config = preset_config(settings.preset, **overrides)
-        mc = self.model_config
-        self.spec = ClipSpec(temporal=mc.temporal, size=tuple(mc.size), channels=mc.channels, max_skip=mc.max_skip)
+        self.spec = ClipSpec.for_model(self.model_config)
         dataset = open_dataset(settings.dataset, settings.root, variant=settings.variant)
         prepared = load_prepared(dataset, self.device, cache=settings.cache, progress=settings.progress)
         self.videos = list(prepared.train)
@@ -198,18 +180,16 @@ class ThroughputBench:
             return make_baseline_loader(self.videos, self.spec, num_workers=self.workers, **common)
         return make_loader(self.videos, self.spec, num_threads=self.workers, **common)
 
-    def kernel_step(self, logit: torch.Tensor | None = None) -> KernelStep:
-        from vadgpu.kernels import PseudoAnomalyPolicy
-        from vadgpu.objects.patches import load_patch_bank
+    def kernel_step(self) -> Callable:
+        """batch -> pseudo-anomalies, as the training objective makes them (a fixed DDL logit: no model here)."""
+        from vadgpu.engine.objective import build_policy, load_patches, make_pseudo_anomalies
 
         mc = self.model_config
-        patches = load_patch_bank(None, mc.channels, device=self.device, seed=self.s.seed) \
-            if "patch" in mc.pseudo_kinds else None
-        policy = PseudoAnomalyPolicy(mc.pseudo_p, mc.pseudo_kinds, mc.pseudo_weights, mc.noise_sigma, mc.skips)
+        patches = load_patches(mc, None, self.device, self.s.seed)
+        policy, boxes = build_policy(mc), self.boxes()
         generator = torch.Generator(device=self.device).manual_seed(self.s.seed + 1)
-        if logit is None and "ddl" in mc.pseudo_kinds:
-            logit = torch.zeros((), device=self.device)
-        return KernelStep(policy, self.boxes(), patches, generator, logit)
+        logit = torch.zeros((), device=self.device) if "ddl" in mc.pseudo_kinds else None
+        return lambda batch: make_pseudo_anomalies(batch, policy, boxes, patches, generator, logit)
 
     def boxes(self):
         if self.s.boxes is None:
@@ -305,10 +285,8 @@ class ThroughputBench:
         with_loading = self.rate(LoaderStream(loader, lambda batch: train_step(parts, batch)))
         batches = list(itertools.islice(iter(loader), STEP_BATCHES))
         step_only = self.rate(cycle_stream(batches, lambda batch: train_step(parts, batch)))
-        objective = parts.objective
-        kernels = KernelStep(objective.policy, objective.boxes, objective.patches, parts.generator,
-                             getattr(parts.model, "anomaly_logit", None))
-        kernels_only = self.rate(cycle_stream(batches, kernels))
+        kernels_only = self.rate(cycle_stream(batches, lambda batch: parts.objective.pseudo_anomalies(
+            batch, parts.generator)))
         share = step_only.median / max(kernels_only.median, 1e-9)  # (1 / kernel rate) / (1 / step rate)
         return {"unit": "clips/s", "rate": with_loading.to_dict(), "step_only": step_only.to_dict(),
                 "kernels_only": kernels_only.to_dict(), "kernels_share_of_step": round(share, 4),

@@ -7,14 +7,16 @@ from pathlib import Path
 import click
 
 from vadgpu.evaluation.protocol import GAUSSIAN_SIGMA, MEDIAN_WINDOW, NORMALISATIONS, SMOOTHINGS, Protocol
-from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, SCORE_KINDS
+from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, SCORE_KINDS
 
 
 def _protocol_options(norms: tuple[str, ...]):
     """The options both commands share: score, smoothing, normalisation, edges, batch size, device, progress."""
     options = [
-        click.option("--score", "score", type=click.Choice(SCORE_KINDS), default=DEFAULT_SCORE, show_default=True,
-                     help="Per-frame score: DDL's patch-max, negated PSNR, or the dual-path mix."),
+        click.option("--score", "score", type=click.Choice(SCORE_KINDS), default=None,
+                     help="Per-frame (object mode: per-tube) score: DDL's patch-max, negated PSNR, the dual-path "
+                     f"mix, or the mean squared error. [default: {DEFAULT_SCORE} for frame models, {OBJECT_SCORE} "
+                     "for object models]"),
         click.option("--mix-weight", type=float, default=MIX_WEIGHT, show_default=True,
                      help="--score mixed: weight of patch-max against the global MSE."),
         click.option("--norm", type=click.Choice(norms), default="video", show_default=True,
@@ -54,8 +56,10 @@ def _protocol(kw: dict) -> Protocol:
 @click.option("--root", type=click.Path(path_type=Path), help="Dataset root (default: from the checkpoint).")
 @click.option("--variant", help="Dataset variant (default: from the checkpoint).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Output folder (default RUN/eval).")
+@click.option("--boxes", type=click.Path(path_type=Path, dir_okay=False), help="Object models: box cache holding "
+              "the test split (default: the training run's, else the dataset's background-subtraction cache).")
 @_protocol_options(NORMALISATIONS)
-def eval_command(run, checkpoint, dataset, root, variant, out, **kw) -> None:
+def eval_command(run, checkpoint, dataset, root, variant, out, boxes, **kw) -> None:
     """Evaluate a checkpoint on a dataset's test split: frame-level micro/macro AUC, EER, AP.
 
     Writes metrics.json (with the whole protocol), scores.csv, curves/VIDEO.png and roc.png, and prints a table.
@@ -67,10 +71,11 @@ def eval_command(run, checkpoint, dataset, root, variant, out, **kw) -> None:
     path, run_dir = resolve_checkpoint(run, checkpoint)
     result = evaluate(path, dataset=dataset, root=root, variant=variant, protocol=protocol,
                       batch_size=kw["batch_size"], device=kw["device"], out=out, run_dir=run_dir,
-                      progress=not kw["no_progress"])
+                      progress=not kw["no_progress"], boxes=boxes)
     counts = {v["name"]: v["scored_frames"] for v in result.record["videos"]}
     click.echo(format_table(result.metrics, counts))
-    click.echo(f"\nwrote {result.out}/metrics.json, scores.csv, roc.png, curves/")
+    objects = ", objects/" if "objects" in result.record else ""
+    click.echo(f"\nwrote {result.out}/metrics.json, scores.csv, roc.png, curves/{objects}")
 
 
 @click.command("score")
@@ -79,14 +84,17 @@ def eval_command(run, checkpoint, dataset, root, variant, out, **kw) -> None:
               help="The trained model's checkpoint.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Output folder (default ./NAME-scores).")
-@click.option("--heatmap-mp4", is_flag=True, help="Also write an MP4 with the per-pixel error heatmap.")
+@click.option("--heatmap-mp4", is_flag=True, help="Also write an MP4 with the per-pixel error heatmap (frame models).")
+@click.option("--boxes", type=click.Path(path_type=Path, dir_okay=False), help="Object models: a box cache whose "
+              "test split holds INPUT (default: background subtraction runs over INPUT first, cached).")
 @_protocol_options(("video", "none"))
-def score_command(source, checkpoint, out, heatmap_mp4, **kw) -> None:
+def score_command(source, checkpoint, out, heatmap_mp4, boxes, **kw) -> None:
     """Score one unlabelled video file or frame folder: per-frame scores.csv, a score-curve PNG, optional MP4."""
     from vadgpu.evaluation.runner import score_input
 
     result = score_input(source, checkpoint, out=out, protocol=_protocol(kw), heatmap_mp4=heatmap_mp4,
-                         batch_size=kw["batch_size"], device=kw["device"], progress=not kw["no_progress"])
+                         batch_size=kw["batch_size"], device=kw["device"], progress=not kw["no_progress"],
+                         boxes=boxes)
     top = int(result.video.frames[result.video.score.argmax()])
     click.echo(f"scored {result.video.frames.size} frames of {source}; highest score at frame {top}")
     for path in (result.csv, result.curve, result.heatmap):

@@ -105,11 +105,17 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
 @click.option("--resize_height", type=int, help="Alias: height of --resize.")
 @click.option("--resize_width", type=int, help="Alias: width of --resize.")
 @click.option("--channels", help="1 / gray or 3 / rgb." + _default("channels"))
+@click.option("--clips", type=click.Choice(["frames", "objects"]), help="Unit of work: whole frames resized to "
+              "--resize, or object tubes (T frames cut around each tracked object at the video's resolution in the "
+              "preset's window, resized to its size). [default: the preset's]")
+@click.option("--tubes-per-clip", type=int, help="Object mode: tubes drawn from each decoded clip per step."
+              + _default("tubes_per_clip"))
 @click.option("--device", help="auto, cpu, cuda or cuda:N (under torchrun: auto or cuda)." + _default("device"))
 @click.option("--seed", type=int, help="Seed of weights, shuffling and pseudo-anomalies." + _default("seed"))
 @click.option("--workers", type=int, help="DALI decoding threads per process." + _default("workers"))
 @click.option("--boxes", type=click.Path(dir_okay=False), help="Object-box cache from `vadgpu data boxes`. "
-              "Without it the object-based pseudo-anomalies (ddl blend, pasted patches) are off, with a notice.")
+              "Without it, in frame mode the object-based pseudo-anomalies (ddl blend, pasted patches) are off, "
+              "with a notice; in object mode a background-subtraction cache of both splits is made (once).")
 @click.option("--patches", type=click.Path(), help="Patch bank for pasted patches (folder of images or an .npz). "
               "[default: the patch bank's built-in source]")
 @click.option("--resume", is_flag=True, default=False, help="Continue the run in --out from checkpoints/last.pt "

@@ -1,8 +1,7 @@
 """Everything the training loop runs on, built from a TrainConfig: data, model, objective, optimiser.
 
-`TrainingObjective` puts the whole per-step computation — object boxes, pseudo-anomaly kernels, the model's
-losses — inside one `forward`, so DDP (which hooks only `forward`) sees every parameter, DDL's `anomaly_logit`
-included (it is used by the ddl_blend kernel, before the network).
+The per-step computation (boxes, pseudo-anomaly kernels, the model's losses) is `objective.TrainingObjective`;
+this module builds it with its inputs and wraps it for DDP.
 """
 
 from __future__ import annotations
@@ -18,36 +17,9 @@ from torch import nn
 from vadgpu.device import describe
 from vadgpu.engine.config import TrainConfig
 from vadgpu.engine.distributed import DistContext
+from vadgpu.engine.objective import TrainingObjective, build_policy, load_patches
 from vadgpu.errors import VadgpuError
 from vadgpu.kernels.kinds import KIND_BY_NAME, OBJECT_KINDS
-
-
-class TrainingObjective(nn.Module):
-    """batch -> boxes -> pseudo-anomalies -> model.training_losses; all on the batch's device, no host sync."""
-
-    def __init__(self, model: nn.Module, policy, boxes=None, patches: torch.Tensor | None = None,
-                 amp_dtype: torch.dtype | None = None):
-        super().__init__()
-        self.model = model
-        self.policy = policy
-        self.boxes = boxes  # ObjectBoxes or None (object-based kinds then see no valid sample)
-        self.patches = patches  # (P, C, h, w) or None; not a buffer: it is data, not state to sync or save
-        self.amp_dtype = amp_dtype
-
-    def forward(self, batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        clips = batch.clips  # (N, C, T, H, W)
-        n, temporal = clips.shape[0], clips.shape[2]
-        if self.boxes is not None:
-            boxes, valid = self.boxes.sample(batch.video, batch.frame, generator)  # (N, T, 4), (N,)
-        else:
-            boxes = torch.zeros(n, temporal, 4, device=clips.device)  # (N, T, 4)
-            valid = torch.zeros(n, dtype=torch.bool, device=clips.device)  # (N,)
-        logit = getattr(self.model, "anomaly_logit", None)
-        anomalies = self.policy(batch, boxes, valid, self.patches, generator, logit=logit)
-        with torch.autocast(clips.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
-            losses = self.model.training_losses(clips, anomalies)
-        return {key: value.float() for key, value in losses.items()}
 
 
 @dataclass
@@ -104,7 +76,8 @@ def _lr_lambda(schedule: str, total_steps: int):
     return lambda step: 1.0
 
 
-def _load_train_videos(config: TrainConfig, ctx: DistContext):
+def _load_prepared(config: TrainConfig, ctx: DistContext):
+    """The dataset and its prepared videos (every rank), checked to have training videos."""
     from vadgpu.engine.distributed import barrier
     from vadgpu.pipelines.catalog import open_dataset
     from vadgpu.pipelines.prepare import load_prepared
@@ -118,7 +91,22 @@ def _load_train_videos(config: TrainConfig, ctx: DistContext):
         prepared = load_prepared(dataset, ctx.device, progress=False)
     if not prepared.train:
         raise VadgpuError(f"--root {config.root}: dataset {config.dataset} has no training videos")
-    return list(prepared.train)
+    return dataset, prepared
+
+
+def _default_box_cache(config: TrainConfig, ctx: DistContext, dataset, prepared) -> str:
+    """Object mode without --boxes: the dataset's background-subtraction cache (both splits), made by the first
+    rank when missing; the others wait for it."""
+    from vadgpu.engine.distributed import barrier
+    from vadgpu.objects.default_boxes import ensure_box_cache
+
+    splits = {"train": list(prepared.train), "test": list(prepared.test)}
+    if ctx.is_main:
+        path = ensure_box_cache(dataset, splits, progress=config.progress)
+    barrier(ctx)
+    if not ctx.is_main:
+        path = ensure_box_cache(dataset, splits, progress=False, echo=lambda _: None)
+    return str(path)
 
 
 def resolve_model(config: TrainConfig, ctx: DistContext, saved_model_config: dict | None = None
@@ -127,7 +115,7 @@ def resolve_model(config: TrainConfig, ctx: DistContext, saved_model_config: dic
 
     A resumed run passes its checkpoint's model config, so later edits to a preset do not change the model.
     """
-    from vadgpu.models.registry import build_model, config_from_dict, model_from_config
+    from vadgpu.models.registry import build_model, clip_overrides, config_from_dict, model_from_config
 
     seed_everything(config.seed)
     notices: list[str] = []
@@ -135,9 +123,7 @@ def resolve_model(config: TrainConfig, ctx: DistContext, saved_model_config: dic
     if saved_model_config is not None:
         model = model_from_config(config_from_dict(saved_model_config, preset))
     else:
-        overrides = {k: v for k, v in (("temporal", config.temporal), ("size", config.size),
-                                       ("channels", config.channels)) if v is not None}
-        model = build_model(preset, **overrides, **config.extra)
+        model = build_model(preset, **clip_overrides(config), **config.extra)
     if model.config.architecture != config.model:
         raise VadgpuError(f"--preset {preset} builds a {model.config.architecture} model, but --model is "
                           f"{config.model}")
@@ -147,7 +133,7 @@ def resolve_model(config: TrainConfig, ctx: DistContext, saved_model_config: dic
         notices.append("--amp is for CUDA; training in float32 on the CPU")
         amp = False
     config = config.replace(preset=preset, temporal=mcfg.temporal, size=tuple(mcfg.size), channels=mcfg.channels,
-                            amp=amp)
+                            clips=mcfg.clips, amp=amp)
     return model, config, notices
 
 
@@ -158,14 +144,24 @@ def build_components(config: TrainConfig, ctx: DistContext, saved_model_config: 
 
     model, config, notices = resolve_model(config, ctx, saved_model_config)
     mcfg = model.config
-    videos = _load_train_videos(config, ctx)
-    spec = ClipSpec(temporal=mcfg.temporal, size=tuple(mcfg.size), channels=mcfg.channels, max_skip=mcfg.max_skip)
-    loader = make_loader(videos, spec, batch_size=config.batch_size, device=ctx.device, train=True,
-                         seed=config.seed, shard_id=ctx.rank, num_shards=ctx.world_size, num_threads=config.workers)
+    dataset, prepared = _load_prepared(config, ctx)
+    videos = list(prepared.train)
+    objects = mcfg.clips == "objects"
+    frame_size = None
+    if objects:
+        from vadgpu.objects.tubes import check_tube_geometry, native_frame_size
+
+        check_tube_geometry(mcfg)
+        frame_size = native_frame_size(videos)
+        if config.boxes is None:
+            config = config.replace(boxes=_default_box_cache(config, ctx, dataset, prepared))
+    loader = make_loader(videos, ClipSpec.for_model(mcfg, frame_size=frame_size), batch_size=config.batch_size,
+                         device=ctx.device, train=True, seed=config.seed, shard_id=ctx.rank,
+                         num_shards=ctx.world_size, num_threads=config.workers)
     if len(loader) == 0:
         raise VadgpuError(f"--batch-size {config.batch_size}: the training videos give no full batch of "
                           f"{mcfg.temporal}-frame clips per process")
-    boxes = None
+    boxes = tubes = None
     if config.boxes is not None:
         from vadgpu.objects.boxes import ObjectBoxes
 
@@ -174,29 +170,28 @@ def build_components(config: TrainConfig, ctx: DistContext, saved_model_config: 
     elif object_kinds := [k for k in mcfg.pseudo_kinds if KIND_BY_NAME[k] in OBJECT_KINDS]:
         notices.append(f"no --boxes: object-based pseudo-anomalies ({', '.join(object_kinds)}) are off; make a "
                        "cache with `vadgpu data boxes` and pass --boxes FILE")
-    return assemble(model, config, ctx, loader, boxes, notices), config
+    if objects:
+        from vadgpu.objects.tubes import TubeSampler
+
+        tubes = TubeSampler(boxes, mcfg.window, mcfg.size[0], config.tubes_per_clip)
+        notices.append(f"object tubes: {config.tubes_per_clip} per clip, {mcfg.window}-pixel window of the "
+                       f"{frame_size[1]}x{frame_size[0]} frames, resized to {mcfg.size[1]}x{mcfg.size[0]}")
+        boxes = None  # the tubes carry their own object's boxes
+    return assemble(model, config, ctx, loader, boxes, notices, tubes), config
 
 
 def assemble(model: nn.Module, config: TrainConfig, ctx: DistContext, loader, boxes=None,
-             notices: list[str] | None = None) -> Components:
+             notices: list[str] | None = None, tubes=None) -> Components:
     """Put a built model and a loader together with the policy, patches, DDP wrapper, optimiser and scheduler."""
-    from vadgpu.kernels import PseudoAnomalyPolicy
-
-    mcfg = model.config
-    patches = None
-    if "patch" in mcfg.pseudo_kinds:  # the policy wants a bank whenever the kind is on
-        from vadgpu.objects.patches import load_patch_bank
-
-        patches = load_patch_bank(config.patches, mcfg.channels, device=ctx.device, seed=config.seed)
-    policy = PseudoAnomalyPolicy(mcfg.pseudo_p, mcfg.pseudo_kinds, mcfg.pseudo_weights, mcfg.noise_sigma,
-                                 mcfg.skips)
+    patches = load_patches(model.config, config.patches, ctx.device, config.seed)
+    policy = build_policy(model.config)
     model.to(ctx.device)
     if config.channels_last:
         to_channels_last(model)
     if config.compile:
         model.training_losses = torch.compile(model.training_losses)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[config.amp_dtype] if config.amp else None
-    objective: nn.Module = TrainingObjective(model, policy, boxes, patches, amp_dtype)
+    objective: nn.Module = TrainingObjective(model, policy, boxes, patches, amp_dtype, tubes)
     if ctx.distributed:
         # Every parameter takes part in every step (the models route samples with masks, not branches, and DDL
         # keeps anomaly_logit in its loss even when no sample drew its blend), so DDP can skip the search for

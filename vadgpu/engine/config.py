@@ -17,6 +17,7 @@ import yaml
 
 from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_write_text
+from vadgpu.models.base import CLIP_MODES
 from vadgpu.models.registry import ARCHITECTURES
 
 SCHEDULES = ("constant", "cosine")
@@ -24,8 +25,8 @@ AMP_DTYPES = ("bf16", "fp16")
 CONFIG_NAME = "config.yaml"
 
 # Fields that define what is trained: a resumed run may not change them (the checkpoint would not fit).
-LOCKED_ON_RESUME = ("dataset", "root", "variant", "model", "preset", "temporal", "size", "channels", "batch_size",
-                    "lr", "weight_decay", "schedule", "boxes", "patches", "seed")
+LOCKED_ON_RESUME = ("dataset", "root", "variant", "model", "preset", "temporal", "size", "channels", "clips",
+                    "batch_size", "tubes_per_clip", "lr", "weight_decay", "schedule", "boxes", "patches", "seed")
 
 
 @dataclass
@@ -43,8 +44,11 @@ class TrainConfig:
     temporal: int | None = None  # T frames per clip; None: the preset's
     size: tuple[int, int] | None = None  # (H, W); None: the preset's
     channels: int | None = None  # 1 gray | 3 RGB; None: the preset's
+    clips: str | None = None  # frames | objects (object tubes); None: the preset's
+    tubes_per_clip: int = 4  # objects: tubes drawn from each decoded clip per step
     # pseudo-anomaly inputs
-    boxes: str | None = None  # object-box cache from `vadgpu data boxes`; None: object-based kinds off
+    boxes: str | None = None  # object-box cache from `vadgpu data boxes`; None: object-based kinds off (frames)
+    # or a background-subtraction cache made on the fly (objects)
     patches: str | None = None  # patch bank source for pasted patches; None: the patch bank's default
     # optimisation
     epochs: int = 10
@@ -88,7 +92,9 @@ class TrainConfig:
             raise VadgpuError(f"--temporal {self.temporal}: must be >= 1 (frames per clip)")
         if self.size is not None and (len(self.size) != 2 or min(self.size) < 8):
             raise VadgpuError(f"--resize {self.size}: give height and width, each >= 8")
-        for name in ("epochs", "batch_size", "log_every", "workers"):
+        if self.clips is not None and self.clips not in CLIP_MODES:
+            raise VadgpuError(f"--clips {self.clips!r}: choose one of {', '.join(CLIP_MODES)}")
+        for name in ("epochs", "batch_size", "log_every", "workers", "tubes_per_clip"):
             if getattr(self, name) < 1:
                 raise VadgpuError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
         if self.checkpoint_every < 0:

@@ -17,13 +17,13 @@ Smoothing comes before normalisation so that per-video min-max scores end in [0,
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import ndimage
 
 from vadgpu.errors import VadgpuError
-from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, check_score_kind
+from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, check_score_kind
 
 NORMALISATIONS = ("video", "train", "none")
 SMOOTHINGS = ("median", "gaussian", "none")
@@ -35,7 +35,7 @@ GAUSSIAN_SIGMA = 3.0  # frames
 class Protocol:
     """Every choice between raw reconstruction errors and the scores the metrics see."""
 
-    score: str = DEFAULT_SCORE
+    score: str | None = DEFAULT_SCORE
     norm: str = "video"
     smooth: str = "median"
     window: int = MEDIAN_WINDOW
@@ -44,7 +44,8 @@ class Protocol:
     mix_weight: float = MIX_WEIGHT
 
     def __post_init__(self) -> None:
-        check_score_kind(self.score)
+        if self.score is not None:  # None: the model's default (`for_model`)
+            check_score_kind(self.score)
         if self.norm not in NORMALISATIONS:
             raise VadgpuError(f"--norm {self.norm!r} is not a normalisation (choose from {', '.join(NORMALISATIONS)})")
         if self.smooth not in SMOOTHINGS:
@@ -56,6 +57,13 @@ class Protocol:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def for_model(self, config) -> "Protocol":
+        """This protocol with the model's default score filled in where none was chosen: patch-max for frame
+        models, the tube's mean squared error for object models."""
+        if self.score is not None:
+            return self
+        return replace(self, score=OBJECT_SCORE if getattr(config, "clips", "frames") == "objects" else DEFAULT_SCORE)
 
 
 @dataclass(frozen=True)

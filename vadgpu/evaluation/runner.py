@@ -20,9 +20,11 @@ from vadgpu.device import describe, resolve_device
 from vadgpu.engine.checkpoint import checkpoint_dir, find_run_checkpoint, load_checkpoint
 from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.metrics import FrameMetrics, frame_metrics
+from vadgpu.evaluation.object_scores import ObjectScorer, fill_frames_without_objects, write_object_csvs
 from vadgpu.evaluation.protocol import Protocol, TrainStats, apply_protocol, fit_train_stats, kept_frames
 from vadgpu.evaluation.report import VideoScores, safe_name, write_curves, write_eval_outputs, write_scores_csv
 from vadgpu.evaluation.scores import error_map, patch_size_for, scores_from_errors
+from vadgpu.objects.tubes import FrameBoxes
 from vadgpu.pipelines.types import PreparedVideo
 
 EVAL_DIR = "eval"
@@ -76,31 +78,65 @@ def score_videos(
     progress: bool = True,
     desc: str = "scoring",
     on_batch: BatchHook | None = None,
+    objects: ObjectScorer | None = None,
 ) -> list[np.ndarray]:
-    """Raw score of every frame of every video, as the model sees it centred in its clip: [(frames,) float64]."""
+    """Raw score of every frame of every video, as the model sees it centred in its clip: [(frames,) float64].
+
+    An object model needs `objects` (the boxes of these videos' frames): each frame's score is then the max over
+    its tubes, and a frame without a box gets its video's lowest score (object_scores.py)."""
+    from vadgpu.objects.tubes import native_frame_size
     from vadgpu.pipelines.loader import ClipSpec, make_loader
 
     if batch_size < 1:
         raise VadgpuError(f"--batch-size {batch_size} must be at least 1")
-    cfg = model.config
-    spec = ClipSpec(temporal=cfg.temporal, size=tuple(cfg.size), channels=cfg.channels)
+    object_mode = model.config.clips == "objects"
+    if object_mode and objects is None:
+        raise VadgpuError("an object model scores tubes: give the videos' boxes (a box cache)")
+    frame_size = native_frame_size(videos) if object_mode else None
+    spec = ClipSpec.for_model(model.config, skip_window=False, frame_size=frame_size)
     loader = make_loader(list(videos), spec, batch_size=batch_size, device=device, train=False)
     scores, video_ids, frame_ids = [], [], []  # per batch, on the device: one host transfer at the end
     total = sum(v.num_frames for v in videos)
     with torch.inference_mode(), tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True,
                                       disable=None if progress else True) as bar:
         for batch in loader:
-            target, recon = model.reconstruct(batch.clips)  # (N, C, H, W) x 2
-            errors = error_map(target, recon)  # (N, 1, H, W)
-            scores.append(scores_from_errors(errors, protocol.score, protocol.mix_weight))
+            if object_mode:
+                scores.append(objects(model, batch.clips, batch.video, batch.frame))
+            else:
+                target, recon = model.reconstruct(batch.clips)  # (N, C, H, W) x 2
+                errors = error_map(target, recon)  # (N, 1, H, W)
+                scores.append(scores_from_errors(errors, protocol.score, protocol.mix_weight))
+                if on_batch is not None:
+                    on_batch(target, errors, batch.video, batch.frame)
             video_ids.append(batch.video)
             frame_ids.append(batch.frame)
-            if on_batch is not None:
-                on_batch(target, errors, batch.video, batch.frame)
             bar.update(len(batch.frame))
     if not scores:
         raise VadgpuError("the loader gave no clips: the videos have no frames to score")
-    return _place(videos, torch.cat(scores), torch.cat(video_ids), torch.cat(frame_ids))
+    raw = _place(videos, torch.cat(scores), torch.cat(video_ids), torch.cat(frame_ids))
+    if object_mode:
+        raw = [fill_frames_without_objects(r)[0] for r in raw]
+    return raw
+
+
+def object_scorer(model: torch.nn.Module, boxes: str | Path, videos: Sequence[PreparedVideo], split: str,
+                  protocol: Protocol, dataset: str | None = None) -> ObjectScorer:
+    """The tube scorer of an object model for `videos` (a split of the box cache at `boxes`)."""
+    cfg = model.config
+    frame_boxes = FrameBoxes.load(boxes, videos, split=split, dataset=dataset)
+    return ObjectScorer(frame_boxes, cfg.window, cfg.size[0], protocol.score, protocol.mix_weight)
+
+
+def _check_same_detector(boxes: str | Path, trained_with: str | None) -> None:
+    """A box cache other than the training run's must come from the same detector (tubes look different)."""
+    from vadgpu.objects.boxes import read_box_cache
+
+    if trained_with is None or not Path(trained_with).is_file() or Path(boxes).resolve() == Path(trained_with).resolve():
+        return
+    mine, theirs = str(read_box_cache(boxes)["detector"]), str(read_box_cache(trained_with)["detector"])
+    if mine != theirs:
+        raise VadgpuError(f"box cache {boxes} comes from detector {mine}, but the model was trained on boxes from "
+                          f"{theirs} ({trained_with}): use boxes from the same detector")
 
 
 def _place(videos: Sequence[PreparedVideo], scores: torch.Tensor, video_ids: torch.Tensor,
@@ -164,11 +200,14 @@ def evaluate(
     out: str | Path | None = None,
     run_dir: str | Path | None = None,
     progress: bool = True,
+    boxes: str | Path | None = None,
 ) -> EvalResult:
     """Score a checkpoint on a dataset's test split and write metrics.json, scores.csv and the plots.
 
     dataset/root/variant default to the training config stored in the checkpoint; `out` defaults to
-    RUN/eval (RUN = `run_dir`, or the run folder the checkpoint lies in).
+    RUN/eval (RUN = `run_dir`, or the run folder the checkpoint lies in). An object model reads the test boxes
+    from `boxes`, else from the training run's box cache, else from the dataset's background-subtraction cache
+    (made when missing), and also writes objects/VIDEO.csv: every scored box of every frame, best first.
     """
     from vadgpu.pipelines.catalog import open_dataset
     from vadgpu.pipelines.prepare import load_prepared
@@ -198,16 +237,46 @@ def evaluate(
         raise VadgpuError(f"dataset {dataset} at {root}: test videos without labels: {', '.join(unlabelled)}")
 
     model = load_model(ckpt, device)
+    protocol = protocol.for_model(model.config)
     temporal = model.config.temporal
+    scorers = {"train": None, "test": None}
+    objects_record = None
+    if model.config.clips == "objects":
+        if boxes is None and config.get("boxes") and Path(config["boxes"]).is_file() and trained_on:
+            boxes = config["boxes"]
+        if boxes is None:
+            from vadgpu.objects.default_boxes import ensure_box_cache
+
+            boxes = ensure_box_cache(data, {"train": list(prepared.train), "test": test}, progress=progress)
+        _check_same_detector(boxes, config.get("boxes"))
+        splits = ("train", "test") if protocol.norm == "train" else ("test",)
+        for split in splits:
+            videos_of = list(prepared.train) if split == "train" else test
+            scorers[split] = object_scorer(model, boxes, videos_of, split, protocol, data.name)
     stats = None
     if protocol.norm == "train":
         train = list(prepared.train)
-        raw_train = score_videos(model, train, protocol, device, batch_size, progress, desc="scoring train")
+        raw_train = score_videos(model, train, protocol, device, batch_size, progress, desc="scoring train",
+                                 objects=scorers["train"])
         stats = fit_train_stats([s[kept_frames(v.num_frames, temporal, protocol.drop_edges, v.name)]
                                  for v, s in zip(train, raw_train)], protocol)
-    raw = score_videos(model, test, protocol, device, batch_size, progress, desc="scoring test")
+    raw = score_videos(model, test, protocol, device, batch_size, progress, desc="scoring test",
+                       objects=scorers["test"])
     videos = _apply(test, raw, protocol, temporal, stats, labelled=True)
     metrics = frame_metrics({v.name: (v.labels, v.score) for v in videos})
+    if scorers["test"] is not None:
+        from vadgpu.objects.tubes import native_frame_size
+
+        scorer = scorers["test"]
+        write_object_csvs(out / "objects", [v.name for v in test], scorer.records, native_frame_size(test))
+        without = {v.name: int((scorer.boxes.count(i) == 0).sum()) for i, v in enumerate(test)}
+        anomalous_without = sum(int(((scorer.boxes.count(i) == 0) & (np.asarray(v.labels) > 0)).sum())
+                                for i, v in enumerate(test))
+        objects_record = {"boxes": str(Path(boxes).resolve()), "window": model.config.window,
+                          "tube_size": list(model.config.size), "tubes_scored": sum(len(r[3]) for r in scorer.records),
+                          "frames_without_boxes": without, "anomalous_frames_without_boxes": anomalous_without,
+                          "frame_score": "max over the frame's tubes; a frame without a box gets its video's "
+                                         "lowest score"}
 
     height, width = model.config.size
     dropped = temporal // 2 if protocol.drop_edges else 0
@@ -234,6 +303,8 @@ def evaluate(
         "device": describe(device),
         "vadgpu_version": __version__,
     }
+    if objects_record is not None:
+        record["objects"] = objects_record
     content = write_eval_outputs(out, videos, metrics, record)
     return EvalResult(out=out, metrics=metrics, videos=videos, record=content)
 
@@ -266,10 +337,13 @@ def score_input(
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | torch.device = "auto",
     progress: bool = True,
+    boxes: str | Path | None = None,
 ) -> ScoreResult:
     """Score one unlabelled video file or frame folder: scores.csv, a score-curve PNG, optionally a heatmap MP4.
 
-    `out` defaults to ./NAME-scores (NAME = the input's file or folder name); the input is never modified.
+    `out` defaults to ./NAME-scores (NAME = the input's file or folder name); the input is never modified. An
+    object model needs the input's boxes: `boxes` (a cache whose test split holds the input), else background
+    subtraction runs over the input first (cached like prepare), and objects.csv lists every scored box.
     """
     from vadgpu.evaluation.heatmap import HeatmapVideoWriter
 
@@ -281,7 +355,20 @@ def score_input(
     out = Path(out) if out is not None else Path.cwd() / f"{safe_name(source.stem or source.name)}-scores"
     video = prepare_input(source, device, progress=progress)
     model = load_model(ckpt, device)
+    protocol = protocol.for_model(model.config)
     name = safe_name(video.name)
+    scorer = None
+    if model.config.clips == "objects":
+        if heatmap_mp4:
+            raise VadgpuError("--heatmap-mp4 draws full-frame error maps; an object model's scores are per box "
+                              "(see objects.csv)")
+        if boxes is None:
+            from vadgpu.pipelines.types import Dataset
+            from vadgpu.objects.default_boxes import ensure_box_cache
+
+            single = Dataset("input", video.video.path.parent, train=(), test=(video.video,))
+            boxes = ensure_box_cache(single, {"test": [video]}, progress=progress)
+        scorer = object_scorer(model, boxes, [video], "test", protocol)
 
     writer = HeatmapVideoWriter(out / f"{name}-heatmap.mp4", video.fps) if heatmap_mp4 else None
 
@@ -295,7 +382,7 @@ def score_input(
     hook = None if writer is None else write_heatmap
     try:
         raw = score_videos(model, [video], protocol, device, batch_size, progress, desc=f"scoring {video.name}",
-                           on_batch=hook)
+                           on_batch=hook, objects=scorer)
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -304,4 +391,8 @@ def score_input(
     scored = _apply([video], raw, protocol, model.config.temporal, None, labelled=False)[0]
     csv_path = write_scores_csv(out / "scores.csv", [scored])
     curve = write_curves(out, [scored], ylabel=_score_label(protocol))[0]
+    if scorer is not None:
+        from vadgpu.objects.tubes import native_frame_size
+
+        write_object_csvs(out, ["objects"], scorer.records, native_frame_size([video]))
     return ScoreResult(out=out, video=scored, csv=csv_path, curve=curve, heatmap=heatmap)

@@ -28,6 +28,7 @@ from vadgpu.errors import VadgpuError
 
 SCORE_KINDS = ("patch-max", "psnr", "mixed", "mse")
 DEFAULT_SCORE = "patch-max"
+OBJECT_SCORE = "mse"  # the default for object tubes
 MIX_WEIGHT = 0.5
 _PSNR_EPS = 1e-10  # a perfect reconstruction would make PSNR infinite; clamp the MSE instead
 

@@ -47,6 +47,13 @@ def preset_config(name: str, **overrides: Any) -> ModelConfig:
     return config_cls.from_dict({**base, **overrides})
 
 
+def clip_overrides(settings: Any) -> dict[str, Any]:
+    """The clip geometry (`temporal`, `size`, `channels`, `clips`) that `settings` (a training or benchmark config)
+    sets, as preset overrides; fields left at None (or absent) keep the preset's value."""
+    values = {name: getattr(settings, name, None) for name in ("temporal", "size", "channels", "clips")}
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def config_from_dict(data: dict[str, Any], name: str | None = None) -> ModelConfig:
     """Rebuild a config from `to_dict` output (its 'architecture' key, else the preset/architecture `name`)."""
     arch = data.get("architecture") or (architecture_of(name) if name else None)

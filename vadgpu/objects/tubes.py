@@ -118,6 +118,23 @@ class TubeSampler:
         return TubeBatch(tubes, video, frame, inside, valid, window)
 
 
+def native_frame_size(videos) -> tuple[int, int]:
+    """(H, W) that every one of `videos` (PreparedVideo) shares: tubes are cut from frames at this size."""
+    sizes = {(v.height, v.width) for v in videos}
+    if len(sizes) != 1:
+        first = videos[0]
+        other = next(v for v in videos if (v.height, v.width) != (first.height, first.width))
+        raise VadgpuError(f"object clips need videos of one frame size: {first.decode_path} is "
+                          f"{first.width}x{first.height}, {other.decode_path} is {other.width}x{other.height}")
+    return sizes.pop()
+
+
+def check_tube_geometry(config) -> None:
+    """Object mode wants square tubes (`size` H == W); the window is square too."""
+    if config.size[0] != config.size[1]:
+        raise VadgpuError(f"model option size={list(config.size)}: object tubes are square, give H == W")
+
+
 class FrameBoxes:
     """Every box of every frame of some videos (a box cache's split), for scoring: host arrays, sorted by frame.
 

@@ -40,6 +40,19 @@ class ClipSpec:
         if self.max_skip < 0:
             raise VadgpuError(f"max_skip must be >= 0, got {self.max_skip}")
 
+    @classmethod
+    def for_model(cls, config, skip_window: bool = True, frame_size: tuple[int, int] | None = None) -> "ClipSpec":
+        """The clips a model config (`temporal`, `size`, `channels`, `max_skip`, `clips`) is trained on; with
+        skip_window=False the plain clips alone (scoring reads no skip window). In object mode the loader
+        delivers whole frames at the videos' own `frame_size` (H, W), from which the tubes are cut."""
+        size = tuple(config.size)
+        if getattr(config, "clips", "frames") == "objects":
+            if frame_size is None:
+                raise VadgpuError("object clips are cut from frames at the videos' size: pass frame_size")
+            size = tuple(frame_size)
+        return cls(temporal=config.temporal, size=size, channels=config.channels,
+                   max_skip=config.max_skip if skip_window else 0)
+
     @property
     def has_window(self) -> bool:
         return self.max_skip > 1

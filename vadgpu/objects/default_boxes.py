@@ -1,0 +1,60 @@
+"""The box cache a dataset gets when the user names none: background subtraction over both splits, made once.
+
+Object mode needs the boxes of the training videos (tubes to learn from) and of the test videos (tubes to score).
+When `--boxes` is not given, `ensure_box_cache` builds the cache with the background-subtraction detector (no
+weights, about 450 frames/s here) into `boxes-bgsub-both.npz` in the dataset's prepare cache folder, prints where,
+and reuses it on later runs while it still covers every video with the same frame counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vadgpu.errors import VadgpuError
+
+DEFAULT_DETECTOR = "bgsub"
+
+
+def default_boxes_path(dataset, detector: str, split: str, cache: Path | str | None = None) -> Path:
+    """`boxes-<detector>-<split>.npz` in the dataset's prepare cache folder (beside the per-backend folders)."""
+    from vadgpu.pipelines.prepare import cache_dir_for
+
+    return cache_dir_for(dataset, "cpu", cache).parent / f"boxes-{detector}-{split}.npz"
+
+
+def covers(path: Path, splits: dict) -> bool:
+    """Whether the cache at `path` holds every video of `splits` ({split: [Video or PreparedVideo]}) with the
+    same frame count; False for a missing or unreadable file."""
+    from vadgpu.objects.boxes import read_box_cache
+
+    try:
+        arrays = read_box_cache(path)
+    except VadgpuError:
+        return False
+    held = {(str(s), str(n)): int(f) for s, n, f in
+            zip(arrays["video_splits"], arrays["video_names"], arrays["video_frames"])}
+    return all(held.get((split, v.name)) == frame_count(v) for split, videos in splits.items() for v in videos)
+
+
+def frame_count(video) -> int:
+    return video.num_frames if hasattr(video, "num_frames") else len(video.frame_files)
+
+
+def ensure_box_cache(dataset, prepared_splits: dict, cache: Path | str | None = None, progress: bool = True,
+                     echo=print) -> Path:
+    """The default box cache of `dataset` for `prepared_splits` ({"train": [...], "test": [...]} of
+    PreparedVideo), built with background subtraction when missing or out of date; returns its path."""
+    from vadgpu.objects.boxes import build_box_cache
+    from vadgpu.objects.detectors import make_detector
+
+    path = default_boxes_path(dataset, DEFAULT_DETECTOR, "both", cache)
+    if covers(path, prepared_splits):
+        echo(f"object boxes: {path} (background subtraction, cached)")
+        return path
+    echo(f"object boxes: none given; detecting with background subtraction into {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    splits = {split: [v.video for v in videos] for split, videos in prepared_splits.items()}
+    summary = build_box_cache(splits, make_detector(DEFAULT_DETECTOR), path, dataset=dataset.name,
+                              progress=None if progress else False)
+    echo(f"object boxes: {summary}")
+    return path
