@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Ped2 runs in object mode: train one fixed schedule, evaluate the last checkpoint under the default protocol
+# (the tube's mean squared error, max over the frame's tubes, median 17, min-max per video), copy the small
+# result files into the repository.
+#
+#   benchmarks/ped2/run_objects.sh [RUN ...]      (default: ddl-objects)
+#
+# RUN: ddl-objects | dualpath-objects (the presets ddl-objects-cpu / dualpath-objects-cpu as they are) or the name
+# of a file benchmarks/ped2/RUN.yaml that changes them (ddl-objects-fixed, ddl-objects-nopseudo: the DDL ablation;
+# dualpath-objects-skip | -shuffle | -noise | -patch: one source alone). The preset is the name's first two words
+# + -cpu. Boxes: the dataset's background-subtraction cache of both splits, made on the first run.
+# The schedule is fixed: EPOCHS (default 5) epochs of ~155 steps x 16 clips x 4 tubes, Adam at 1e-3, cosine, SEED
+# (default 0; another adds -seedN to the run name). PED2 (dataset root, default ../shared/datasets/ped2), RUNS (run
+# folders, default runs/ped2), VADGPU (default .venv/bin/python -m vadgpu).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ $# -gt 0 ] || set -- ddl-objects
+epochs=${EPOCHS:-5}
+seed=${SEED:-0}
+ped2=${PED2:-../shared/datasets/ped2}
+runs=${RUNS:-runs/ped2}
+read -r -a vadgpu <<< "${VADGPU:-.venv/bin/python -m vadgpu}"
+for name in "$@"; do
+    config=()
+    if [ -f "benchmarks/ped2/$name.yaml" ]; then
+        config=(--config "benchmarks/ped2/$name.yaml")
+    elif [ "$name" != ddl-objects ] && [ "$name" != dualpath-objects ]; then
+        echo "unknown run $name (see the header of $0)" >&2; exit 2
+    fi
+    preset=$(echo "$name" | cut -d- -f1-2)-cpu
+    [ "$epochs" = 5 ] || name=$name-e$epochs
+    [ "$seed" = 0 ] || name=$name-seed$seed
+    run=$runs/$name
+    start=$(date +%s)
+    "${vadgpu[@]}" train --dataset ped2 --root "$ped2" --preset "$preset" "${config[@]}" --epochs "$epochs" \
+        --batch-size 16 --tubes-per-clip 4 --lr 1e-3 --schedule cosine --seed "$seed" --out "$run" --no-progress
+    trained=$(date +%s)
+    "${vadgpu[@]}" eval --run "$run" --no-progress
+    echo "$name: training $((trained - start)) s, evaluation $(($(date +%s) - trained)) s"
+    keep=benchmarks/results/ped2/$name
+    mkdir -p "$keep/eval"
+    cp "$run"/config.yaml "$run"/summary.json "$run"/log.jsonl "$keep"/
+    cp "$run/eval/metrics.json" "$run/eval/scores.csv" "$keep/eval/"
+    echo "{\"train_seconds\": $((trained - start)), \"eval_seconds\": $(($(date +%s) - trained))}" > "$keep/timing.json"
+done
