@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/ped2/results_table.py [benchmarks/results/ped2]
 
+Two tables: the object-mode runs (config `clips: objects`, from benchmarks/ped2/run_objects.sh) with the micro AUC
+over all 12 test videos, over 01-06 (the videos the recipe was chosen on) and over 07-12 alone, and the mean and
+spread over the seeds of each recipe; then the full-frame runs.
+
 Each run folder holds config.yaml, summary.json, log.jsonl and eval/{metrics.json, scores.csv} (the default
 patch-max score), for newer runs also eval-psnr/ (the same checkpoint scored by PSNR), as copied by
 benchmarks/ped2/run_ped2.sh. The AUCs are recomputed from scores.csv (scikit-learn) and must agree with
@@ -34,13 +38,27 @@ def published(config: dict) -> str:
     return PUBLISHED_DDL["fixed" if extra.get("blend_weight") == "fixed" else "dynamic"]
 
 
-def recompute(scores_csv: Path) -> tuple[float, float]:
-    """(micro AUC over all frames, mean of the per-video AUCs over videos with both labels)."""
+def read_scores(scores_csv: Path) -> dict[str, tuple[list[float], list[int]]]:
+    """{video: (scores, labels)} from an eval's scores.csv."""
     by_video: dict[str, tuple[list[float], list[int]]] = defaultdict(lambda: ([], []))
     with scores_csv.open(newline="") as f:
         for row in csv.DictReader(f):
             by_video[row["video"]][0].append(float(row["score"]))
             by_video[row["video"]][1].append(int(row["label"]))
+    return by_video
+
+
+def micro_over(scores_csv: Path, videos: set[str]) -> float:
+    """Micro AUC over the frames of some videos only."""
+    by_video = read_scores(scores_csv)
+    scores = [s for name, v in by_video.items() if name in videos for s in v[0]]
+    labels = [y for name, v in by_video.items() if name in videos for y in v[1]]
+    return roc_auc_score(labels, scores)
+
+
+def recompute(scores_csv: Path) -> tuple[float, float]:
+    """(micro AUC over all frames, mean of the per-video AUCs over videos with both labels)."""
+    by_video = read_scores(scores_csv)
     scores = [s for v in by_video.values() for s in v[0]]
     labels = [y for v in by_video.values() for y in v[1]]
     per_video = [roc_auc_score(y, s) for s, y in by_video.values() if 0 < sum(y) < len(y)]
@@ -61,24 +79,66 @@ def row(run: Path) -> str:
     summary = json.loads((run / "summary.json").read_text())
     m = checked_metrics(run / "eval")
     psnr = f"{100 * checked_metrics(run / 'eval-psnr')['micro_auc']:.2f}" if (run / "eval-psnr").is_dir() else "-"
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    # DDL's blend weight, shown only where the blend was used (a run without pseudo-anomalies never trains it)
-    used = any(entry.get("distinction", 0) > 0 for entry in log)
-    weight = f"{log[-1]['sigmoid_l']:.3f}" if used and "sigmoid_l" in log[-1] else "-"
+    weight = final_weight(run)
     paper = published(yaml.safe_load((run / "config.yaml").read_text()))
     return (f"| {run.name} | {100 * m['micro_auc']:.2f} | {paper} | {100 * m['macro_auc']:.2f} | "
             f"{100 * m['eer']:.2f} | {100 * m['average_precision']:.2f} | {psnr} | {summary['steps']} | "
             f"{summary['seconds'] / 60:.1f} | {weight} |")
 
 
+DEV = {f"{i:02d}" for i in range(1, 7)}
+HELD_OUT = {f"{i:02d}" for i in range(7, 13)}
+
+
+def final_weight(run: Path) -> str:
+    """DDL's blend weight after training, where the blend was used (a run without pseudo-anomalies never trains
+    it)."""
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    used = any(entry.get("distinction", 0) > 0 for entry in log)
+    return f"{log[-1]['sigmoid_l']:.3f}" if used and "sigmoid_l" in log[-1] else "-"
+
+
+def object_row(run: Path) -> tuple[str, str, list[float]]:
+    """(recipe name without the seed, table row, [micro, macro, micro 07-12]) of an object-mode run."""
+    summary = json.loads((run / "summary.json").read_text())
+    m = checked_metrics(run / "eval")
+    scores = run / "eval" / "scores.csv"
+    dev, held = micro_over(scores, DEV), micro_over(scores, HELD_OUT)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    numbers = [100 * m["micro_auc"], 100 * m["macro_auc"], 100 * held]
+    line = (f"| {run.name} | {config['seed']} | {numbers[0]:.2f} | {numbers[1]:.2f} | {100 * dev:.2f} | "
+            f"{numbers[2]:.2f} | {100 * m['eer']:.2f} | {100 * m['average_precision']:.2f} | {summary['steps']} | "
+            f"{summary['seconds'] / 60:.1f} | {final_weight(run)} |")
+    return run.name.split("-seed")[0], line, numbers
+
+
 def main(folder: str = "benchmarks/results/ped2") -> None:
     runs = sorted(p.parent.parent for p in Path(folder).glob("*/eval/metrics.json"))
     if not runs:
         raise SystemExit(f"{folder}: no run folders with eval/metrics.json")
+    is_object = {run: yaml.safe_load((run / "config.yaml").read_text()).get("clips") == "objects" for run in runs}
+    objects = [object_row(run) for run in runs if is_object[run]]
+    if objects:
+        print("| run | seed | micro AUC | macro AUC | micro 01-06 | micro 07-12 | EER | AP | steps | train min "
+              "| final w |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for _, line, _ in objects:
+            print(line)
+        print()
+        print("| recipe | seeds | micro AUC mean (min-max) | macro AUC mean (min-max) | micro 07-12 mean (min-max) |")
+        print("|---|---|---|---|---|")
+        recipes: dict[str, list[list[float]]] = defaultdict(list)
+        for recipe, _, numbers in objects:
+            recipes[recipe].append(numbers)
+        for recipe, rows in recipes.items():
+            cells = [f"{sum(c) / len(c):.2f} ({min(c):.2f}-{max(c):.2f})" for c in zip(*rows)]
+            print(f"| {recipe} | {len(rows)} | " + " | ".join(cells) + " |")
+        print()
     print("| run | micro AUC | published | macro AUC | EER | AP | micro AUC, PSNR | steps | train min | final w |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for run in runs:
-        print(row(run))
+        if not is_object[run]:
+            print(row(run))
 
 
 if __name__ == "__main__":
