@@ -46,7 +46,7 @@ def host_kind(device: torch.device) -> str:
 
 def ensure_synthetic() -> None:
     if not (SYNTH / "synthetic.json").exists():
-        from vadgpu.pipelines.synth import make_synthetic_dataset
+        from vadgpu.data.synth import make_synthetic_dataset
 
         make_synthetic_dataset(SYNTH, seed=0, train_videos=6, test_videos=1, frames=160, size=(320, 240),
                                formats=("avi",))

@@ -12,7 +12,7 @@ from test_loader import H, W, ids, media  # noqa: F401  (media is a fixture)
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.baseline import make_baseline_loader
 from vadgpu.pipelines.loader import ClipBatch, ClipSpec, make_loader
-from vadgpu.pipelines.types import PreparedVideo, Video
+from vadgpu.data.types import PreparedVideo, Video
 
 SMALL = dict(device="cpu", run_length=12, runs_per_group=2)
 

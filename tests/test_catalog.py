@@ -11,9 +11,9 @@ import pytest
 import scipy.io
 
 from vadgpu.errors import VadgpuError
-from vadgpu.pipelines import labels as L
-from vadgpu.pipelines.catalog import DATASETS, open_dataset
-from vadgpu.pipelines.synth import encode_video, make_synthetic_dataset
+from vadgpu.data import labels as L
+from vadgpu.data.catalog import DATASETS, open_dataset
+from vadgpu.data.synth import encode_video, make_synthetic_dataset
 
 H, W = 24, 32
 

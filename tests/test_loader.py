@@ -15,7 +15,7 @@ from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.baseline import make_baseline_loader
 from vadgpu.pipelines.clip_index import build_run_table, span_frames
 from vadgpu.pipelines.loader import ClipSpec, make_loader
-from vadgpu.pipelines.types import PreparedVideo, Video
+from vadgpu.data.types import PreparedVideo, Video
 
 W, H = 64, 48
 FRAMES = {"avi": 30, "vp9": 24, "h264": 20, "jpg": 26, "tif": 22}
@@ -282,9 +282,9 @@ def test_cuda_pipeline_matches_baseline(media, kind):
 def test_synthetic_h264_through_prepare_loads_and_matches_frames(tmp_path):
     """The end-to-end path: synth writes H.264 and jpg folders of the same frames; prepare transcodes the H.264 for
     the CPU reader; both load, and the decoded video clips agree with the frame-folder clips."""
-    from vadgpu.pipelines.catalog import open_dataset
-    from vadgpu.pipelines.prepare import load_prepared
-    from vadgpu.pipelines.synth import make_synthetic_dataset
+    from vadgpu.data.catalog import open_dataset
+    from vadgpu.data.prepare import load_prepared
+    from vadgpu.data.synth import make_synthetic_dataset
 
     root = make_synthetic_dataset(tmp_path / "synth", train_videos=2, test_videos=1, frames=20, size=(64, 48),
                                   formats=("mp4", "frames"))

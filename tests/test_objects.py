@@ -28,7 +28,7 @@ from vadgpu.objects import (
 )
 from vadgpu.objects.detectors import Detector
 from vadgpu.objects.frames import FrameSource
-from vadgpu.pipelines.types import PreparedVideo, Video
+from vadgpu.data.types import PreparedVideo, Video
 
 W, H, FRAMES, SQUARE = 64, 48, 30, 10
 
@@ -336,9 +336,9 @@ def test_boxes_command_on_synthetic_dataset_feeds_object_boxes(tmp_path):
     from click.testing import CliRunner
 
     from vadgpu.cli.main import cli
-    from vadgpu.pipelines.catalog import open_dataset
-    from vadgpu.pipelines.prepare import load_prepared
-    from vadgpu.pipelines.synth import make_synthetic_dataset
+    from vadgpu.data.catalog import open_dataset
+    from vadgpu.data.prepare import load_prepared
+    from vadgpu.data.synth import make_synthetic_dataset
 
     root = make_synthetic_dataset(tmp_path / "synth", train_videos=2, test_videos=1, frames=24, size=(96, 64),
                                   formats=("avi",))

@@ -16,11 +16,11 @@ from click.testing import CliRunner
 
 from vadgpu.cli.main import cli
 from vadgpu.errors import VadgpuError
-from vadgpu.pipelines import prepare as prepare_module
-from vadgpu.pipelines.catalog import open_dataset
-from vadgpu.pipelines.prepare import backend_for, cache_dir_for, load_prepared, prepare_dataset
-from vadgpu.pipelines.probe import probe_video
-from vadgpu.pipelines.synth import encode_video, make_synthetic_dataset
+from vadgpu.data import prepare as prepare_module
+from vadgpu.data.catalog import open_dataset
+from vadgpu.data.prepare import backend_for, cache_dir_for, load_prepared, prepare_dataset
+from vadgpu.data.probe import probe_video
+from vadgpu.data.synth import encode_video, make_synthetic_dataset
 
 FRAMES = 24
 

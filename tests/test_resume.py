@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import make_tiny_training_set
 
-from vadgpu.engine.checkpoint import load_checkpoint
+from vadgpu.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 

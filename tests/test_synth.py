@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from vadgpu.cli.main import cli
 from vadgpu.errors import VadgpuError
-from vadgpu.pipelines.synth import make_synthetic_dataset
+from vadgpu.data.synth import make_synthetic_dataset
 
 FRAMES = 40
 SIZE = (64, 48)

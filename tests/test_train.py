@@ -272,7 +272,7 @@ def test_cli_trains_dualpath_and_protects_the_run_folder(synth, tmp_path, monkey
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 3]
     assert {"loss", "lr", "clips_per_s", "epoch"} <= set(log[0]) and log[0]["clips_per_s"] > 0
-    from vadgpu.engine.checkpoint import load_checkpoint
+    from vadgpu.checkpoint import load_checkpoint
     from vadgpu.models.registry import model_from_checkpoint
 
     state = load_checkpoint(run / "checkpoints" / "last.pt")

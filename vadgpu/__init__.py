@@ -1,7 +1,8 @@
 """vadgpu: video anomaly detection for fixed cameras, with the data path on the device.
 
 Layout (see docs/architecture.md):
-    vadgpu.pipelines  datasets, labels, prepare, DALI pipelines, baseline loader
+    vadgpu.data       datasets, labels, probing, prepare (transcoding), the synthetic generator
+    vadgpu.pipelines  clip index, DALI pipelines and loader, baseline loader
     vadgpu.kernels    pseudo-anomaly perturbations (torch reference, CuPy CUDA kernels)
     vadgpu.objects    object boxes (detectors, tracker, cache) and patch banks
     vadgpu.models     DDL and dual-path models, memory module, registry and presets

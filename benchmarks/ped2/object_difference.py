@@ -42,8 +42,8 @@ def object_motion_scores(frame_files, boxes: FrameBoxes, video: int) -> np.ndarr
 
 def main() -> None:
     from vadgpu.objects.default_boxes import ensure_box_cache
-    from vadgpu.pipelines.catalog import open_dataset
-    from vadgpu.pipelines.prepare import load_prepared
+    from vadgpu.data.catalog import open_dataset
+    from vadgpu.data.prepare import load_prepared
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default="../shared/datasets/ped2")

@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from vadgpu.errors import VadgpuError
-from vadgpu.pipelines.types import PreparedVideo
+from vadgpu.data.types import PreparedVideo
 
 FRAMES_PER_JOB = 64  # frame files per pool task: large enough that task overhead is noise
 

@@ -144,9 +144,9 @@ class ThroughputBench:
 
     def __init__(self, settings: ThroughputSettings):
         from vadgpu.models.registry import clip_overrides, preset_config
-        from vadgpu.pipelines.catalog import open_dataset
+        from vadgpu.data.catalog import open_dataset
         from vadgpu.pipelines.clip_index import ClipSpec
-        from vadgpu.pipelines.prepare import load_prepared
+        from vadgpu.data.prepare import load_prepared
 
         settings.check()
         self.s = settings

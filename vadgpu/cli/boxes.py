@@ -11,7 +11,7 @@ from vadgpu.errors import VadgpuError
 
 def default_boxes_path(dataset, detector: str, split: str, cache: Path | None = None) -> Path:
     """`boxes-<detector>-<split>.npz` in the dataset's prepare cache folder (beside the per-backend folders)."""
-    from vadgpu.pipelines.prepare import cache_dir_for
+    from vadgpu.data.prepare import cache_dir_for
 
     return cache_dir_for(dataset, "cpu", cache).parent / f"boxes-{detector}-{split}.npz"
 
@@ -58,7 +58,7 @@ def boxes(dataset: str, root: Path, variant: str | None, kind: str, weights: Pat
     if class_list == []:
         raise VadgpuError("--classes: give at least one class name")
     detector = make_detector(kind, weights=weights, cfg=cfg, names=names, classes=class_list, conf=conf)
-    from vadgpu.pipelines.catalog import open_dataset  # after the detector: a bad --weights fails first, fast
+    from vadgpu.data.catalog import open_dataset  # after the detector: a bad --weights fails first, fast
 
     ds = open_dataset(dataset, root, variant=variant)
     splits = {"train": ds.train, "test": ds.test}

@@ -31,7 +31,7 @@ def synth(out: Path, seed: int, train_videos: int, test_videos: int, frames: int
     Example:
       vadgpu data synth data/synth --seed 0 --frames 120 --size 160 120
     """
-    from vadgpu.pipelines.synth import make_synthetic_dataset
+    from vadgpu.data.synth import make_synthetic_dataset
 
     path = make_synthetic_dataset(out, seed=seed, train_videos=train_videos, test_videos=test_videos,
                                   frames=frames, size=size, overwrite=overwrite)
@@ -58,8 +58,8 @@ def prepare(name: str, root: Path, variant: str | None, cache: Path | None, devi
     """
     import time
 
-    from vadgpu.pipelines.catalog import open_dataset
-    from vadgpu.pipelines.prepare import load_prepared
+    from vadgpu.data.catalog import open_dataset
+    from vadgpu.data.prepare import load_prepared
 
     started = time.perf_counter()
     dataset = open_dataset(name, root, variant=variant)

@@ -14,9 +14,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from vadgpu.errors import VadgpuError
-from vadgpu.pipelines import labels as L
-from vadgpu.pipelines.probe import IMAGE_FORMATS, probe_video
-from vadgpu.pipelines.types import Dataset, Video
+from vadgpu.data import labels as L
+from vadgpu.data.probe import IMAGE_FORMATS, probe_video
+from vadgpu.data.types import Dataset, Video
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 SYNTHETIC_VARIANTS = {"avi": "videos", "mp4": "videos_h264", "frames": "frames"}
@@ -229,7 +229,7 @@ def _open_generic(root: Path, variant: str | None, labels: Path | None) -> Datas
 
 
 def _open_synthetic(root: Path, variant: str | None, labels: Path | None) -> Dataset:
-    """The dataset `vadgpu data synth` writes (see vadgpu.pipelines.synth); `variant` picks the format.
+    """The dataset `vadgpu data synth` writes (see vadgpu.data.synth); `variant` picks the format.
 
         ROOT/synthetic.json
         ROOT/{training,testing}/videos/NN.avi        variant "avi" (MJPEG, the default)
@@ -237,7 +237,7 @@ def _open_synthetic(root: Path, variant: str | None, labels: Path | None) -> Dat
         ROOT/{training,testing}/frames/NN/NNN.jpg    variant "frames"
         ROOT/testing/labels/NN.npy
     """
-    from vadgpu.pipelines.synth import MANIFEST_NAME
+    from vadgpu.data.synth import MANIFEST_NAME
 
     variant = variant or "avi"
     if variant not in SYNTHETIC_VARIANTS:

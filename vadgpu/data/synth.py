@@ -110,7 +110,7 @@ def make_synthetic_dataset(
                 video = np.stack([_render(background, walkers, t) for t in range(frames)])  # (T, H, W, 3) RGB
                 _write_formats(video, staging / split, name, formats)
         manifest = {
-            "generator": "vadgpu.pipelines.synth",
+            "generator": "vadgpu.data.synth",
             "seed": seed,
             "train_videos": train_videos,
             "test_videos": test_videos,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from vadgpu.engine.checkpoint import LAST, checkpoint_dir
+from vadgpu.checkpoint import LAST, checkpoint_dir
 from vadgpu.engine.config import CONFIG_NAME
 from vadgpu.engine.progress import LOG_NAME, TENSORBOARD_DIR
 from vadgpu.errors import VadgpuError

@@ -18,12 +18,13 @@ from typing import Any
 
 import torch
 
-from vadgpu.engine import checkpoint as ckpt
+from vadgpu import checkpoint as ckpt
 from vadgpu.engine.components import Components, build_components, unwrap
 from vadgpu.engine.config import CONFIG_NAME, TrainConfig, write_config
 from vadgpu.engine.distributed import (DistContext, any_rank_true, barrier, broadcast_buffers, cleanup_distributed,
                                        gather_objects, setup_distributed)
 from vadgpu.engine.progress import LOG_NAME, NullLogger, RunLogger, truncate_log
+from vadgpu.engine.rng_state import capture_rng, restore_rng
 from vadgpu.engine.run_folder import SUMMARY_NAME, prepare_run_dir
 from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_write_json
@@ -129,7 +130,7 @@ def save_training_checkpoint(parts: Components, config: TrainConfig, progress: P
                              ctx: DistContext, epoch_end: bool) -> None:
     """All ranks call this (RNG states are gathered); rank 0 writes last.pt (and epoch-NNN.pt at epoch ends)."""
     broadcast_buffers(unwrap(parts.model), ctx)
-    rng = gather_objects(ckpt.capture_rng(parts.generator), ctx)
+    rng = gather_objects(capture_rng(parts.generator), ctx)
     if not ctx.is_main:
         return
     model = unwrap(parts.model)
@@ -166,7 +167,7 @@ def resume_from_checkpoint(parts: Components, state: dict, ctx: DistContext, ste
         parts.scaler.load_state_dict(state["scaler"])
     ranks = state["rng"]["ranks"]
     if ctx.rank < len(ranks):
-        ckpt.restore_rng(ranks[ctx.rank], parts.generator)
+        restore_rng(ranks[ctx.rank], parts.generator)
     batch = int(state["batch_in_epoch"])
     if state["world_size"] != ctx.world_size:  # same clips seen, counted in this world size's batches
         batch = batch * state["world_size"] // ctx.world_size

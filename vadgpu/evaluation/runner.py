@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from vadgpu import __version__
 from vadgpu.device import describe, resolve_device
-from vadgpu.engine.checkpoint import checkpoint_dir, find_run_checkpoint, load_checkpoint
+from vadgpu.checkpoint import checkpoint_dir, find_run_checkpoint, load_checkpoint
 from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.metrics import FrameMetrics, frame_metrics
 from vadgpu.evaluation.object_scores import ObjectScorer, fill_frames_without_objects, write_object_csvs
@@ -25,7 +25,7 @@ from vadgpu.evaluation.protocol import Protocol, TrainStats, apply_protocol, fit
 from vadgpu.evaluation.report import VideoScores, safe_name, write_curves, write_eval_outputs, write_scores_csv
 from vadgpu.evaluation.scores import error_map, patch_size_for, scores_from_errors
 from vadgpu.objects.tubes import FrameBoxes
-from vadgpu.pipelines.types import PreparedVideo
+from vadgpu.data.types import PreparedVideo
 
 EVAL_DIR = "eval"
 DEFAULT_BATCH_SIZE = 16
@@ -209,8 +209,8 @@ def evaluate(
     from `boxes`, else from the training run's box cache, else from the dataset's background-subtraction cache
     (made when missing), and also writes objects/VIDEO.csv: every scored box of every frame, best first.
     """
-    from vadgpu.pipelines.catalog import open_dataset
-    from vadgpu.pipelines.prepare import load_prepared
+    from vadgpu.data.catalog import open_dataset
+    from vadgpu.data.prepare import load_prepared
 
     checkpoint = Path(checkpoint)
     device = resolve_device(device)
@@ -312,9 +312,9 @@ def evaluate(
 def prepare_input(source: str | Path, device: torch.device, progress: bool = True) -> PreparedVideo:
     """A PreparedVideo for one video file or frame folder, via `prepare` (probe; transcode into the cache what
     the backend cannot decode), as a one-video test split of a dataset named "input" rooted at its parent."""
-    from vadgpu.pipelines.catalog import list_frames
-    from vadgpu.pipelines.prepare import load_prepared
-    from vadgpu.pipelines.types import Dataset, Video
+    from vadgpu.data.catalog import list_frames
+    from vadgpu.data.prepare import load_prepared
+    from vadgpu.data.types import Dataset, Video
 
     source = Path(source).expanduser().resolve()
     if source.is_dir():
@@ -363,7 +363,7 @@ def score_input(
             raise VadgpuError("--heatmap-mp4 draws full-frame error maps; an object model's scores are per box "
                               "(see objects.csv)")
         if boxes is None:
-            from vadgpu.pipelines.types import Dataset
+            from vadgpu.data.types import Dataset
             from vadgpu.objects.default_boxes import ensure_box_cache
 
             single = Dataset("input", video.video.path.parent, train=(), test=(video.video,))

@@ -28,7 +28,7 @@ from vadgpu.io import atomic_write
 from vadgpu.objects.detectors import Detector
 from vadgpu.objects.frames import FrameSource
 from vadgpu.objects.tracking import track_video
-from vadgpu.pipelines.types import PreparedVideo, Video
+from vadgpu.data.types import PreparedVideo, Video
 
 FORMAT = 1
 _ROW_KEYS = ("video", "frame", "x1", "y1", "x2", "y2", "score", "cls", "track")

@@ -17,7 +17,7 @@ DEFAULT_DETECTOR = "bgsub"
 
 def default_boxes_path(dataset, detector: str, split: str, cache: Path | str | None = None) -> Path:
     """`boxes-<detector>-<split>.npz` in the dataset's prepare cache folder (beside the per-backend folders)."""
-    from vadgpu.pipelines.prepare import cache_dir_for
+    from vadgpu.data.prepare import cache_dir_for
 
     return cache_dir_for(dataset, "cpu", cache).parent / f"boxes-{detector}-{split}.npz"
 

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from vadgpu.errors import VadgpuError
-from vadgpu.pipelines.types import Video
+from vadgpu.data.types import Video
 
 
 class FrameSource:

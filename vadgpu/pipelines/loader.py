@@ -26,9 +26,9 @@ import torch
 from vadgpu.device import resolve_device
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.clip_index import ClipSpec, EpochPlan, RunTable, build_run_table, plan_epoch, span_frames
-from vadgpu.pipelines.prepare import DECODABLE, backend_for
-from vadgpu.pipelines.probe import IMAGE_FORMATS
-from vadgpu.pipelines.types import PreparedVideo
+from vadgpu.data.prepare import DECODABLE, backend_for
+from vadgpu.data.probe import IMAGE_FORMATS
+from vadgpu.data.types import PreparedVideo
 
 __all__ = ["ClipSpec", "ClipBatch", "ClipLoader", "make_loader", "check_decodable", "DEFAULT_RUN_LENGTH"]
 
