@@ -311,23 +311,23 @@ def test_run_logger_jsonl_tensorboard_and_truncation(tmp_path, monkeypatch):
 
         def close(self): ...
 
-    from vadgpu.engine import progress
+    from vadgpu.engine import run_log
 
-    monkeypatch.setattr(progress, "_tensorboard_writer", lambda folder: _Writer())
-    logger = progress.RunLogger(tmp_path, show_progress=False)
+    monkeypatch.setattr(run_log, "_tensorboard_writer", lambda folder: _Writer())
+    logger = run_log.RunLogger(tmp_path, show_progress=False)
     logger.start_epoch(0, 1, total=4)
     for step in (2, 4):
         logger.advance(2)
         logger.log({"epoch": 1, "step": step, "loss": 0.5 / step, "sigmoid_l": 0.5, "lr": 1e-3, "time": 0.0})
     logger.close()
-    lines = [json.loads(line) for line in (tmp_path / progress.LOG_NAME).read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / run_log.LOG_NAME).read_text().splitlines()]
     assert [r["step"] for r in lines] == [2, 4] and lines[1]["loss"] == 0.125
     assert ("train/loss", 0.25, 2) in scalars and ("train/sigmoid_l", 0.5, 4) in scalars
     assert not any(tag in ("train/time", "train/step") for tag, _, _ in scalars)
-    with open(tmp_path / progress.LOG_NAME, "a") as fh:
+    with open(tmp_path / run_log.LOG_NAME, "a") as fh:
         fh.write('{"step": 6, "lo')  # a line cut short by SIGKILL
-    progress.truncate_log(tmp_path / progress.LOG_NAME, last_step=2)  # resumed from the step-2 checkpoint
-    assert [json.loads(x)["step"] for x in (tmp_path / progress.LOG_NAME).read_text().splitlines()] == [2]
+    run_log.truncate_log(tmp_path / run_log.LOG_NAME, last_step=2)  # resumed from the step-2 checkpoint
+    assert [json.loads(x)["step"] for x in (tmp_path / run_log.LOG_NAME).read_text().splitlines()] == [2]
 
 
 def test_cosine_schedule_state_loads_with_weights_only():

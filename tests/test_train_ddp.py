@@ -18,9 +18,9 @@ pytestmark = pytest.mark.slow
 
 WORKER = textwrap.dedent("""
     import json, sys, torch
-    from vadgpu.engine.config import config_from_dict
+    from vadgpu.engine.config import train_config_from_dict
     from vadgpu.engine.train import fit
-    config = config_from_dict(json.loads(sys.argv[1]), "test")
+    config = train_config_from_dict(json.loads(sys.argv[1]), "test")
     result = fit(config)
     state = {k: v for k, v in result.model.state_dict().items()}
     torch.save(state, sys.argv[2])

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from vadgpu.engine.config import (CONFIG_NAME, SCHEDULES, TrainConfig, check_resume_compatible, config_from_dict,
+from vadgpu.engine.config import (CONFIG_NAME, SCHEDULES, TrainConfig, check_resume_compatible, train_config_from_dict,
                                   load_config_file, read_config_values, write_config)
 from vadgpu.errors import VadgpuError
 from vadgpu.models.registry import ARCHITECTURES
@@ -67,7 +67,7 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
             from vadgpu.models.registry import architecture_of
 
             requested["model"] = architecture_of(requested["preset"])
-        return config_from_dict(requested, source)
+        return train_config_from_dict(requested, source)
     out = requested.pop("out", None)
     if not out:
         raise VadgpuError("--resume needs --out (the run folder to continue)")
@@ -76,7 +76,7 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
         raise VadgpuError(f"--resume: {saved_path} not found; {out} holds no run to continue")
     saved = load_config_file(saved_path)
     check_resume_compatible(saved, requested)
-    return config_from_dict(requested, source, saved)
+    return train_config_from_dict(requested, source, saved)
 
 
 @click.command("train", context_settings={"show_default": False})
@@ -169,7 +169,7 @@ def train(ctx: click.Context, config_file: str | None, resume: bool, overwrite: 
 
     result = fit(config, resume=resume, overwrite=overwrite)
     if result.is_main:
-        p = result.progress
+        p = result.position
         if result.interrupted:
             launch = f" --nproc {result.world_size}  (or the same torchrun command)" if result.world_size > 1 else ""
             click.echo(f"Interrupted: checkpoint saved at epoch {p.epoch + 1}, step {p.step}. Continue with:\n"

@@ -32,8 +32,8 @@ from vadgpu.data.labels import check_length
 from vadgpu.data.probe import probe_frames, probe_video
 from vadgpu.data.types import Dataset, PreparedVideo, Video
 
-BACKENDS = ("cpu", "gpu")
 DECODABLE = {"cpu": frozenset({"mjpeg", "vp8", "vp9"}), "gpu": frozenset({"h264", "hevc", "vp9", "av1"})}
+DALI_BACKENDS = tuple(DECODABLE)  # what `backend` names here: DALI's "cpu" or "gpu" decoders
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 
@@ -106,8 +106,8 @@ def load_prepared(dataset: Dataset, device: str | torch.device | None, cache: st
 def prepare_dataset(dataset: Dataset, backend: str = "cpu", cache: str | Path | None = None,
                     progress: bool = True) -> PreparedDataset:
     """Probe every video, transcode what `backend` cannot decode, check labels, write the manifest."""
-    if backend not in BACKENDS:
-        raise VadgpuError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    if backend not in DALI_BACKENDS:
+        raise VadgpuError(f"backend {backend!r} is not one of {', '.join(DALI_BACKENDS)}")
     folder = cache_dir_for(dataset, backend, cache)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -115,13 +115,13 @@ def resolve_model(config: TrainConfig, ctx: DistContext, saved_model_config: dic
 
     A resumed run passes its checkpoint's model config, so later edits to a preset do not change the model.
     """
-    from vadgpu.models.registry import build_model, clip_overrides, config_from_dict, model_from_config
+    from vadgpu.models.registry import build_model, clip_overrides, model_config_from_dict, model_from_config
 
     seed_everything(config.seed)
     notices: list[str] = []
     preset = config.preset or config.model
     if saved_model_config is not None:
-        model = model_from_config(config_from_dict(saved_model_config, preset))
+        model = model_from_config(model_config_from_dict(saved_model_config, preset))
     else:
         model = build_model(preset, **clip_overrides(config), **config.extra)
     if model.config.architecture != config.model:

@@ -123,7 +123,7 @@ class TrainConfig:
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
 
 
-def config_from_dict(values: dict[str, Any], source: str, base: TrainConfig | None = None) -> TrainConfig:
+def train_config_from_dict(values: dict[str, Any], source: str, base: TrainConfig | None = None) -> TrainConfig:
     """Overlay `values` on `base` (default: the defaults); unknown keys are an error naming `source`."""
     unknown = sorted(set(values) - set(FIELD_NAMES))
     if unknown:
@@ -158,7 +158,7 @@ def read_config_values(path: str | Path) -> dict[str, Any]:
 
 def load_config_file(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
     """Read a YAML file of TrainConfig fields and overlay it on `base`."""
-    return config_from_dict(read_config_values(path), f"--config {path}", base)
+    return train_config_from_dict(read_config_values(path), f"--config {path}", base)
 
 
 def write_config(config: TrainConfig, path: str | Path) -> Path:

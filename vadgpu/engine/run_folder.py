@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vadgpu.checkpoint import LAST, checkpoint_dir
 from vadgpu.engine.config import CONFIG_NAME
-from vadgpu.engine.progress import LOG_NAME, TENSORBOARD_DIR
+from vadgpu.engine.run_log import LOG_NAME, TENSORBOARD_DIR
 from vadgpu.errors import VadgpuError
 
 SUMMARY_NAME = "summary.json"

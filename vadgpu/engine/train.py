@@ -23,7 +23,7 @@ from vadgpu.engine.components import Components, build_components, unwrap
 from vadgpu.engine.config import CONFIG_NAME, TrainConfig, write_config
 from vadgpu.engine.distributed import (DistContext, any_rank_true, barrier, broadcast_buffers, cleanup_distributed,
                                        gather_objects, setup_distributed)
-from vadgpu.engine.progress import LOG_NAME, NullLogger, RunLogger, truncate_log
+from vadgpu.engine.run_log import LOG_NAME, NullLogger, RunLogger, truncate_log
 from vadgpu.engine.rng_state import capture_rng, restore_rng
 from vadgpu.engine.run_folder import SUMMARY_NAME, prepare_run_dir
 from vadgpu.errors import VadgpuError
@@ -31,7 +31,7 @@ from vadgpu.io import atomic_write_json
 
 
 @dataclass
-class Progress:
+class TrainingPosition:
     """Where training stands: `epoch` = finished epochs, `step` = optimiser steps, `batch` = steps into `epoch`."""
 
     epoch: int = 0
@@ -43,7 +43,7 @@ class Progress:
 @dataclass
 class FitResult:
     run_dir: Path
-    progress: Progress
+    position: TrainingPosition
     interrupted: bool
     seconds: float
     clips_per_s: float
@@ -126,7 +126,7 @@ def _log_scalars(parts: Components) -> dict[str, torch.Tensor]:
     return {"sigmoid_l": torch.sigmoid(logit.detach())} if isinstance(logit, torch.Tensor) else {}
 
 
-def save_training_checkpoint(parts: Components, config: TrainConfig, progress: Progress, run_dir: Path,
+def save_training_checkpoint(parts: Components, config: TrainConfig, position: TrainingPosition, run_dir: Path,
                              ctx: DistContext, epoch_end: bool) -> None:
     """All ranks call this (RNG states are gathered); rank 0 writes last.pt (and epoch-NNN.pt at epoch ends)."""
     broadcast_buffers(unwrap(parts.model), ctx)
@@ -141,20 +141,20 @@ def save_training_checkpoint(parts: Components, config: TrainConfig, progress: P
         "optimizer": parts.optimizer.state_dict(),
         "scheduler": parts.scheduler.state_dict(),
         "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
-        "epoch": progress.epoch,
-        "step": progress.step,
-        "batch_in_epoch": progress.batch,
+        "epoch": position.epoch,
+        "step": position.step,
+        "batch_in_epoch": position.batch,
         "world_size": ctx.world_size,
         "rng": {"ranks": rng},
         "config": config.to_dict(),
     }
     folder = ckpt.checkpoint_dir(run_dir)
     if epoch_end:
-        ckpt.save_checkpoint(folder / f"epoch-{progress.epoch:03d}.pt", state)
+        ckpt.save_checkpoint(folder / f"epoch-{position.epoch:03d}.pt", state)
     ckpt.save_checkpoint(folder / ckpt.LAST, state)
 
 
-def resume_from_checkpoint(parts: Components, state: dict, ctx: DistContext, steps_per_epoch: int) -> Progress:
+def resume_from_checkpoint(parts: Components, state: dict, ctx: DistContext, steps_per_epoch: int) -> TrainingPosition:
     """Load a checkpoint into model, optimiser, scheduler, scaler and this rank's RNG; return where to continue."""
     try:
         unwrap(parts.model).load_state_dict(state["model"])
@@ -171,26 +171,26 @@ def resume_from_checkpoint(parts: Components, state: dict, ctx: DistContext, ste
     batch = int(state["batch_in_epoch"])
     if state["world_size"] != ctx.world_size:  # same clips seen, counted in this world size's batches
         batch = batch * state["world_size"] // ctx.world_size
-    return Progress(epoch=int(state["epoch"]), step=int(state["step"]), batch=min(batch, steps_per_epoch))
+    return TrainingPosition(epoch=int(state["epoch"]), step=int(state["step"]), batch=min(batch, steps_per_epoch))
 
 
-def _log_step(parts: Components, meter: LossMeter, progress: Progress, clips_per_s: float, logger) -> None:
+def _log_step(parts: Components, meter: LossMeter, position: TrainingPosition, clips_per_s: float, logger) -> None:
     values = meter.read(_log_scalars(parts))  # the hot path's one host sync
     if not math.isfinite(values.get("loss", 0.0)):
-        raise VadgpuError(f"training diverged: loss is {values['loss']} at step {progress.step} "
+        raise VadgpuError(f"training diverged: loss is {values['loss']} at step {position.step} "
                           "(try a lower --lr, or --no-amp)")
-    logger.log({"epoch": progress.epoch + 1, "step": progress.step, **values,
+    logger.log({"epoch": position.epoch + 1, "step": position.step, **values,
                 "lr": parts.scheduler.get_last_lr()[0], "clips_per_s": clips_per_s, "time": time.time()})
 
 
-def train_one_epoch(parts: Components, config: TrainConfig, progress: Progress, run_dir: Path, ctx: DistContext,
+def train_one_epoch(parts: Components, config: TrainConfig, position: TrainingPosition, run_dir: Path, ctx: DistContext,
                     logger, stop: StopRequest) -> bool:
-    """Run the rest of epoch `progress.epoch` (skipping `progress.batch` batches already done); False if stopped."""
+    """Run the rest of epoch `position.epoch` (skipping `position.batch` batches already done); False if stopped."""
     loader = parts.loader
-    loader.set_epoch(progress.epoch)
+    loader.set_epoch(position.epoch)
     steps = len(loader)
-    skip = progress.batch
-    logger.start_epoch(progress.epoch, config.epochs, total=steps, initial=skip)
+    skip = position.batch
+    logger.start_epoch(position.epoch, config.epochs, total=steps, initial=skip)
     meter = LossMeter()
     stop_after_epoch = False
     clips_since, tick = 0, time.perf_counter()
@@ -199,34 +199,34 @@ def train_one_epoch(parts: Components, config: TrainConfig, progress: Progress, 
             continue
         losses = train_step(parts, batch)
         meter.add(losses)
-        progress.step += 1
-        progress.batch = index + 1
+        position.step += 1
+        position.batch = index + 1
         clips_since += batch.clips.shape[0] * ctx.world_size  # shape: metadata, no sync
-        progress.clips += batch.clips.shape[0] * ctx.world_size
+        position.clips += batch.clips.shape[0] * ctx.world_size
         logger.advance()
-        log_due = progress.step % config.log_every == 0 or progress.batch == steps
-        checkpoint_now = config.checkpoint_every and progress.step % config.checkpoint_every == 0
-        at_max = config.max_steps is not None and progress.step >= config.max_steps
+        log_due = position.step % config.log_every == 0 or position.batch == steps
+        checkpoint_now = config.checkpoint_every and position.step % config.checkpoint_every == 0
+        at_max = config.max_steps is not None and position.step >= config.max_steps
         # Single process: the Python flag costs nothing. DDP: ranks agree where they sync anyway.
         stopping = stop.requested if not ctx.distributed else (
             (log_due or checkpoint_now or at_max) and any_rank_true(stop.requested, ctx))
         if log_due or stopping or at_max:  # the last steps before a stop are logged too
             now = time.perf_counter()
-            _log_step(parts, meter, progress, clips_since / max(now - tick, 1e-9), logger)
+            _log_step(parts, meter, position, clips_since / max(now - tick, 1e-9), logger)
             clips_since, tick = 0, now
-        if progress.batch == steps:  # the epoch-end checkpoint below covers this step
+        if position.batch == steps:  # the epoch-end checkpoint below covers this step
             stop_after_epoch = stopping or at_max
             break
         if checkpoint_now or stopping or at_max:
-            save_training_checkpoint(parts, config, progress, run_dir, ctx, epoch_end=False)
+            save_training_checkpoint(parts, config, position, run_dir, ctx, epoch_end=False)
         if stopping or at_max:
             logger.end_epoch()
             return False
     logger.end_epoch()
-    progress.epoch += 1
-    progress.batch = 0
-    save_training_checkpoint(parts, config, progress, run_dir, ctx, epoch_end=True)
-    return progress.epoch < config.epochs and not stop_after_epoch
+    position.epoch += 1
+    position.batch = 0
+    save_training_checkpoint(parts, config, position, run_dir, ctx, epoch_end=True)
+    return position.epoch < config.epochs and not stop_after_epoch
 
 
 def fit(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> FitResult:
@@ -246,39 +246,39 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
     barrier(ctx)
     state = ckpt.load_checkpoint(ckpt.find_run_checkpoint(run_dir), map_location=ctx.device) if resume else None
     parts, config = build_components(config, ctx, state["model_config"] if state else None)
-    progress = Progress()
+    position = TrainingPosition()
     steps_per_epoch = len(parts.loader)
     if state is not None:
-        progress = resume_from_checkpoint(parts, state, ctx, steps_per_epoch)
+        position = resume_from_checkpoint(parts, state, ctx, steps_per_epoch)
         del state
         if ctx.is_main:
-            truncate_log(run_dir / LOG_NAME, progress.step)
+            truncate_log(run_dir / LOG_NAME, position.step)
     if ctx.is_main:
         write_config(config, run_dir / CONFIG_NAME)
     logger = RunLogger(run_dir, config.progress) if ctx.is_main else NullLogger()
     logger.message(f"vadgpu train: {config.model} ({config.preset}) on {parts.device_name}, world size "
                    f"{ctx.world_size}, {steps_per_epoch} steps/epoch x {config.epochs} epochs"
-                   + (f", resuming at epoch {progress.epoch + 1} step {progress.step}" if resume else ""))
+                   + (f", resuming at epoch {position.epoch + 1} step {position.step}" if resume else ""))
     for notice in parts.notices:
         logger.message(notice)
     started = time.perf_counter()
     interrupted = False
     try:
         with StopRequest() as stop:
-            done = progress.epoch >= config.epochs or (
-                config.max_steps is not None and progress.step >= config.max_steps)
+            done = position.epoch >= config.epochs or (
+                config.max_steps is not None and position.step >= config.max_steps)
             while not done:
-                done = not train_one_epoch(parts, config, progress, run_dir, ctx, logger, stop)
+                done = not train_one_epoch(parts, config, position, run_dir, ctx, logger, stop)
             interrupted = stop.requested
     finally:
         logger.close()
     broadcast_buffers(unwrap(parts.model), ctx)
     seconds = time.perf_counter() - started
-    result = FitResult(run_dir, progress, interrupted, seconds, progress.clips / max(seconds, 1e-9), ctx.is_main,
+    result = FitResult(run_dir, position, interrupted, seconds, position.clips / max(seconds, 1e-9), ctx.is_main,
                        ctx.world_size, unwrap(parts.model))
     if ctx.is_main and not interrupted:
         atomic_write_json(run_dir / SUMMARY_NAME, {
-            "epochs": progress.epoch, "steps": progress.step, "world_size": ctx.world_size,
+            "epochs": position.epoch, "steps": position.step, "world_size": ctx.world_size,
             "seconds": round(seconds, 2), "clips_per_s": round(result.clips_per_s, 2), "device": parts.device_name,
             "model": config.model, "preset": config.preset})
     barrier(ctx)

@@ -11,7 +11,7 @@ from vadgpu.models.memory import MemoryBank, MemoryRead
 from vadgpu.models.registry import (
     ARCHITECTURES,
     build_model,
-    config_from_dict,
+    model_config_from_dict,
     count_parameters,
     list_presets,
     model_from_checkpoint,
@@ -31,7 +31,7 @@ __all__ = [
     "VadModel",
     "build_model",
     "centre_frame",
-    "config_from_dict",
+    "model_config_from_dict",
     "count_parameters",
     "list_presets",
     "model_from_checkpoint",

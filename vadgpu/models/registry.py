@@ -54,7 +54,7 @@ def clip_overrides(settings: Any) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
 
-def config_from_dict(data: dict[str, Any], name: str | None = None) -> ModelConfig:
+def model_config_from_dict(data: dict[str, Any], name: str | None = None) -> ModelConfig:
     """Rebuild a config from `to_dict` output (its 'architecture' key, else the preset/architecture `name`)."""
     arch = data.get("architecture") or (architecture_of(name) if name else None)
     if arch not in ARCHITECTURES:
@@ -76,7 +76,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> VadModel:
     missing = {"model_name", "model_config"} - set(ckpt)
     if missing:
         raise VadgpuError(f"checkpoint lacks {', '.join(sorted(missing))}; it was not written by vadgpu train")
-    model = model_from_config(config_from_dict(ckpt["model_config"], ckpt["model_name"]))
+    model = model_from_config(model_config_from_dict(ckpt["model_config"], ckpt["model_name"]))
     if "model" in ckpt:
         state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}  # a DDP-wrapped save
         try:
