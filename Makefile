@@ -27,11 +27,13 @@ gpu-test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m vadgpu data synth $(DEMO_DATA) --seed 0 --overwrite
-	$(PY) -m vadgpu data boxes --dataset synthetic --root $(DEMO_DATA) --detector bgsub --out $(DEMO_DIR)/boxes.npz
-	$(PY) -m vadgpu train --dataset synthetic --root $(DEMO_DATA) --model ddl --preset ddl-ped2-cpu \
-		--boxes $(DEMO_DIR)/boxes.npz --epochs 5 --out $(DEMO_DIR)/run --overwrite
+	$(PY) -m vadgpu data boxes --dataset synthetic --root $(DEMO_DATA) --detector bgsub --split both \
+		--out $(DEMO_DIR)/boxes.npz
+	$(PY) -m vadgpu train --dataset synthetic --root $(DEMO_DATA) --model ddl --preset ddl-objects-cpu \
+		--boxes $(DEMO_DIR)/boxes.npz --epochs 10 --batch-size 16 --lr 1e-3 --schedule cosine \
+		--out $(DEMO_DIR)/run --overwrite
 	$(PY) -m vadgpu eval --run $(DEMO_DIR)/run
-	@echo "demo report: $(DEMO_DIR)/run/eval/ (metrics.json, scores.csv, roc.png, curves/*.png)"
+	@echo "demo report: $(DEMO_DIR)/run/eval/ (metrics.json, scores.csv, roc.png, curves/*.png, objects/*.csv)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
