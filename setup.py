@@ -1,12 +1,18 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
+HERE = Path(__file__).parent
+# The version lives in vadgpu/__init__.py (what `vadgpu --version` and checkpoints report); read, not imported.
+VERSION = re.search(r'^__version__ = "([^"]+)"$', (HERE / "vadgpu" / "__init__.py").read_text(encoding="utf-8"),
+                    re.MULTILINE).group(1)
+
 setup(
     name="vadgpu",
-    version="0.1.0",
+    version=VERSION,
     description="Video anomaly detection for fixed cameras: DALI decoding, CuPy pseudo-anomalies, memory autoencoders",
-    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["vadgpu", "vadgpu.*"]),

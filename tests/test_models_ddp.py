@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from test_models import batch_for, make_anomalies
+from test_models import TrainingLosses, batch_for, make_anomalies
 from vadgpu.models import build_model
 
 WORLD = 2
@@ -45,7 +45,7 @@ def train_two_steps(rank: int, world: int, port: int) -> None:
             torch.manual_seed(rank)  # different initialisations: DDP must broadcast rank 0's
             model = build_model(preset, **overrides).train()
             before = shared_state(model).clone()
-            ddp = DistributedDataParallel(model)
+            ddp = DistributedDataParallel(TrainingLosses(model))
             opt = torch.optim.SGD(ddp.parameters(), lr=0.5)
             for step in range(2):
                 clips = batch_for(model, n=4, seed=100 * rank + step)  # each rank sees its own data

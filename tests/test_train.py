@@ -67,9 +67,29 @@ def test_help_lists_every_option_with_default():
     assert result.exit_code == 0, result.output
     for flag in ("--dataset_name", "--training_batch_size", "--resize_height", "--resize_width", "--boxes",
                  "--resume", "--overwrite", "--checkpoint-every", "--log-every", "--no-amp", "--compile",
-                 "--channels-last", "--nproc"):
+                 "--nproc"):
         assert flag in result.output
     assert f"[default: {TrainConfig().batch_size}]" in result.output
+
+
+def test_train_options_and_config_fields_match():
+    """Every TrainConfig field is a `vadgpu train` option (or YAML-only, by design) and every option a field, with
+    the owners' choices: a field added to one and not the other fails here."""
+    import click
+
+    from vadgpu.cli.train import train
+    from vadgpu.engine.config import AMP_DTYPES, FIELD_NAMES, SCHEDULES
+    from vadgpu.models.base import CLIP_MODES
+    from vadgpu.models.registry import ARCHITECTURES
+
+    options = {param.name for param in train.params}
+    command_only = {"config_file", "resume", "overwrite", "nproc"}  # how to run, not what to train
+    size_options = {"resize", "resize_height", "resize_width"}  # all three set `size`
+    yaml_only = {"weight_decay", "grad_clip", "extra"}  # --config FILE only
+    assert options - command_only - size_options == set(FIELD_NAMES) - {"size"} - yaml_only
+    choices = {param.name: tuple(param.type.choices) for param in train.params if isinstance(param.type, click.Choice)}
+    assert choices == {"model": tuple(ARCHITECTURES), "schedule": SCHEDULES, "clips": CLIP_MODES,
+                       "amp_dtype": AMP_DTYPES}
 
 
 def test_seed_repository_aliases_and_resume_guard(tmp_path, monkeypatch):
@@ -205,11 +225,10 @@ def test_train_step_makes_no_host_copy(preset, tmp_path):
 @pytest.mark.parametrize("amp_dtype", ["bf16", "fp16"])
 @pytest.mark.parametrize("preset", ["ddl-tiny-cpu", "dualpath-tiny-cpu"])
 def test_cuda_train_steps_never_sync(preset, amp_dtype, tmp_path):
-    """On CUDA a step (kernels, autocast, channels_last, fused Adam, GradScaler for fp16) must not sync."""
+    """On CUDA a step (kernels, autocast, channels-last weights, fused Adam, GradScaler for fp16) must not sync."""
     ctx = DistContext(0, 1, 0, torch.device("cuda", torch.cuda.current_device()))
     config = TrainConfig(dataset="synthetic", root="r", out=str(tmp_path), model=preset.split("-")[0],
-                         preset=preset, device="cuda", batch_size=4, amp=True, amp_dtype=amp_dtype,
-                         channels_last=True)
+                         preset=preset, device="cuda", batch_size=4, amp=True, amp_dtype=amp_dtype)
     model, config, _ = resolve_model(config, ctx)
     parts = assemble(model, config, ctx, loader=[None], boxes=_FixedBoxes(model.config.temporal, ctx.device))
     batches = [_batch(model, n=4, seed=i, device=ctx.device) for i in range(4)]
@@ -232,26 +251,25 @@ def test_cuda_end_to_end_with_compile(synth, tmp_path, monkeypatch):
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", "--dataset", "synthetic", "--root", str(root), "--model", "ddl",
                                       "--preset", "ddl-tiny-cpu", "--out", str(run), "--max-steps", "4",
-                                      "--boxes", str(boxes), "--device", "cuda", "--compile", "--channels-last",
+                                      "--boxes", str(boxes), "--device", "cuda", "--compile",
                                       "--no-progress"])
     assert result.exit_code == 0, result.output
     assert json.loads((run / "summary.json").read_text())["device"].startswith("cuda")
 
 
-@pytest.mark.parametrize("preset", ["ddl-tiny-cpu"])  # DDL mixes 4-D and 5-D weights
-def test_channels_last_trains_the_same(preset, tmp_path):
-    """--channels-last changes the weights' layout (4-D and 5-D alike), not the numbers."""
-    results = []
-    for channels_last in (False, True):
-        config = TrainConfig(dataset="synthetic", root="r", out=str(tmp_path), model=preset.split("-")[0],
-                             preset=preset, device="cpu", batch_size=2, channels_last=channels_last)
-        model, config, _ = resolve_model(config, CPU)
-        parts = assemble(model, config, CPU, loader=[None], boxes=_FixedBoxes(model.config.temporal))
-        results.append(train_step(parts, _batch(model))["loss"])
-        if channels_last:
-            conv = next(p for p in model.parameters() if p.dim() == 5)
-            assert conv.is_contiguous(memory_format=torch.channels_last_3d)
-    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-6)
+def test_channels_last_option_is_gone_with_a_reason(tmp_path):
+    """The models store their conv weights channels-last themselves; a config that still names the old option
+    is told so (4-D and 5-D weights alike)."""
+    model, _, _ = resolve_model(TrainConfig(dataset="synthetic", root="r", out=str(tmp_path), preset="ddl-tiny-cpu",
+                                            device="cpu"), CPU)
+    convs = [p for p in model.parameters() if p.dim() in (4, 5)]
+    assert {p.dim() for p in convs} == {4, 5}  # DDL mixes Conv2d and Conv3d
+    assert all(p.is_contiguous(memory_format=torch.channels_last if p.dim() == 4 else torch.channels_last_3d)
+               for p in convs)
+    path = tmp_path / "old.yaml"
+    path.write_text("epochs: 2\nchannels_last: false\n")
+    with pytest.raises(VadgpuError, match=r"old\.yaml.*channels_last was removed"):
+        load_config_file(path)
 
 
 # ---------------------------------------------------------------- end to end (CLI, in process)

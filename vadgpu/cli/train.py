@@ -13,9 +13,10 @@ from typing import Any
 
 import click
 
-from vadgpu.engine.config import (CONFIG_NAME, SCHEDULES, TrainConfig, check_resume_compatible, train_config_from_dict,
-                                  load_config_file, read_config_values, write_config)
+from vadgpu.engine.config import (AMP_DTYPES, CONFIG_NAME, SCHEDULES, TrainConfig, check_resume_compatible,
+                                  load_config_file, read_config_values, train_config_from_dict, write_config)
 from vadgpu.errors import VadgpuError
+from vadgpu.models.base import CLIP_MODES
 from vadgpu.models.registry import ARCHITECTURES
 
 _DEFAULTS = TrainConfig()
@@ -105,7 +106,7 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
 @click.option("--resize_height", type=int, help="Alias: height of --resize.")
 @click.option("--resize_width", type=int, help="Alias: width of --resize.")
 @click.option("--channels", help="1 / gray or 3 / rgb." + _default("channels"))
-@click.option("--clips", type=click.Choice(["frames", "objects"]), help="Unit of work: whole frames resized to "
+@click.option("--clips", type=click.Choice(CLIP_MODES), help="Unit of work: whole frames resized to "
               "--resize, or object tubes (T frames cut around each tracked object at the video's resolution in the "
               "preset's window, resized to its size). [default: the preset's]")
 @click.option("--tubes-per-clip", type=int, help="Object mode: tubes drawn from each decoded clip per step."
@@ -129,11 +130,9 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
 @click.option("--max-steps", type=int, help="Stop after this many optimiser steps in all."
               + _default("max_steps", "no limit"))
 @click.option("--amp/--no-amp", default=None, help="Autocast (bf16 or fp16) on CUDA. [default: on for CUDA]")
-@click.option("--amp-dtype", type=click.Choice(["bf16", "fp16"]), help="Autocast type." + _default("amp_dtype"))
+@click.option("--amp-dtype", type=click.Choice(AMP_DTYPES), help="Autocast type." + _default("amp_dtype"))
 @click.option("--compile", "compile", is_flag=True, default=None,
               help="torch.compile the model's loss function. [default: off]")
-@click.option("--channels-last", is_flag=True, default=None,
-              help="Channels-last conv weights (faster convs on CUDA). [default: off]")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar (off anyway when not a terminal). [default: on]")
 @click.option("--nproc", type=int, default=None, help="Launch N local DDP workers (torchrun --standalone "

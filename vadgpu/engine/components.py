@@ -38,27 +38,15 @@ class Components:
 
 
 def unwrap(module: nn.Module) -> nn.Module:
-    """The bare model inside DDP / TrainingObjective / torch.compile wrappers."""
+    """The bare model inside the DDP and TrainingObjective wrappers (--compile compiles the model's
+    training_losses method in place: the model itself stays unwrapped)."""
     while True:
         if isinstance(module, nn.parallel.DistributedDataParallel):
             module = module.module
         elif isinstance(module, TrainingObjective):
             module = module.model
-        elif hasattr(module, "_orig_mod"):
-            module = module._orig_mod
         else:
             return module
-
-
-def to_channels_last(model: nn.Module) -> None:
-    """Conv weights in channels-last layout: 5-D (Conv3d) as channels_last_3d, 4-D (Conv2d) as channels_last.
-
-    `Module.to(memory_format=...)` takes one format for all and fails on a model that mixes 4-D and 5-D weights.
-    """
-    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        if tensor.dim() in formats:
-            tensor.data = tensor.data.contiguous(memory_format=formats[tensor.dim()])
 
 
 def seed_everything(seed: int) -> None:
@@ -186,8 +174,6 @@ def assemble(model: nn.Module, config: TrainConfig, ctx: DistContext, loader, bo
     patches = load_patches(model.config, config.patches, ctx.device, config.seed)
     policy = build_policy(model.config)
     model.to(ctx.device)
-    if config.channels_last:
-        to_channels_last(model)
     if config.compile:
         model.training_losses = torch.compile(model.training_losses)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[config.amp_dtype] if config.amp else None

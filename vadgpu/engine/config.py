@@ -63,7 +63,6 @@ class TrainConfig:
     amp: bool | None = None  # autocast; None: on for CUDA, off for CPU
     amp_dtype: str = "bf16"  # bf16 | fp16 (fp16 adds a gradient scaler)
     compile: bool = False  # torch.compile the model's loss function (CUDA)
-    channels_last: bool = False  # channels_last_3d memory format for clips and weights
     # run folder and what users see
     out: str = ""  # run folder
     checkpoint_every: int = 500  # steps between mid-epoch checkpoints (0: only at epoch ends)
@@ -121,13 +120,17 @@ class TrainConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+# Options that existed once: a config that still sets one is told why it is gone.
+REMOVED_OPTIONS = {"channels_last": "the models store their convolution weights channels-last already"}
 
 
 def train_config_from_dict(values: dict[str, Any], source: str, base: TrainConfig | None = None) -> TrainConfig:
     """Overlay `values` on `base` (default: the defaults); unknown keys are an error naming `source`."""
     unknown = sorted(set(values) - set(FIELD_NAMES))
     if unknown:
-        raise VadgpuError(f"{source}: unknown training option(s) {', '.join(unknown)} "
+        removed = "".join(f"; {name} was removed: {REMOVED_OPTIONS[name]}, delete it" for name in unknown
+                          if name in REMOVED_OPTIONS)
+        raise VadgpuError(f"{source}: unknown training option(s) {', '.join(unknown)}{removed} "
                           f"(known: {', '.join(FIELD_NAMES)})")
     values = dict(values)
     if values.get("size") is not None:

@@ -5,9 +5,9 @@ deliver (`temporal`, `size`, `channels`, `max_skip`) and the pseudo-anomaly sett
 a `kernels.PseudoAnomalyPolicy` (`pseudo_p`, `pseudo_kinds`, `pseudo_weights`, `noise_sigma`, `skips`). Configs
 travel inside checkpoints as plain dicts (`to_dict` / `from_dict`), so a model can be rebuilt without pickles.
 
-Models implement `training_losses(clips, anomalies)` and `reconstruct(clips)`. `forward` dispatches to one of them
-so that a `DistributedDataParallel` wrapper (which only hooks `forward`) sees the whole training computation:
-`ddp_model(clips, anomalies)` returns the loss dict, `ddp_model(clips)` the reconstruction.
+Models implement `training_losses(clips, anomalies)` and `reconstruct(clips)`; they have no `forward` of their own.
+Under DDP the engine wraps its `TrainingObjective` (whose `forward` makes the pseudo-anomalies and calls
+`training_losses`), so DDP sees the whole training computation.
 """
 
 from __future__ import annotations
@@ -191,11 +191,6 @@ class VadModel(nn.Module):
     """Interface of every vadgpu model (see module docstring)."""
 
     config: ModelConfig
-
-    def forward(self, clips: torch.Tensor, anomalies: Anomalies | None = None):
-        if anomalies is None:
-            return self.reconstruct(clips)
-        return self.training_losses(clips, anomalies)
 
     def training_losses(self, clips: torch.Tensor, anomalies: Anomalies) -> dict[str, torch.Tensor]:
         """Loss terms for one batch: 'loss' is the total; all 0-dim tensors on the clips' device."""
