@@ -105,3 +105,35 @@ def test_frame_boxes_select_and_count():
     assert owner.tolist() == [1, 1, 2, 2]
     assert picked.shape == (4, 4)
     assert sorted(picked[:2, 0].tolist()) == pytest.approx([0.3, 0.5])
+
+
+@pytest.mark.gpu
+def test_tubes_on_cuda_match_the_cpu_and_need_no_host_sync():
+    from types import SimpleNamespace
+
+    class DeviceBoxes:
+        """ObjectBoxes' sampling contract on the device: one fixed track for even clips, none for odd ones."""
+
+        def sample(self, video, frame, generator):
+            boxes = torch.tensor([0.3, 0.2, 0.5, 0.6], device=video.device).expand(len(video), 3, 4).clone()
+            valid = video % 2 == 0
+            return boxes * valid[:, None, None], valid
+
+    clips = torch.rand(4, 1, 3, 60, 80)
+    windows = torch.tensor([[5.0, 3.0, 29.0, 27.0], [50.0, 30.0, 80.0, 60.0]])
+    owner = torch.tensor([0, 3])
+    cpu = crop_tubes(clips, owner, windows, 16)
+    gpu = crop_tubes(clips.cuda(), owner.cuda(), windows.cuda(), 16)
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)
+    batch = SimpleNamespace(clips=clips.cuda(), video=torch.arange(4, device="cuda"),
+                            frame=torch.full((4,), 5, device="cuda"), window=None)
+    sampler = TubeSampler(DeviceBoxes(), window=20, size=8, per_clip=2)
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        tubes = sampler(batch, generator)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert tubes.clips.is_cuda and tubes.clips.shape == (8, 1, 3, 8, 8)
+    assert tubes.valid.tolist() == [True, True, False, False, True, True, False, False]
