@@ -20,6 +20,7 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -rs tests
 
 gpu-test: $(STAMP)

@@ -36,6 +36,6 @@ setup(
         "matplotlib",
         "pyyaml",
     ],
-    extras_require={"test": ["pytest"], "tensorboard": ["tensorboard"]},
+    extras_require={"test": ["pytest", "ruff"], "tensorboard": ["tensorboard"]},
     entry_points={"console_scripts": ["vadgpu=vadgpu.cli.main:main"]},
 )

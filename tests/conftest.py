@@ -1,4 +1,5 @@
-"""Shared test fixtures: device skips, ../shared paths, offline settings for ultralytics."""
+"""Shared test fixtures: device skips, ../shared paths, offline settings for ultralytics, the loader tests' encoded
+media, the tiny training set of the training tests."""
 
 from __future__ import annotations
 
@@ -54,3 +55,17 @@ def make_tiny_training_set(base: Path, seed: int) -> tuple[Path, Path, Path]:
     build_box_cache({"train": open_dataset("synthetic", root).train}, make_detector("bgsub"), boxes, "synthetic",
                     progress=False)
     return root, boxes, base / "cache"
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory):
+    """Short encoded videos and frame folders of every format the loaders read (clip_media.write_media)."""
+    from clip_media import write_media
+
+    return write_media(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """make_tiny_training_set(seed=3), once per test module: (dataset root, boxes .npz, prepare cache)."""
+    return make_tiny_training_set(tmp_path_factory.mktemp("synth"), seed=3)

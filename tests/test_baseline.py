@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_loader import H, W, ids, media  # noqa: F401  (media is a fixture)
+from clip_media import H, W, ids
 
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.baseline import make_baseline_loader

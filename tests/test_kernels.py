@@ -192,7 +192,10 @@ def test_ddl_gradient_reaches_the_logit(clips, boxes):
     assert logit.grad is not None and logit.grad.abs() > 0
     assert torch.allclose(logit.grad, expected, rtol=1e-4)
     assert torch.equal(torch.where(mask.bool(), clips, out), clips) and mask[2].sum() == 0
-    double = lambda lg: torch_ops.ddl_blend(clips[:1].double(), b[:1].double(), valid[:1], noise[:1].double(), lg)[0]
+
+    def double(lg):
+        return torch_ops.ddl_blend(clips[:1].double(), b[:1].double(), valid[:1], noise[:1].double(), lg)[0]
+
     assert torch.autograd.gradcheck(double, (torch.tensor(0.2, dtype=torch.float64, requires_grad=True),))
 
 

@@ -3,72 +3,17 @@ OpenCV baseline on real encoded files (MJPEG .avi, VP9 .webm, jpg and tif frame 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import av
 import cv2
 import numpy as np
 import pytest
 import torch
+from clip_media import H, W, ids, prepared_video
 
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.baseline import make_baseline_loader
 from vadgpu.pipelines.clip_index import build_run_table, span_frames
 from vadgpu.pipelines.loader import ClipSpec, make_loader
 from vadgpu.data.types import PreparedVideo, Video
-
-W, H = 64, 48
-FRAMES = {"avi": 30, "vp9": 24, "h264": 20, "jpg": 26, "tif": 22}
-
-
-def frame_image(i: int) -> np.ndarray:
-    """(H, W, 3) RGB: a smooth pattern that moves 5 px per frame, so a clip one frame off differs clearly."""
-    y, x = np.mgrid[0:H, 0:W].astype(np.float32)
-    r = 128 + 100 * np.sin((x + 5 * i) / 7.0)
-    g = 128 + 100 * np.cos((y + 3 * i) / 6.0)
-    b = 128 + 60 * np.sin((x + y + 4 * i) / 9.0)
-    return np.stack([r, g, b], axis=-1).clip(0, 255).astype(np.uint8)
-
-
-def _encode(path: Path, codec: str, n: int, pix_fmt: str, options: dict) -> None:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=25, options=options)
-        stream.width, stream.height, stream.pix_fmt = W, H, pix_fmt
-        for i in range(n):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame_image(i), format="rgb24")))
-        container.mux(stream.encode())
-
-
-def _video(path: Path, n: int, codec: str) -> PreparedVideo:
-    return PreparedVideo(Video(path.stem, path), path, n, 25.0, W, H, codec)
-
-
-def _folder(folder: Path, n: int, ext: str) -> PreparedVideo:
-    folder.mkdir()
-    files = []
-    for i in range(n):
-        files.append(folder / f"{i:03d}.{ext}")
-        cv2.imwrite(str(files[-1]), cv2.cvtColor(frame_image(i), cv2.COLOR_RGB2BGR))
-    return PreparedVideo(Video(folder.name, folder, tuple(files)), folder, n, 25.0, W, H,
-                         "jpeg" if ext == "jpg" else "tiff")
-
-
-@pytest.fixture(scope="session")
-def media(tmp_path_factory) -> dict[str, list[PreparedVideo]]:
-    """One or two short videos per format; avi has two of different lengths to exercise run boundaries."""
-    root = tmp_path_factory.mktemp("media")
-    _encode(root / "a.avi", "mjpeg", FRAMES["avi"], "yuvj420p", {"q:v": "2"})
-    _encode(root / "a2.avi", "mjpeg", 17, "yuvj420p", {"q:v": "2"})
-    _encode(root / "b.webm", "libvpx-vp9", FRAMES["vp9"], "yuv420p", {"crf": "4", "b:v": "0", "g": "6"})
-    _encode(root / "c.mp4", "libx264", FRAMES["h264"], "yuv420p", {})
-    return {
-        "avi": [_video(root / "a.avi", FRAMES["avi"], "mjpeg"), _video(root / "a2.avi", 17, "mjpeg")],
-        "vp9": [_video(root / "b.webm", FRAMES["vp9"], "vp9")],
-        "h264": [_video(root / "c.mp4", FRAMES["h264"], "h264")],
-        "jpg": [_folder(root / "jpg", FRAMES["jpg"], "jpg")],
-        "tif": [_folder(root / "tif", FRAMES["tif"], "tif")],
-    }
-
 
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("temporal,max_skip,run_length", [(1, 0, 1), (3, 0, 3), (4, 0, 12), (3, 3, 7), (16, 2, 64)])
@@ -94,9 +39,6 @@ def test_run_table_owns_every_clip_once_inside_its_run(temporal, max_skip, run_l
 KINDS = ["avi", "vp9", "jpg", "tif"]
 SMALL = dict(device="cpu", run_length=12, runs_per_group=2)  # small runs: several runs and groups per video
 
-
-def ids(batches) -> list[tuple[int, int]]:
-    return list(zip(torch.cat([b.video for b in batches]).tolist(), torch.cat([b.frame for b in batches]).tolist()))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -138,8 +80,9 @@ def _compare(a_batches, b_batches):
 
 # DALI and OpenCV run the same decoders for images (libjpeg-turbo, libtiff): frames are identical at native
 # size but for rare 1-level rounding in RGB -> gray of TIFFs. Video frames go YUV -> RGB (-> gray) through
-# different converters (DALI's kernels vs swscale), which changes gray by at most 1-2 levels and RGB by ~4 levels on average: OpenCV upsamples the 4:2:0 chroma more
-# coarsely (measured: DALI is 1.5 levels from the source pattern on average, OpenCV 3.7).
+# different converters (DALI's kernels vs swscale), which changes gray by at most 1-2 levels and RGB by ~4 levels
+# on average: OpenCV upsamples the 4:2:0 chroma more coarsely (measured: DALI is 1.5 levels from the source pattern
+# on average, OpenCV 3.7).
 # Resizing uses DALI's antialiased linear filter vs OpenCV's INTER_AREA box filter: equal on flat areas, a few
 # levels apart on edges, so resized clips are compared by mean and 99th percentile.
 NATIVE_TOL = {("jpg", 1): (1e-4, 1e-5), ("tif", 1): (1e-4, 1e-5), ("jpg", 3): (1e-4, 1e-5), ("tif", 3): (1e-4, 1e-5),
@@ -233,7 +176,8 @@ def test_bad_inputs_raise_clear_errors(media, tmp_path):
         ClipSpec(3, (32, 32), 2)
     corrupt = tmp_path / "corrupt.avi"
     corrupt.write_bytes(b"RIFF" + bytes(range(256)) * 40)
-    for videos in ([_video(corrupt, 20, "mjpeg")], [gone, _video(corrupt, 20, "mjpeg")]):  # alone / dropped silently
+    corrupt_video = prepared_video(corrupt, 20, "mjpeg")
+    for videos in ([corrupt_video], [gone, corrupt_video]):  # alone / dropped silently
         with pytest.raises(VadgpuError, match=r"could not open .*corrupt\.avi"):
             list(make_loader(videos, spec, device="cpu", train=False))
     broken = tmp_path / "broken"

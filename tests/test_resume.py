@@ -13,18 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_training_set
 
 from vadgpu.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
 EPOCHS, BATCH = 2, 4
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return make_tiny_training_set(tmp_path_factory.mktemp("resume"), seed=3)
 
 
 def _train_cmd(root: Path, boxes: Path, out: Path, *extra: str) -> list[str]:

@@ -21,7 +21,6 @@ from vadgpu.engine.distributed import DistContext
 from vadgpu.engine.run_folder import prepare_run_dir
 from vadgpu.engine.train import LossMeter, train_step
 from vadgpu.errors import VadgpuError
-from test_resume import synth  # noqa: F401  (fixture: tiny synthetic dataset + box cache, shared with resume tests)
 
 CPU = DistContext(0, 1, 0, torch.device("cpu"))
 

@@ -6,8 +6,9 @@
 Each test frame is read in gray, resized to SIZE x SIZE (OpenCV, area interpolation), and its error map is the
 squared difference to the previous frame (the first frame takes the second's map). The score, smoothing and
 normalisation are `vadgpu eval`'s defaults (patch-max with the same patch size, median over 17 frames, min-max per
-video) and the metrics are computed by vadgpu's own functions, so the numbers sit beside the trained models' on equal terms. Ped2's
-anomalies (bicycles, carts, skaters) move faster than its pedestrians, which is all this score sees.
+video) and the metrics are computed by vadgpu's own functions, so the numbers sit beside the trained models' on
+equal terms. Ped2's anomalies (bicycles, carts, skaters) move faster than its pedestrians, which is all this score
+sees.
 """
 
 from __future__ import annotations

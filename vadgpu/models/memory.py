@@ -121,13 +121,13 @@ class MemoryBank(nn.Module):
     @torch.no_grad()
     def _mnad_update(self, flat: torch.Tensor, weight: torch.Tensor | None) -> None:
         """MNAD's item update, gathered with one-hot matrices instead of per-item loops (no host sync)."""
-        n, l, d = flat.shape
+        n, per_sample, d = flat.shape  # per_sample: the queries of one sample
         q = flat.reshape(-1, d)  # (Q, D)
         scores = q @ self.items.t()  # (Q, M)
         # scatter, not F.one_hot: one_hot range-checks its input with .item() on some devices
         nearest = torch.zeros_like(scores).scatter_(1, scores.argmax(1, keepdim=True), 1.0)  # (Q, M) one-hot
         if weight is not None:
-            nearest = nearest * weight.to(q.dtype).repeat_interleave(l)[:, None]
+            nearest = nearest * weight.to(q.dtype).repeat_interleave(per_sample)[:, None]
         # query-side softmax: how strongly each query belongs to an item among all queries of the batch
         coef = torch.softmax(scores, dim=0) * nearest
         coef = coef / coef.amax(0, keepdim=True).clamp_min(1e-12)
