@@ -45,9 +45,9 @@ def make_tiny_training_set(base: Path, seed: int) -> tuple[Path, Path, Path]:
 
     Returns (dataset root, boxes .npz, a prepare-cache folder) for the training tests that launch `vadgpu train`.
     """
-    from vadgpu.objects import build_box_cache, make_detector
     from vadgpu.data.catalog import open_dataset
     from vadgpu.data.synth import make_synthetic_dataset
+    from vadgpu.objects import build_box_cache, make_detector
 
     root = make_synthetic_dataset(base / "synth", seed=seed, train_videos=2, test_videos=1, frames=20, size=(64, 48),
                                   formats=("avi",))

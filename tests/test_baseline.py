@@ -9,10 +9,10 @@ import pytest
 import torch
 from clip_media import H, W, ids
 
+from vadgpu.data.types import PreparedVideo, Video
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.baseline import make_baseline_loader
 from vadgpu.pipelines.loader import ClipBatch, ClipSpec, make_loader
-from vadgpu.data.types import PreparedVideo, Video
 
 SMALL = dict(device="cpu", run_length=12, runs_per_group=2)
 

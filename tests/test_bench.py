@@ -16,10 +16,10 @@ from vadgpu.bench.report import format_summary
 from vadgpu.bench.throughput import STAGES, ThroughputSettings, ratios_and_targets, run_throughput
 from vadgpu.bench.timing import measure_rate
 from vadgpu.cli.main import cli
-from vadgpu.errors import VadgpuError
 from vadgpu.data.catalog import open_dataset
 from vadgpu.data.prepare import load_prepared
 from vadgpu.data.synth import make_synthetic_dataset
+from vadgpu.errors import VadgpuError
 
 FAST = ["--preset", "ddl-tiny-cpu", "--batch-size", "4", "--seconds", "0.05", "--repeats", "2", "--warmup", "0",
         "--workers", "1", "--no-progress"]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import scipy.io
 
-from vadgpu.errors import VadgpuError
 from vadgpu.data import labels as L
 from vadgpu.data.catalog import DATASETS, open_dataset
 from vadgpu.data.synth import encode_video, make_synthetic_dataset
+from vadgpu.errors import VadgpuError
 
 H, W = 24, 32
 

@@ -11,18 +11,18 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from vadgpu.cli.main import cli
 from vadgpu.checkpoint import save_checkpoint
+from vadgpu.cli.main import cli
+from vadgpu.data.catalog import open_dataset
+from vadgpu.data.prepare import load_prepared
+from vadgpu.data.synth import make_synthetic_dataset
+from vadgpu.data.types import PreparedVideo, Video
 from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.metrics import roc_auc
 from vadgpu.evaluation.protocol import Protocol
 from vadgpu.evaluation.report import write_scores_csv
 from vadgpu.evaluation.runner import _apply, _place, evaluate
 from vadgpu.models.registry import build_model
-from vadgpu.data.catalog import open_dataset
-from vadgpu.data.prepare import load_prepared
-from vadgpu.data.synth import make_synthetic_dataset
-from vadgpu.data.types import PreparedVideo, Video
 
 FRAMES = 24
 

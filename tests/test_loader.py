@@ -9,11 +9,11 @@ import pytest
 import torch
 from clip_media import H, W, ids, prepared_video
 
+from vadgpu.data.types import PreparedVideo, Video
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.baseline import make_baseline_loader
 from vadgpu.pipelines.clip_index import build_run_table, span_frames
 from vadgpu.pipelines.loader import ClipSpec, make_loader
-from vadgpu.data.types import PreparedVideo, Video
 
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("temporal,max_skip,run_length", [(1, 0, 1), (3, 0, 3), (4, 0, 12), (3, 3, 7), (16, 2, 64)])

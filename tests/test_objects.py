@@ -26,9 +26,9 @@ from vadgpu.objects import (
     read_box_cache,
     track_video,
 )
+from vadgpu.data.types import PreparedVideo, Video
 from vadgpu.objects.detectors import Detector
 from vadgpu.objects.frames import FrameSource
-from vadgpu.data.types import PreparedVideo, Video
 
 W, H, FRAMES, SQUARE = 64, 48, 30, 10
 

@@ -15,12 +15,12 @@ import torch
 from click.testing import CliRunner
 
 from vadgpu.cli.main import cli
-from vadgpu.errors import VadgpuError
 from vadgpu.data import prepare as prepare_module
 from vadgpu.data.catalog import open_dataset
 from vadgpu.data.prepare import backend_for, cache_dir_for, load_prepared, prepare_dataset
 from vadgpu.data.probe import probe_video
 from vadgpu.data.synth import encode_video, make_synthetic_dataset
+from vadgpu.errors import VadgpuError
 
 FRAMES = 24
 

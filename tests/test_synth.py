@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from vadgpu.cli.main import cli
-from vadgpu.errors import VadgpuError
 from vadgpu.data.synth import make_synthetic_dataset
+from vadgpu.errors import VadgpuError
 
 FRAMES = 40
 SIZE = (64, 48)

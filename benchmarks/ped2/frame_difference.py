@@ -20,11 +20,11 @@ import cv2
 import numpy as np
 import torch
 
+from vadgpu.data.catalog import open_dataset
 from vadgpu.evaluation.metrics import frame_metrics
 from vadgpu.evaluation.protocol import Protocol, apply_protocol
 from vadgpu.evaluation.scores import patch_max, patch_size_for
 from vadgpu.io import atomic_write_json
-from vadgpu.data.catalog import open_dataset
 
 
 def difference_scores(frame_files, size: int) -> np.ndarray:

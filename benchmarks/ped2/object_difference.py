@@ -41,9 +41,9 @@ def object_motion_scores(frame_files, boxes: FrameBoxes, video: int) -> np.ndarr
 
 
 def main() -> None:
-    from vadgpu.objects.default_boxes import ensure_box_cache
     from vadgpu.data.catalog import open_dataset
     from vadgpu.data.prepare import load_prepared
+    from vadgpu.objects.default_boxes import ensure_box_cache
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default="../shared/datasets/ped2")

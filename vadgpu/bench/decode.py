@@ -16,8 +16,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from vadgpu.errors import VadgpuError
 from vadgpu.data.types import PreparedVideo
+from vadgpu.errors import VadgpuError
 
 FRAMES_PER_JOB = 64  # frame files per pool task: large enough that task overhead is noise
 

@@ -143,10 +143,10 @@ class ThroughputBench:
     """Builds the loaders, model and kernels once and measures the requested stages (see the module doc)."""
 
     def __init__(self, settings: ThroughputSettings):
-        from vadgpu.models.registry import clip_overrides, preset_config
         from vadgpu.data.catalog import open_dataset
-        from vadgpu.pipelines.clip_index import ClipSpec
         from vadgpu.data.prepare import load_prepared
+        from vadgpu.models.registry import clip_overrides, preset_config
+        from vadgpu.pipelines.clip_index import ClipSpec
 
         settings.check()
         self.s = settings

@@ -13,10 +13,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from vadgpu.errors import VadgpuError
 from vadgpu.data import labels as L
 from vadgpu.data.probe import IMAGE_FORMATS, probe_video
 from vadgpu.data.types import Dataset, Video
+from vadgpu.errors import VadgpuError
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 SYNTHETIC_VARIANTS = {"avi": "videos", "mp4": "videos_h264", "frames": "frames"}

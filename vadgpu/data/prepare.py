@@ -25,12 +25,12 @@ import av
 import torch
 from tqdm import tqdm
 
-from vadgpu.device import is_cuda, resolve_device
-from vadgpu.errors import VadgpuError
-from vadgpu.io import atomic_path, atomic_write_json
 from vadgpu.data.labels import check_length
 from vadgpu.data.probe import probe_frames, probe_video
 from vadgpu.data.types import Dataset, PreparedVideo, Video
+from vadgpu.device import is_cuda, resolve_device
+from vadgpu.errors import VadgpuError
+from vadgpu.io import atomic_path, atomic_write_json
 
 DECODABLE = {"cpu": frozenset({"mjpeg", "vp8", "vp9"}), "gpu": frozenset({"h264", "hevc", "vp9", "av1"})}
 DALI_BACKENDS = tuple(DECODABLE)  # what `backend` names here: DALI's "cpu" or "gpu" decoders

@@ -66,9 +66,9 @@ def _lr_lambda(schedule: str, total_steps: int):
 
 def _load_prepared(config: TrainConfig, ctx: DistContext):
     """The dataset and its prepared videos (every rank), checked to have training videos."""
-    from vadgpu.engine.distributed import barrier
     from vadgpu.data.catalog import open_dataset
     from vadgpu.data.prepare import load_prepared
+    from vadgpu.engine.distributed import barrier
 
     dataset = open_dataset(config.dataset, config.root, variant=config.variant)
     # The first rank of each machine probes and transcodes into its cache first; the others then find it current.

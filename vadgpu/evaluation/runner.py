@@ -16,8 +16,9 @@ import torch
 from tqdm import tqdm
 
 from vadgpu import __version__
-from vadgpu.device import describe, resolve_device
 from vadgpu.checkpoint import checkpoint_dir, find_run_checkpoint, load_checkpoint
+from vadgpu.data.types import PreparedVideo
+from vadgpu.device import describe, resolve_device
 from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.metrics import FrameMetrics, frame_metrics
 from vadgpu.evaluation.object_scores import ObjectScorer, fill_frames_without_objects, write_object_csvs
@@ -25,7 +26,6 @@ from vadgpu.evaluation.protocol import Protocol, TrainStats, apply_protocol, fit
 from vadgpu.evaluation.report import VideoScores, safe_name, write_curves, write_eval_outputs, write_scores_csv
 from vadgpu.evaluation.scores import error_map, patch_size_for, scores_from_errors
 from vadgpu.objects.tubes import FrameBoxes
-from vadgpu.data.types import PreparedVideo
 
 EVAL_DIR = "eval"
 DEFAULT_BATCH_SIZE = 16

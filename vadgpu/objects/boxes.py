@@ -23,12 +23,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from vadgpu.data.types import PreparedVideo, Video
 from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_write
 from vadgpu.objects.detectors import Detector
 from vadgpu.objects.frames import FrameSource
 from vadgpu.objects.tracking import track_video
-from vadgpu.data.types import PreparedVideo, Video
 
 FORMAT = 1
 _ROW_KEYS = ("video", "frame", "x1", "y1", "x2", "y2", "score", "cls", "track")

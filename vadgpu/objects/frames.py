@@ -10,8 +10,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from vadgpu.errors import VadgpuError
 from vadgpu.data.types import Video
+from vadgpu.errors import VadgpuError
 
 
 class FrameSource:

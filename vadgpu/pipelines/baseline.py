@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vadgpu.data.types import PreparedVideo
 from vadgpu.device import is_cuda, resolve_device
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.clip_index import ClipSpec, RunTable, span_frames
 from vadgpu.pipelines.loader import DEFAULT_RUN_LENGTH, DEFAULT_RUNS_PER_GROUP, ClipBatch, ClipLoader, assemble_batch
-from vadgpu.data.types import PreparedVideo
 
 
 class ClipDataset(Dataset):

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from nvidia.dali import fn, pipeline_def, types
 
+from vadgpu.data.types import PreparedVideo
 from vadgpu.device import dali_device_id, is_cuda
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.clip_index import ClipSpec, EpochPlan, RunTable, shard_bounds
-from vadgpu.data.types import PreparedVideo
 
 READER_NAME = "runs"
 PREFETCH = 2  # DALI iterations in flight: one decoding while the previous one is cut into clips

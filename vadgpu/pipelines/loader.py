@@ -23,12 +23,12 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from vadgpu.device import resolve_device
-from vadgpu.errors import VadgpuError
-from vadgpu.pipelines.clip_index import ClipSpec, EpochPlan, RunTable, build_run_table, plan_epoch, span_frames
 from vadgpu.data.prepare import DECODABLE, backend_for
 from vadgpu.data.probe import IMAGE_FORMATS
 from vadgpu.data.types import PreparedVideo
+from vadgpu.device import resolve_device
+from vadgpu.errors import VadgpuError
+from vadgpu.pipelines.clip_index import ClipSpec, EpochPlan, RunTable, build_run_table, plan_epoch, span_frames
 
 __all__ = ["ClipSpec", "ClipBatch", "ClipLoader", "make_loader", "check_decodable", "DEFAULT_RUN_LENGTH"]
 
