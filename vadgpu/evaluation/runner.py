@@ -131,9 +131,8 @@ def _check_same_detector(boxes: str | Path, trained_with: str | None) -> None:
     """A box cache other than the training run's must come from the same detector (tubes look different)."""
     from vadgpu.objects.boxes import read_box_cache
 
-    if trained_with is None or not Path(trained_with).is_file():
-        return
-    if Path(boxes).resolve() == Path(trained_with).resolve():
+    trained = None if trained_with is None else Path(trained_with)
+    if trained is None or not trained.is_file() or Path(boxes).resolve() == trained.resolve():
         return
     mine, theirs = str(read_box_cache(boxes)["detector"]), str(read_box_cache(trained_with)["detector"])
     if mine != theirs:

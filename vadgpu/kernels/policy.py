@@ -28,7 +28,7 @@ DEFAULT_SKIPS = (2, 3, 4, 5)
 
 @dataclass
 class PseudoAnomalies:
-    clips: torch.Tensor  # (N, C, T, H, W): perturbed where kind != 0, the input clip elsewhere
+    clips: torch.Tensor  # (N, C, T, H, W): perturbed where kind != KIND_NONE, the input clip elsewhere
     kind: torch.Tensor  # (N,) int64: KIND_NONE (0) for normal samples
     mask: torch.Tensor  # (N, 1, T, H, W) float: 1 where perturbed (whole clip for skip/shuffle/noise, box region
     #                     for patch/ddl), 0 for normal samples
