@@ -266,9 +266,12 @@ def test_channels_last_option_is_gone_with_a_reason(tmp_path):
     assert all(p.is_contiguous(memory_format=torch.channels_last if p.dim() == 4 else torch.channels_last_3d)
                for p in convs)
     path = tmp_path / "old.yaml"
-    path.write_text("epochs: 2\nchannels_last: false\n")
+    path.write_text("epochs: 2\nchannels_last: true\n")
     with pytest.raises(VadgpuError, match=r"old\.yaml.*channels_last was removed"):
         load_config_file(path)
+    # the off value that every earlier run folder's config.yaml holds is dropped: those runs still resume
+    path.write_text("epochs: 2\nchannels_last: false\n")
+    assert load_config_file(path).epochs == 2
 
 
 # ---------------------------------------------------------------- end to end (CLI, in process)

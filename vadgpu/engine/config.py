@@ -125,7 +125,10 @@ REMOVED_OPTIONS = {"channels_last": "the models store their convolution weights 
 
 
 def train_config_from_dict(values: dict[str, Any], source: str, base: TrainConfig | None = None) -> TrainConfig:
-    """Overlay `values` on `base` (default: the defaults); unknown keys are an error naming `source`."""
+    """Overlay `values` on `base` (default: the defaults); unknown keys are an error naming `source`. A removed
+    option left at its old off value (as every run folder's config.yaml written before its removal holds it) is
+    dropped, so those runs still resume."""
+    values = {k: v for k, v in values.items() if not (k in REMOVED_OPTIONS and not v)}
     unknown = sorted(set(values) - set(FIELD_NAMES))
     if unknown:
         removed = "".join(f"; {name} was removed: {REMOVED_OPTIONS[name]}, delete it" for name in unknown
