@@ -14,7 +14,7 @@ Layout (see docs/architecture.md):
 import os
 
 # DALI's CPU threads decode the next runs while torch computes the step. With OpenMP's default (active) waiting,
-# torch's idle OpenMP threads spin on the cores DALI needs and the two thrash: on this 2-core machine a
+# torch's idle OpenMP threads spin on the cores DALI needs and the two thrash: on a 2-core CPU a
 # ddl-ped2-cpu training step fed by the DALI loader ran at 8 clips/s, 24 clips/s with passive waiting
 # (measured with the engine's train_step fed by make_loader). It must be set before torch starts its
 # OpenMP runtime, so it lives here, where every vadgpu entry point passes first; an explicit setting wins.

@@ -32,7 +32,7 @@ from vadgpu.device import is_cuda, resolve_device
 from vadgpu.errors import VadgpuError
 
 STAGES = ("decode", "baseline", "pipeline", "baseline+kernels", "pipeline+kernels", "train")
-# Issue 7's targets on the 2-core CPU machine: pipeline/baseline by clip length, and the two below
+# The throughput targets (for a 2-core CPU): pipeline/baseline by clip length, and the two below
 SPEEDUP_TARGETS = {3: 1.5, 16: 3.0}
 DECODE_LIMIT_TARGET = 0.7  # pipeline clips/s >= 0.7 x decode-limit frames/s (all cores)
 KERNEL_SHARE_TARGET = 0.05  # kernels <= 5% of a training step

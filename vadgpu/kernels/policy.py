@@ -4,7 +4,7 @@ Each sample is pseudo-anomalous with probability p; its kind is drawn from `kind
 `weights`). On CUDA, to stay free of host synchronisation (no data-dependent indexing), every enabled kind is
 computed on the whole batch and each sample takes its own with `torch.where`; the extra work is small next to a
 model step on a GPU. On the CPU there is no host to synchronise with, so each kind is computed only for the samples
-that drew it (with p = 0.25 and three kinds that is about a twelfth of the work; on this 2-core machine the whole-batch
+that drew it (with p = 0.25 and three kinds that is about a twelfth of the work; on a 2-core CPU the whole-batch
 form cost 10.7 % of a dual-path T = 16 training step). The two forms pick the same kinds from the same draws.
 
 Samples that drew "patch" or "ddl" but have no object (valid=False) fall back to normal: kind 0, clip and mask
