@@ -9,13 +9,6 @@ import click
 from vadgpu.errors import VadgpuError
 
 
-def default_boxes_path(dataset, detector: str, split: str, cache: Path | None = None) -> Path:
-    """`boxes-<detector>-<split>.npz` in the dataset's prepare cache folder (beside the per-backend folders)."""
-    from vadgpu.data.prepare import cache_dir_for
-
-    return cache_dir_for(dataset, "cpu", cache).parent / f"boxes-{detector}-{split}.npz"
-
-
 @click.command("boxes")
 @click.option("--dataset", required=True, help="Catalog name: ped2, avenue, shanghaitech, generic, synthetic.")
 @click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -50,6 +43,7 @@ def boxes(dataset: str, root: Path, variant: str | None, kind: str, weights: Pat
       vadgpu data boxes --dataset ped2 --root data/ped2 --detector ultralytics --weights yolov8n.pt --classes person
     """
     from vadgpu.objects import build_box_cache, make_detector
+    from vadgpu.objects.default_boxes import default_boxes_path
 
     if kind == "darknet" and weights is not None:
         cfg = cfg or weights.with_suffix(".cfg")

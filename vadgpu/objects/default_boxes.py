@@ -23,21 +23,17 @@ def default_boxes_path(dataset, detector: str, split: str, cache: Path | str | N
 
 
 def covers(path: Path, splits: dict) -> bool:
-    """Whether the cache at `path` holds every video of `splits` ({split: [Video or PreparedVideo]}) with the
-    same frame count; False for a missing or unreadable file."""
-    from vadgpu.objects.boxes import read_box_cache
+    """Whether the cache at `path` holds every video of `splits` ({split: [PreparedVideo]}) with the same frame
+    count; False for a missing or unreadable file."""
+    from vadgpu.objects.boxes import match_cache_videos, read_box_cache
 
     try:
         arrays = read_box_cache(path)
+        for split, videos in splits.items():
+            match_cache_videos(arrays, path, videos, split)
     except VadgpuError:
         return False
-    held = {(str(s), str(n)): int(f) for s, n, f in
-            zip(arrays["video_splits"], arrays["video_names"], arrays["video_frames"])}
-    return all(held.get((split, v.name)) == frame_count(v) for split, videos in splits.items() for v in videos)
-
-
-def frame_count(video) -> int:
-    return video.num_frames if hasattr(video, "num_frames") else len(video.frame_files)
+    return True
 
 
 def ensure_box_cache(dataset, prepared_splits: dict, cache: Path | str | None = None, progress: bool = True,
