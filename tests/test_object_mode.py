@@ -48,6 +48,8 @@ def test_predict_needs_an_odd_clip_of_three_or_more():
         build_model("ddl-objects-cpu", clips="tubes")
     with pytest.raises(VadgpuError, match="target"):
         build_model("ddl-objects-cpu", target="forecast")
+    with pytest.raises(VadgpuError, match="square"):
+        build_model("ddl-objects-cpu", size=(32, 48))
 
 
 def test_frame_score_is_the_max_over_its_objects_and_empty_frames_take_the_video_minimum():

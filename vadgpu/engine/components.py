@@ -137,9 +137,8 @@ def build_components(config: TrainConfig, ctx: DistContext, saved_model_config: 
     objects = mcfg.clips == "objects"
     frame_size = None
     if objects:
-        from vadgpu.objects.tubes import check_tube_geometry, native_frame_size
+        from vadgpu.objects.tubes import native_frame_size
 
-        check_tube_geometry(mcfg)
         frame_size = native_frame_size(videos)
         if config.boxes is None:
             config = config.replace(boxes=_default_box_cache(config, ctx, dataset, prepared))

@@ -116,6 +116,8 @@ class ModelConfig:
             self._bad("temporal", "must be odd and >= 3 to predict the centre frame from neighbours on both sides")
         if self.window < 8:
             self._bad("window", "must be at least 8 pixels")
+        if self.clips == "objects" and self.size[0] != self.size[1]:
+            self._bad("size", "object tubes are square: give H == W")
         if self.noise_sigma < 0:
             self._bad("noise_sigma", "must be >= 0")
         if any((not isinstance(s, int)) or s < 2 for s in self.skips):

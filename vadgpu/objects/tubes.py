@@ -129,12 +129,6 @@ def native_frame_size(videos) -> tuple[int, int]:
     return sizes.pop()
 
 
-def check_tube_geometry(config) -> None:
-    """Object mode wants square tubes (`size` H == W); the window is square too."""
-    if config.size[0] != config.size[1]:
-        raise VadgpuError(f"model option size={list(config.size)}: object tubes are square, give H == W")
-
-
 class FrameBoxes:
     """Every box of every frame of some videos (a box cache's split), for scoring: host arrays, sorted by frame.
 
