@@ -270,9 +270,9 @@ def evaluate(
 
         scorer = scorers["test"]
         write_object_csvs(out / "objects", [v.name for v in test], scorer.records, native_frame_size(test))
-        without = {v.name: int((scorer.boxes.count(i) == 0).sum()) for i, v in enumerate(test)}
-        anomalous_without = sum(int(((scorer.boxes.count(i) == 0) & (np.asarray(v.labels) > 0)).sum())
-                                for i, v in enumerate(test))
+        boxless = [scorer.boxes.count(i) == 0 for i in range(len(test))]  # (frames,) per video
+        without = {v.name: int(empty.sum()) for v, empty in zip(test, boxless)}
+        anomalous_without = sum(int((empty & (np.asarray(v.labels) > 0)).sum()) for v, empty in zip(test, boxless))
         objects_record = {"boxes": str(Path(boxes).resolve()), "window": model.config.window,
                           "tube_size": list(model.config.size), "tubes_scored": sum(len(r[3]) for r in scorer.records),
                           "frames_without_boxes": without, "anomalous_frames_without_boxes": anomalous_without,
