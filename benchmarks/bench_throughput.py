@@ -48,7 +48,7 @@ def ensure_synthetic() -> None:
     if not (SYNTH / "synthetic.json").exists():
         from vadgpu.data.synth import make_synthetic_dataset
 
-        make_synthetic_dataset(SYNTH, seed=0, train_videos=6, test_videos=1, frames=160, size=(320, 240),
+        make_synthetic_dataset(SYNTH, seed=0, train_videos=6, test_videos=1, frames=160, frame_size=(240, 320),
                                formats=("avi",))
 
 

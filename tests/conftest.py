@@ -49,8 +49,8 @@ def make_tiny_training_set(base: Path, seed: int) -> tuple[Path, Path, Path]:
     from vadgpu.data.synth import make_synthetic_dataset
     from vadgpu.objects import build_box_cache, make_detector
 
-    root = make_synthetic_dataset(base / "synth", seed=seed, train_videos=2, test_videos=1, frames=20, size=(64, 48),
-                                  formats=("avi",))
+    root = make_synthetic_dataset(base / "synth", seed=seed, train_videos=2, test_videos=1, frames=20,
+                                  frame_size=(48, 64), formats=("avi",))
     boxes = base / "boxes.npz"
     build_box_cache({"train": open_dataset("synthetic", root).train}, make_detector("bgsub"), boxes, "synthetic",
                     progress=False)

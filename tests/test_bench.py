@@ -28,7 +28,8 @@ FAST = ["--preset", "ddl-tiny-cpu", "--batch-size", "4", "--seconds", "0.05", "-
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench") / "synth"
-    make_synthetic_dataset(root, train_videos=2, test_videos=1, frames=24, size=(64, 48), formats=("avi", "frames"))
+    make_synthetic_dataset(root, train_videos=2, test_videos=1, frames=24, frame_size=(48, 64),
+                           formats=("avi", "frames"))
     return root
 
 

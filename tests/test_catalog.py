@@ -194,7 +194,7 @@ def test_generic_mixed_videos_and_folders(tmp_path):
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     return make_synthetic_dataset(tmp_path_factory.mktemp("catalog") / "synth", train_videos=2, test_videos=2,
-                                  frames=20, size=(64, 48))
+                                  frames=20, frame_size=(48, 64))
 
 
 @pytest.mark.parametrize("variant,suffix", [(None, ".avi"), ("mp4", ".mp4"), ("frames", "")])

@@ -34,7 +34,7 @@ def setup(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VADGPU_CACHE", str(base / "cache"))  # prepare's transcodes and manifests stay in tmp
         root = make_synthetic_dataset(base / "synth", seed=1, train_videos=2, test_videos=2, frames=FRAMES,
-                                      size=(64, 48), formats=("avi", "mp4", "frames"))
+                                      frame_size=(48, 64), formats=("avi", "mp4", "frames"))
         torch.manual_seed(0)
         model = build_model("ddl-tiny-cpu")
         run = base / "run"

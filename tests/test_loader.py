@@ -230,7 +230,7 @@ def test_synthetic_h264_through_prepare_loads_and_matches_frames(tmp_path):
     from vadgpu.data.prepare import load_prepared
     from vadgpu.data.synth import make_synthetic_dataset
 
-    root = make_synthetic_dataset(tmp_path / "synth", train_videos=2, test_videos=1, frames=20, size=(64, 48),
+    root = make_synthetic_dataset(tmp_path / "synth", train_videos=2, test_videos=1, frames=20, frame_size=(48, 64),
                                   formats=("mp4", "frames"))
     spec = ClipSpec(3, (24, 32), 1)
     out = {}

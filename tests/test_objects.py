@@ -340,7 +340,7 @@ def test_boxes_command_on_synthetic_dataset_feeds_object_boxes(tmp_path):
     from vadgpu.data.prepare import load_prepared
     from vadgpu.data.synth import make_synthetic_dataset
 
-    root = make_synthetic_dataset(tmp_path / "synth", train_videos=2, test_videos=1, frames=24, size=(96, 64),
+    root = make_synthetic_dataset(tmp_path / "synth", train_videos=2, test_videos=1, frames=24, frame_size=(64, 96),
                                   formats=("avi",))
     cache = tmp_path / "cache"
     result = CliRunner().invoke(cli, ["data", "boxes", "--dataset", "synthetic", "--root", str(root), "--detector",

@@ -40,7 +40,7 @@ def decoded_count(path: Path) -> tuple[str, int]:
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     return make_synthetic_dataset(tmp_path_factory.mktemp("prep") / "synth", train_videos=2, test_videos=2,
-                                  frames=FRAMES, size=(64, 48))
+                                  frames=FRAMES, frame_size=(48, 64))
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def _train_cmd(root: Path, boxes: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "vadgpu", "train", "--dataset", "synthetic", "--root", str(root), "--model", "ddl",
             "--preset", "ddl-tiny-cpu", "--out", str(out), "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
             "--boxes", str(boxes), "--device", "cpu", "--log-every", "2", "--checkpoint-every", "2", "--workers", "1",
-            "--no-progress", *extra]
+            "--save-period", "1", "--no-progress", *extra]
 
 
 def _env(cache: Path) -> dict[str, str]:

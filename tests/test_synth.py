@@ -17,7 +17,8 @@ from vadgpu.data.synth import make_synthetic_dataset
 from vadgpu.errors import VadgpuError
 
 FRAMES = 40
-SIZE = (64, 48)
+SIZE = (64, 48)  # width, height
+HW = (SIZE[1], SIZE[0])  # frame_size: height, width
 
 
 def _files_digest(root: Path) -> dict[str, str]:
@@ -28,7 +29,7 @@ def _files_digest(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
     return make_synthetic_dataset(tmp_path_factory.mktemp("synth") / "a", seed=3, train_videos=3, test_videos=3,
-                                  frames=FRAMES, size=SIZE)
+                                  frames=FRAMES, frame_size=HW)
 
 
 def test_layout_and_manifest(synth):
@@ -45,9 +46,9 @@ def test_layout_and_manifest(synth):
 
 
 def test_same_seed_same_files_other_seed_differs(synth, tmp_path):
-    again = make_synthetic_dataset(tmp_path / "b", seed=3, train_videos=3, test_videos=3, frames=FRAMES, size=SIZE)
+    again = make_synthetic_dataset(tmp_path / "b", seed=3, train_videos=3, test_videos=3, frames=FRAMES, frame_size=HW)
     assert _files_digest(again) == _files_digest(synth)
-    other = make_synthetic_dataset(tmp_path / "c", seed=4, train_videos=3, test_videos=3, frames=FRAMES, size=SIZE)
+    other = make_synthetic_dataset(tmp_path / "c", seed=4, train_videos=3, test_videos=3, frames=FRAMES, frame_size=HW)
     digest, other_digest = _files_digest(synth), _files_digest(other)
     assert digest.keys() == other_digest.keys()
     assert digest["testing/videos/01.avi"] != other_digest["testing/videos/01.avi"]
@@ -113,16 +114,16 @@ def test_refuses_foreign_folder_and_needs_overwrite(synth, tmp_path):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(VadgpuError, match="foreign.*other files"):
-        make_synthetic_dataset(foreign, frames=FRAMES, size=SIZE)
+        make_synthetic_dataset(foreign, frames=FRAMES, frame_size=HW)
     assert (foreign / "notes.txt").read_text() == "mine"
-    out = make_synthetic_dataset(tmp_path / "d", seed=1, train_videos=1, test_videos=1, frames=FRAMES, size=SIZE)
+    out = make_synthetic_dataset(tmp_path / "d", seed=1, train_videos=1, test_videos=1, frames=FRAMES, frame_size=HW)
     with pytest.raises(VadgpuError, match="--overwrite"):
-        make_synthetic_dataset(out, seed=2, train_videos=1, test_videos=1, frames=FRAMES, size=SIZE)
-    make_synthetic_dataset(out, seed=2, train_videos=1, test_videos=1, frames=FRAMES, size=SIZE, overwrite=True)
+        make_synthetic_dataset(out, seed=2, train_videos=1, test_videos=1, frames=FRAMES, frame_size=HW)
+    make_synthetic_dataset(out, seed=2, train_videos=1, test_videos=1, frames=FRAMES, frame_size=HW, overwrite=True)
     assert json.loads((out / "synthetic.json").read_text())["seed"] == 2
 
 
-@pytest.mark.parametrize("kwargs,match", [({"size": (63, 48)}, "even"), ({"frames": 5}, "frames"),
+@pytest.mark.parametrize("kwargs,match", [({"frame_size": (48, 63)}, "even"), ({"frames": 5}, "frames"),
                                           ({"formats": ("mkv",)}, "formats"), ({"test_videos": 0}, "videos")])
 def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(VadgpuError, match=match):
@@ -132,9 +133,12 @@ def test_bad_arguments(tmp_path, kwargs, match):
 def test_cli(tmp_path):
     runner = CliRunner()
     args = ["data", "synth", str(tmp_path / "s"), "--seed", "1", "--train-videos", "1", "--test-videos", "1",
-            "--frames", "24", "--size", "64", "48"]
+            "--frames", "24", "--frame-size", "48", "64"]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
+    assert "64x48" in result.output  # width x height, as image sizes are written
+    old = runner.invoke(cli, ["data", "synth", str(tmp_path / "old"), "--size", "64", "48"])
+    assert old.exit_code != 0 and "--frame-size H W" in old.output and not (tmp_path / "old").exists()
     assert len(list((tmp_path / "s/testing/frames/01").glob("*.jpg"))) == 24
     result = runner.invoke(cli, args)
     assert result.exit_code == 1 and "--overwrite" in result.output

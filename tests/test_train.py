@@ -312,9 +312,10 @@ def test_cli_trains_on_real_ped2(ped2_root, tmp_path, monkeypatch):
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", "--dataset", "ped2", "--root", str(ped2_root), "--model", "ddl",
                                       "--preset", "ddl-tiny-cpu", "--out", str(run), "--batch-size", "4",
-                                      "--max-steps", "2", "--device", "cpu", "--workers", "1", "--no-progress"])
+                                      "--max-steps", "2", "--device", "cpu", "--workers", "1", "--no-progress",
+                                      "--boxes", "none"])
     assert result.exit_code == 0, result.output
-    assert "no --boxes" in result.output  # DDL's object blend needs a box cache: the user is told
+    assert "--boxes none: object-based pseudo-anomalies (ddl) are off" in result.output  # the user is told
     state = yaml.safe_load((run / "config.yaml").read_text())
     assert state["dataset"] == "ped2" and Path(state["root"]).is_absolute()
     assert json.loads((run / "summary.json").read_text())["steps"] == 2

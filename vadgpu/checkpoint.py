@@ -12,8 +12,11 @@ A checkpoint holds
     rng            RNG states (torch CPU, CUDA, numpy, python, the pseudo-anomaly generator) for an exact resume
     config         the resolved training config as a plain dict
     vadgpu_version
-A run folder keeps `checkpoints/last.pt` (the newest; what `--resume` and `vadgpu eval --run` use) and
-`checkpoints/epoch-NNN.pt`.
+A run folder keeps `checkpoints/last.pt` (the newest, overwritten; what `--resume` uses), `checkpoints/epoch-NNN.pt`
+every `--save-period` epochs (the newest `--keep-last` of them), and, when training finishes, `model.pt`: the
+weights-only file (MODEL_KEYS: no optimiser, scheduler or RNG state) that `vadgpu eval --run` and `vadgpu score`
+read. A run extended with --resume and stopped before its end has a last.pt newer than its model.pt; then
+`find_run_model` takes last.pt.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_path
 
 LAST = "last.pt"
+MODEL = "model.pt"  # in the run folder itself, beside config.yaml
+MODEL_KEYS = ("model_name", "model_config", "model", "config", "epoch", "step")
+
+
+def epoch_checkpoint_name(epoch: int) -> str:
+    return f"epoch-{epoch:03d}.pt"
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -55,6 +64,32 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if missing:
         raise VadgpuError(f"checkpoint {path} is not a vadgpu checkpoint (missing {', '.join(sorted(missing))})")
     return state
+
+
+def save_model_file(path: str | Path, state: dict[str, Any]) -> Path:
+    """The weights-only subset (MODEL_KEYS) of a training checkpoint's `state`, written atomically to `path`."""
+    return save_checkpoint(path, {key: state[key] for key in MODEL_KEYS if key in state})
+
+
+def prune_epoch_checkpoints(folder: str | Path, keep: int) -> list[Path]:
+    """Delete all but the `keep` newest epoch-NNN.pt in `folder` (keep 0: delete none); returns what was deleted."""
+    if keep <= 0:
+        return []
+    epochs = sorted(p for p in Path(folder).glob("epoch-*.pt") if p.stem.removeprefix("epoch-").isdigit())
+    doomed = epochs[:-keep]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
+
+
+def find_run_model(run_dir: str | Path) -> Path:
+    """What evaluation reads from a run folder: RUN/model.pt, unless checkpoints/last.pt is newer (a resumed run
+    that has not finished yet) or model.pt is missing (a run stopped before its end)."""
+    model = Path(run_dir) / MODEL
+    last = checkpoint_dir(run_dir) / LAST
+    if model.is_file() and (not last.is_file() or model.stat().st_mtime_ns >= last.stat().st_mtime_ns):
+        return model
+    return find_run_checkpoint(run_dir)
 
 
 def find_run_checkpoint(run_dir: str | Path) -> Path:

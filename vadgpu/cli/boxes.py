@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from vadgpu.cli.options import VARIANT_HELP
 from vadgpu.errors import VadgpuError
 
 
@@ -13,7 +14,7 @@ from vadgpu.errors import VadgpuError
 @click.option("--dataset", required=True, help="Catalog name: ped2, avenue, shanghaitech, generic, synthetic.")
 @click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The dataset's folder.")
-@click.option("--variant", default=None, help="Dataset variant (see the catalog), e.g. frames or videos.")
+@click.option("--variant", default=None, help=VARIANT_HELP)
 @click.option("--detector", "kind", type=click.Choice(["darknet", "ultralytics", "bgsub"]), default="darknet",
               show_default=True, help="darknet: YOLO .cfg/.weights via OpenCV; ultralytics: a YOLO .pt; "
               "bgsub: background subtraction, no weights.")

@@ -20,23 +20,27 @@ def data() -> None:
 @click.option("--train-videos", default=4, show_default=True, help="Number of normal training videos.")
 @click.option("--test-videos", default=4, show_default=True, help="Number of test videos (one anomaly each).")
 @click.option("--frames", default=120, show_default=True, help="Frames per video.")
-@click.option("--size", nargs=2, type=int, default=(160, 120), show_default=True, metavar="W H",
-              help="Frame width and height (even).")
+@click.option("--frame-size", nargs=2, type=int, default=(120, 160), show_default=True, metavar="H W",
+              help="Frame height and width (even), in the order of --resize H W.")
+@click.option("--size", "old_size", nargs=2, type=int, hidden=True, help="Replaced by --frame-size H W.")
 @click.option("--overwrite", is_flag=True, help="Replace a synthetic dataset written earlier to OUT.")
-def synth(out: Path, seed: int, train_videos: int, test_videos: int, frames: int, size: tuple[int, int],
-          overwrite: bool) -> None:
+def synth(out: Path, seed: int, train_videos: int, test_videos: int, frames: int, frame_size: tuple[int, int],
+          old_size: tuple[int, int] | None, overwrite: bool) -> None:
     """Write a small synthetic surveillance dataset (MJPEG .avi, H.264 .mp4, jpg frames, labels) to OUT.
 
     \b
     Example:
-      vadgpu data synth data/synth --seed 0 --frames 120 --size 160 120
+      vadgpu data synth data/synth --seed 0 --frames 120 --frame-size 120 160
     """
     from vadgpu.data.synth import make_synthetic_dataset
 
+    if old_size is not None:  # it was W H: reading it as H W would silently swap the sides
+        raise click.UsageError(f"--size W H was replaced by --frame-size H W (height first, like --resize H W): "
+                               f"--frame-size {old_size[1]} {old_size[0]}")
     path = make_synthetic_dataset(out, seed=seed, train_videos=train_videos, test_videos=test_videos,
-                                  frames=frames, size=size, overwrite=overwrite)
+                                  frames=frames, frame_size=frame_size, overwrite=overwrite)
     click.echo(f"synthetic dataset: {path} ({train_videos} train / {test_videos} test videos, {frames} frames, "
-               f"{size[0]}x{size[1]}, seed {seed})")
+               f"{frame_size[1]}x{frame_size[0]} (width x height), seed {seed})")
 
 
 from vadgpu.cli.boxes import boxes as _boxes  # noqa: E402  (its own module: detection is a separate concern)

@@ -10,6 +10,10 @@ from vadgpu.evaluation.protocol import GAUSSIAN_SIGMA, MEDIAN_WINDOW, NORMALISAT
 from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, SCORE_KINDS
 
 
+NORM_HELP = {"video": "min-max per video (the papers)", "train": "z-score with training-set statistics",
+             "none": "the smoothed raw score"}
+
+
 def _protocol_options(norms: tuple[str, ...]):
     """The options both commands share: score, smoothing, normalisation, edges, batch size, device, progress."""
     options = [
@@ -20,7 +24,7 @@ def _protocol_options(norms: tuple[str, ...]):
         click.option("--mix-weight", type=float, default=MIX_WEIGHT, show_default=True,
                      help="--score mixed: weight of patch-max against the global MSE."),
         click.option("--norm", type=click.Choice(norms), default="video", show_default=True,
-                     help="video: min-max per video (the papers); train: z-score with training-set statistics."),
+                     help="; ".join(f"{n}: {NORM_HELP[n]}" for n in norms) + "."),
         click.option("--smooth", type=click.Choice(SMOOTHINGS), default="median", show_default=True,
                      help="Temporal smoothing: median (DDL), gaussian (dual-path code) or none."),
         click.option("--window", type=int, default=MEDIAN_WINDOW, show_default=True,
@@ -50,7 +54,8 @@ def _protocol(kw: dict) -> Protocol:
 
 @click.command("eval")
 @click.option("--run", type=click.Path(path_type=Path, file_okay=False),
-              help="Run folder: evaluates RUN/checkpoints/last.pt, writes RUN/eval/.")
+              help="Run folder: evaluates RUN/model.pt (RUN/checkpoints/last.pt while the run is unfinished), "
+              "writes RUN/eval/.")
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), help="A checkpoint file instead.")
 @click.option("--dataset", help="Catalog name (default: the dataset the checkpoint was trained on).")
 @click.option("--root", type=click.Path(path_type=Path), help="Dataset root (default: from the checkpoint).")
@@ -81,7 +86,7 @@ def eval_command(run, checkpoint, dataset, root, variant, out, boxes, **kw) -> N
 @click.command("score")
 @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path, exists=True))
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="The trained model's checkpoint.")
+              help="The trained model: RUN/model.pt (or a checkpoint such as RUN/checkpoints/last.pt).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Output folder (default ./NAME-scores).")
 @click.option("--heatmap-mp4", is_flag=True, help="Also write an MP4 with the per-pixel error heatmap (frame models).")

@@ -36,6 +36,9 @@ def _register() -> None:
     from vadgpu.cli import bench
 
     cli.add_command(bench.bench)
+    from vadgpu.cli import presets
+
+    cli.add_command(presets.presets)
 
 
 _register()

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+# The layouts the catalog knows (data/catalog.py: SYNTHETIC_VARIANTS, PED2_VARIANTS); the other datasets have one.
+VARIANT_HELP = "Layout variant (synthetic: avi, mp4, frames; ped2: jpg, ucsd)."
+
 
 def dataset_options(cache_help: str):
     """--dataset (as `name`), --root, --variant and --cache: how a command finds a dataset and its prepare cache."""
@@ -14,7 +17,7 @@ def dataset_options(cache_help: str):
                      help="Catalog name: ped2, avenue, shanghaitech, generic, synthetic."),
         click.option("--root", required=True, type=click.Path(path_type=Path),
                      help="The dataset's folder (read only)."),
-        click.option("--variant", default=None, help="Layout variant (synthetic: avi, mp4, frames; ped2: jpg, ucsd)."),
+        click.option("--variant", default=None, help=VARIANT_HELP),
         click.option("--cache", default=None, type=click.Path(file_okay=False, path_type=Path),
                      help=f"{cache_help} [default: $VADGPU_CACHE or ~/.cache/vadgpu]."),
     ]

@@ -13,11 +13,14 @@ from typing import Any
 
 import click
 
-from vadgpu.engine.config import (AMP_DTYPES, CONFIG_NAME, SCHEDULES, TrainConfig, check_resume_compatible,
-                                  load_config_file, read_config_values, train_config_from_dict, write_config)
+from vadgpu.cli.options import VARIANT_HELP
+from vadgpu.engine.config import (AMP_DTYPES, CONFIG_NAME, NO_BOXES, SCHEDULES, TrainConfig,
+                                  check_resume_compatible, load_config_file, read_config_values,
+                                  train_config_from_dict, write_config)
 from vadgpu.errors import VadgpuError
 from vadgpu.models.base import CLIP_MODES
-from vadgpu.models.registry import ARCHITECTURES
+from vadgpu.models.presets import DEFAULT_PRESETS
+from vadgpu.models.registry import ARCHITECTURES, list_presets
 
 _DEFAULTS = TrainConfig()
 
@@ -51,7 +54,7 @@ def _explicit_flags(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
     if "channels" in given:
         flags["channels"] = _channels(given.pop("channels"))
     for name in ("boxes", "patches", "root"):  # absolute: `vadgpu eval --run` may run from another folder
-        if name in given:
+        if name in given and not (name == "boxes" and given[name] == NO_BOXES):
             given[name] = str(Path(given[name]).expanduser().resolve())
     if "out" in given:
         given["out"] = str(given["out"])
@@ -84,12 +87,12 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
 @click.option("--dataset", "--dataset_name", "dataset", help="Dataset catalog name: ped2, avenue, shanghaitech, "
               "generic, synthetic. [required]")
 @click.option("--root", type=click.Path(file_okay=False), help="Dataset folder. [required]")
-@click.option("--variant", help="Dataset variant, where the catalog knows several layouts."
-              + _default("variant", "the standard layout"))
+@click.option("--variant", help=VARIANT_HELP + _default("variant", "the standard layout"))
 @click.option("--model", type=click.Choice(list(ARCHITECTURES)), help="Method: ddl (Dynamic Distinction "
               "Learning) or dualpath (dual-path memory autoencoder). [default: the preset's method, else ddl]")
-@click.option("--preset", help="Model preset from the registry, e.g. ddl-tiny-cpu, dualpath-tiny-cpu. "
-              "[default: the model's name]")
+@click.option("--preset", help=f"Model preset: {', '.join(list_presets())} (`vadgpu presets` describes them). "
+              "[default: " + "; ".join(f"{arch}: {d['cpu']} on a CPU, {d['cuda']} on CUDA"
+                                        for arch, d in DEFAULT_PRESETS.items()) + "]")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of training options "
               "(TrainConfig field names); flags given here win over it.")
 @click.option("--out", type=click.Path(), help="[required] Run folder: config.yaml, log.jsonl, checkpoints/, "
@@ -114,9 +117,10 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
 @click.option("--device", help="auto, cpu, cuda or cuda:N (under torchrun: auto or cuda)." + _default("device"))
 @click.option("--seed", type=int, help="Seed of weights, shuffling and pseudo-anomalies." + _default("seed"))
 @click.option("--workers", type=int, help="DALI decoding threads per process." + _default("workers"))
-@click.option("--boxes", type=click.Path(dir_okay=False), help="Object-box cache from `vadgpu data boxes`. "
-              "Without it, in frame mode the object-based pseudo-anomalies (ddl blend, pasted patches) are off, "
-              "with a notice; in object mode a background-subtraction cache of both splits is made (once).")
+@click.option("--boxes", type=click.Path(dir_okay=False), help="Object-box cache from `vadgpu data boxes`, or "
+              f"'{NO_BOXES}'. Without it, a model that needs boxes (object mode, the ddl blend, pasted patches) gets "
+              "the dataset's background-subtraction cache of both splits, made once (path printed); "
+              f"'{NO_BOXES}' turns the object-based pseudo-anomalies off (frame mode only).")
 @click.option("--patches", type=click.Path(), help="Patch bank for pasted patches (folder of images or an .npz). "
               "[default: the patch bank's built-in source]")
 @click.option("--resume", is_flag=True, default=False, help="Continue the run in --out from checkpoints/last.pt "
@@ -125,6 +129,10 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
               "(deletes its checkpoints and logs). [default: off]")
 @click.option("--checkpoint-every", type=int, help="Steps between mid-epoch checkpoints; 0: only at epoch ends."
               + _default("checkpoint_every"))
+@click.option("--save-period", type=int, help="Epochs between kept checkpoints/epoch-NNN.pt; 0: none, only "
+              "last.pt (overwritten) and the final weights-only model.pt." + _default("save_period"))
+@click.option("--keep-last", type=int, help="With --save-period: keep only the newest K epoch-NNN.pt; 0: all."
+              + _default("keep_last"))
 @click.option("--log-every", type=int, help="Steps between logged losses (the only host syncs of a step)."
               + _default("log_every"))
 @click.option("--max-steps", type=int, help="Stop after this many optimiser steps in all."

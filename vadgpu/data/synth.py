@@ -29,11 +29,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
 from vadgpu.errors import VadgpuError
+from vadgpu.optional import require
 
 FORMATS = ("avi", "mp4", "frames")
 ANOMALY_KINDS = ("fast", "crossing", "cart")
@@ -71,17 +71,18 @@ def make_synthetic_dataset(
     train_videos: int = 4,
     test_videos: int = 4,
     frames: int = 120,
-    size: tuple[int, int] = (160, 120),
+    frame_size: tuple[int, int] = (120, 160),
     formats: tuple[str, ...] = FORMATS,
     overwrite: bool = False,
 ) -> Path:
     """Write the synthetic dataset to `out` (layout in the module docstring) and return its path.
 
-    `size` is (width, height), both even (H.264 needs it). The same seed gives the same files and labels.
+    `frame_size` is (height, width), both even (H.264 needs it), in the order of every size in vadgpu. The same
+    seed gives the same files and labels.
     `out` must be absent, empty, or (with `overwrite=True`) a synthetic dataset written earlier.
     """
     out = Path(out)
-    width, height = _check_args(out, train_videos, test_videos, frames, size, formats)
+    width, height = _check_args(out, train_videos, test_videos, frames, frame_size, formats)
     _check_out(out, overwrite)
 
     # Build beside OUT, then move into place: an interrupted run never leaves a half-written dataset.
@@ -131,17 +132,20 @@ def make_synthetic_dataset(
     return out
 
 
-def _check_args(out, train_videos, test_videos, frames, size, formats) -> tuple[int, int]:
+def _check_args(out, train_videos, test_videos, frames, frame_size, formats) -> tuple[int, int]:
+    """(width, height) from the (height, width) `frame_size`, checked."""
     if train_videos < 1 or test_videos < 1:
         raise VadgpuError(f"synthetic dataset {out}: --train-videos and --test-videos must be >= 1")
     if frames < 20:
         raise VadgpuError(f"synthetic dataset {out}: --frames {frames} is too short (at least 20)")
     try:
-        width, height = (int(v) for v in size)
+        height, width = (int(v) for v in frame_size)
     except (TypeError, ValueError) as exc:
-        raise VadgpuError(f"synthetic dataset {out}: --size must be two integers W H, got {size!r}") from exc
+        raise VadgpuError(f"synthetic dataset {out}: --frame-size must be two integers H W, got {frame_size!r}"
+                          ) from exc
     if width < 32 or height < 32 or width % 2 or height % 2:
-        raise VadgpuError(f"synthetic dataset {out}: --size {width} {height} must be even and at least 32x32")
+        raise VadgpuError(f"synthetic dataset {out}: --frame-size {height} {width} must be even and at least "
+                          "32x32")
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise VadgpuError(f"synthetic dataset {out}: formats {list(formats)} must be a non-empty subset of {FORMATS}")
@@ -350,6 +354,7 @@ def _write_formats(video: np.ndarray, split_dir: Path, name: str, formats: tuple
 def encode_video(video: np.ndarray, path: Path, container: str, codec: str, pix_fmt: str, options: dict | None = None,
                  bit_rate: int | None = None, fps: int = FPS) -> None:
     """Encode a (T, H, W, 3) uint8 RGB array with PyAV (tests use it to make sources in other codecs too)."""
+    av = require("av", f"writing the video {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format=container) as out:
         stream = out.add_stream(codec, rate=fps, options=options or {})

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from vadgpu.device import describe
-from vadgpu.engine.config import TrainConfig
+from vadgpu.engine.config import NO_BOXES, TrainConfig
 from vadgpu.engine.distributed import DistContext
 from vadgpu.engine.objective import TrainingObjective, build_policy, load_patches
 from vadgpu.errors import VadgpuError
@@ -83,8 +83,9 @@ def _load_prepared(config: TrainConfig, ctx: DistContext):
 
 
 def _default_box_cache(config: TrainConfig, ctx: DistContext, dataset, prepared) -> str:
-    """Object mode without --boxes: the dataset's background-subtraction cache (both splits), made by the first
-    rank when missing; the others wait for it."""
+    """A model that needs boxes (object mode, or the ddl / patch pseudo-anomalies) and got no --boxes: the dataset's
+    background-subtraction cache (both splits, so `vadgpu eval` finds the test boxes too), made by the first rank
+    when missing; the others wait for it."""
     from vadgpu.engine.distributed import barrier
     from vadgpu.objects.default_boxes import ensure_box_cache
 
@@ -103,11 +104,16 @@ def resolve_model(config: TrainConfig, ctx: DistContext, saved_model_config: dic
 
     A resumed run passes its checkpoint's model config, so later edits to a preset do not change the model.
     """
-    from vadgpu.models.registry import build_model, clip_overrides, model_config_from_dict, model_from_config
+    from vadgpu.models.registry import (build_model, clip_overrides, default_preset, model_config_from_dict,
+                                        model_from_config)
 
     seed_everything(config.seed)
     notices: list[str] = []
-    preset = config.preset or config.model
+    preset = config.preset
+    if preset is None:  # never silently the paper size on a CPU: the device picks the default, and says so
+        preset = default_preset(config.model, ctx.device.type)
+        notices.append(f"no --preset: training {preset}, the default for --model {config.model} on "
+                       f"{'CUDA' if ctx.device.type == 'cuda' else 'a CPU'} (`vadgpu presets` lists the others)")
     if saved_model_config is not None:
         model = model_from_config(model_config_from_dict(saved_model_config, preset))
     else:
@@ -135,13 +141,17 @@ def build_components(config: TrainConfig, ctx: DistContext, saved_model_config: 
     dataset, prepared = _load_prepared(config, ctx)
     videos = list(prepared.train)
     objects = mcfg.clips == "objects"
+    object_kinds = [k for k in mcfg.pseudo_kinds if KIND_BY_NAME[k] in OBJECT_KINDS]
     frame_size = None
     if objects:
         from vadgpu.objects.tubes import native_frame_size
 
         frame_size = native_frame_size(videos)
-        if config.boxes is None:
-            config = config.replace(boxes=_default_box_cache(config, ctx, dataset, prepared))
+    if config.boxes == NO_BOXES and objects:
+        raise VadgpuError(f"--boxes {NO_BOXES}: preset {config.preset} trains on object tubes, which are cut around "
+                          "boxes; give a box cache, or leave --boxes out to make one by background subtraction")
+    if config.boxes is None and (objects or object_kinds):  # what the model needs, made once and cached
+        config = config.replace(boxes=_default_box_cache(config, ctx, dataset, prepared))
     loader = make_loader(videos, ClipSpec.for_model(mcfg, frame_size=frame_size), batch_size=config.batch_size,
                          device=ctx.device, train=True, seed=config.seed, shard_id=ctx.rank,
                          num_shards=ctx.world_size, num_threads=config.workers)
@@ -149,14 +159,13 @@ def build_components(config: TrainConfig, ctx: DistContext, saved_model_config: 
         raise VadgpuError(f"--batch-size {config.batch_size}: the training videos give no full batch of "
                           f"{mcfg.temporal}-frame clips per process")
     boxes = tubes = None
-    if config.boxes is not None:
+    if config.boxes not in (None, NO_BOXES):
         from vadgpu.objects.boxes import ObjectBoxes
 
         boxes = ObjectBoxes.load(config.boxes, videos, ctx.device, mcfg.temporal)
         notices.append(f"object boxes: {config.boxes} ({boxes.coverage:.0%} of training clips have a track)")
-    elif object_kinds := [k for k in mcfg.pseudo_kinds if KIND_BY_NAME[k] in OBJECT_KINDS]:
-        notices.append(f"no --boxes: object-based pseudo-anomalies ({', '.join(object_kinds)}) are off; make a "
-                       "cache with `vadgpu data boxes` and pass --boxes FILE")
+    elif object_kinds:
+        notices.append(f"--boxes {NO_BOXES}: object-based pseudo-anomalies ({', '.join(object_kinds)}) are off")
     if objects:
         from vadgpu.objects.tubes import TubeSampler
 

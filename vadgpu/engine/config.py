@@ -23,6 +23,7 @@ from vadgpu.models.registry import ARCHITECTURES
 SCHEDULES = ("constant", "cosine")
 AMP_DTYPES = ("bf16", "fp16")
 CONFIG_NAME = "config.yaml"
+NO_BOXES = "none"  # `--boxes none`: train without object boxes (and without what needs them)
 
 # Fields that define what is trained: a resumed run may not change them (the checkpoint would not fit).
 LOCKED_ON_RESUME = ("dataset", "root", "variant", "model", "preset", "temporal", "size", "channels", "clips",
@@ -40,15 +41,15 @@ class TrainConfig:
     workers: int = 2  # DALI decoding threads per process
     # model
     model: str = "ddl"  # ddl | dualpath
-    preset: str | None = None  # registry preset; None: the model's default preset (same name as the model)
+    preset: str | None = None  # registry preset; None: the model's default (presets.DEFAULT_PRESETS: CPU or CUDA)
     temporal: int | None = None  # T frames per clip; None: the preset's
     size: tuple[int, int] | None = None  # (H, W); None: the preset's
     channels: int | None = None  # 1 gray | 3 RGB; None: the preset's
     clips: str | None = None  # frames | objects (object tubes); None: the preset's
     tubes_per_clip: int = 4  # objects: tubes drawn from each decoded clip per step
     # pseudo-anomaly inputs
-    boxes: str | None = None  # object-box cache from `vadgpu data boxes`; None: object-based kinds off (frames)
-    # or a background-subtraction cache made on the fly (objects)
+    boxes: str | None = None  # object-box cache from `vadgpu data boxes`; None: when the model needs boxes (object
+    # mode, or the ddl / patch pseudo-anomalies) a background-subtraction cache made once; NO_BOXES: none at all
     patches: str | None = None  # patch bank source for pasted patches; None: the patch bank's default
     # optimisation
     epochs: int = 10
@@ -66,6 +67,8 @@ class TrainConfig:
     # run folder and what users see
     out: str = ""  # run folder
     checkpoint_every: int = 500  # steps between mid-epoch checkpoints (0: only at epoch ends)
+    save_period: int = 0  # epochs between kept checkpoints/epoch-NNN.pt (0: only last.pt and the final model.pt)
+    keep_last: int = 0  # how many epoch-NNN.pt files to keep, newest first (0: all of them)
     log_every: int = 20  # steps between logged scalars (the only host syncs of the hot path)
     progress: bool = True  # tqdm bar (also off when stderr is not a terminal)
     max_steps: int | None = None  # stop after this many optimiser steps in all (for smoke tests and benchmarks)
@@ -96,15 +99,16 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "log_every", "workers", "tubes_per_clip"):
             if getattr(self, name) < 1:
                 raise VadgpuError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
-        if self.checkpoint_every < 0:
-            raise VadgpuError(f"--checkpoint-every {self.checkpoint_every}: must be >= 0")
+        for name in ("checkpoint_every", "save_period", "keep_last"):
+            if getattr(self, name) < 0:
+                raise VadgpuError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 0")
         if self.lr <= 0:
             raise VadgpuError(f"--lr {self.lr}: must be > 0")
         if self.max_steps is not None and self.max_steps < 1:
             raise VadgpuError(f"max_steps {self.max_steps}: must be >= 1")
         for name in ("boxes", "patches"):
             value = getattr(self, name)
-            if value is not None and not Path(value).exists():
+            if value is not None and not (name == "boxes" and value == NO_BOXES) and not Path(value).exists():
                 raise VadgpuError(f"--{name} {value}: no such file or folder")
         return self
 

@@ -2,8 +2,9 @@
 
     DIR/config.yaml              the resolved training config
     DIR/log.jsonl                one JSON record per log step (losses, sigmoid(l), lr, clips/s)
-    DIR/checkpoints/last.pt      the newest checkpoint (what --resume and `vadgpu eval --run` read)
-    DIR/checkpoints/epoch-NNN.pt one per finished epoch
+    DIR/model.pt                 the trained weights, no optimiser state (what `vadgpu eval --run` and score read)
+    DIR/checkpoints/last.pt      the newest full checkpoint (what --resume reads), overwritten as training goes
+    DIR/checkpoints/epoch-NNN.pt every --save-period epochs (none by default), the newest --keep-last kept
     DIR/tensorboard/             TensorBoard events, when tensorboard is installed
     DIR/summary.json             written when training finishes: steps, epochs, time, clips/s
 
@@ -16,13 +17,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from vadgpu.checkpoint import LAST, checkpoint_dir
+from vadgpu.checkpoint import LAST, MODEL, checkpoint_dir
 from vadgpu.engine.config import CONFIG_NAME
 from vadgpu.engine.run_log import LOG_NAME, TENSORBOARD_DIR
 from vadgpu.errors import VadgpuError
 
 SUMMARY_NAME = "summary.json"
-RUN_FILES = (CONFIG_NAME, LOG_NAME, SUMMARY_NAME)
+RUN_FILES = (CONFIG_NAME, LOG_NAME, SUMMARY_NAME, MODEL)
 RUN_DIRS = ("checkpoints", TENSORBOARD_DIR)
 
 
@@ -54,9 +55,19 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path:
 
 
 def describe_run_dir(run_dir: Path) -> str:
-    """The folder's files with sizes, one per line, for the message at the end of training."""
+    """The files of the run that a user goes on with (model, checkpoint, config, log), with sizes, one per line,
+    for the message at the end of training; periodic epoch checkpoints are counted, not listed."""
+    roles = [(MODEL, "trained weights: what `vadgpu eval` and `vadgpu score` read"),
+             (f"{checkpoint_dir('').name}/{LAST}", "full checkpoint: what --resume continues from"),
+             (CONFIG_NAME, "the resolved training config"), (LOG_NAME, "losses per log step"),
+             (SUMMARY_NAME, "steps, time, clips/s")]
     lines = []
-    for path in sorted(run_dir.rglob("*")):
-        if path.is_file() and not path.name.startswith("."):
-            lines.append(f"  {path.relative_to(run_dir)}  ({path.stat().st_size / 1e6:.2f} MB)")
+    for name, role in roles:
+        path = run_dir / name
+        if path.is_file():
+            lines.append(f"  {name:<20} {path.stat().st_size / 1e6:8.2f} MB  {role}")
+    epochs = sorted(checkpoint_dir(run_dir).glob("epoch-*.pt"))
+    if epochs:
+        lines.append(f"  {checkpoint_dir('').name}/epoch-*.pt  {len(epochs)} file(s), "
+                     f"{sum(p.stat().st_size for p in epochs) / 1e6:.2f} MB")
     return "\n".join(lines)

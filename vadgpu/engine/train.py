@@ -133,25 +133,27 @@ def save_training_checkpoint(parts: Components, config: TrainConfig, position: T
     rng = gather_objects(capture_rng(parts.generator), ctx)
     if not ctx.is_main:
         return
-    model = unwrap(parts.model)
     state = {
-        "model_name": config.preset,
-        "model_config": model.config.to_dict(),
-        "model": model.state_dict(),
+        **_model_state(parts, config, position),
         "optimizer": parts.optimizer.state_dict(),
         "scheduler": parts.scheduler.state_dict(),
         "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
-        "epoch": position.epoch,
-        "step": position.step,
         "batch_in_epoch": position.batch,
         "world_size": ctx.world_size,
         "rng": {"ranks": rng},
-        "config": config.to_dict(),
     }
     folder = ckpt.checkpoint_dir(run_dir)
-    if epoch_end:
-        ckpt.save_checkpoint(folder / f"epoch-{position.epoch:03d}.pt", state)
+    if epoch_end and config.save_period and position.epoch % config.save_period == 0:
+        ckpt.save_checkpoint(folder / ckpt.epoch_checkpoint_name(position.epoch), state)
+        ckpt.prune_epoch_checkpoints(folder, config.keep_last)
     ckpt.save_checkpoint(folder / ckpt.LAST, state)
+
+
+def _model_state(parts: Components, config: TrainConfig, position: TrainingPosition) -> dict[str, Any]:
+    """What rebuilds the trained model (the weights-only model.pt holds just this): preset, config, weights."""
+    model = unwrap(parts.model)
+    return {"model_name": config.preset, "model_config": model.config.to_dict(), "model": model.state_dict(),
+            "epoch": position.epoch, "step": position.step, "config": config.to_dict()}
 
 
 def resume_from_checkpoint(parts: Components, state: dict, ctx: DistContext, steps_per_epoch: int) -> TrainingPosition:
@@ -277,6 +279,7 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
     result = FitResult(run_dir, position, interrupted, seconds, position.clips / max(seconds, 1e-9), ctx.is_main,
                        ctx.world_size, unwrap(parts.model))
     if ctx.is_main and not interrupted:
+        ckpt.save_model_file(run_dir / ckpt.MODEL, _model_state(parts, config, position))
         atomic_write_json(run_dir / SUMMARY_NAME, {
             "epochs": position.epoch, "steps": position.step, "world_size": ctx.world_size,
             "seconds": round(seconds, 2), "clips_per_s": round(result.clips_per_s, 2), "device": parts.device_name,

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from vadgpu import __version__
-from vadgpu.checkpoint import checkpoint_dir, find_run_checkpoint, load_checkpoint
+from vadgpu.checkpoint import checkpoint_dir, find_run_model, load_checkpoint
 from vadgpu.data.types import PreparedVideo
 from vadgpu.device import describe, resolve_device
 from vadgpu.errors import VadgpuError
@@ -55,7 +55,7 @@ def resolve_checkpoint(run: str | Path | None, checkpoint: str | Path | None) ->
     if (run is None) == (checkpoint is None):
         raise VadgpuError("give exactly one of --run DIR and --checkpoint FILE")
     if run is not None:
-        return find_run_checkpoint(run), Path(run)
+        return find_run_model(run), Path(run)
     path = Path(checkpoint)
     # DIR/checkpoints/last.pt belongs to run DIR; a loose checkpoint file gets its outputs beside it.
     run_dir = path.parent.parent if path.parent.name == checkpoint_dir("").name else path.parent

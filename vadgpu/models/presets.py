@@ -23,6 +23,10 @@ neighbours; see objects/tubes.py and the README's object-mode section):
     ddl-objects            the same DDL at a GPU's scale: 64x64 RGB tubes, widths 32-64-128-256.
     dualpath-objects       the same dual-path at a GPU's scale: 64x64 gray tubes, T = 9, F = 16, 500 items,
                            skips {2, 3, 4, 5}. Neither GPU form has been trained by the project yet.
+
+`vadgpu train --model M` without `--preset` takes DEFAULT_PRESETS[M]: the CPU preset on a machine without CUDA
+(a paper preset would take minutes per step there and write gigabyte checkpoints), the paper preset on CUDA.
+`vadgpu presets` lists every preset with its size, geometry and PURPOSES line.
 """
 
 from __future__ import annotations
@@ -50,4 +54,26 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "dualpath",
         {"size": (32, 32), "temporal": 4, "features": 4, "memory_items": 20, "skips": (2, 3), "max_skip": 3},
     ),
+}
+
+# What each preset is for: the last column of `vadgpu presets` (every preset has one; tests hold them equal).
+PURPOSES: dict[str, str] = {
+    "ddl-paper": "DDL as published (GPU)",
+    "ddl-ped2-cpu": "DDL on full frames on a CPU (the CPU default for --model ddl)",
+    "ddl-tiny-cpu": "tests and quick trials",
+    "dualpath-ped2": "the dual-path paper settings for Ped2 (GPU)",
+    "dualpath-avenue": "the dual-path paper settings for Avenue, RGB (GPU)",
+    "dualpath-shanghaitech": "the dual-path paper settings for ShanghaiTech, RGB (GPU)",
+    "dualpath-ped2-cpu": "the dual-path model on full frames on a CPU (the CPU default for --model dualpath)",
+    "ddl-objects-cpu": "DDL on object tubes on a CPU (the Ped2 recipe, `make demo`)",
+    "ddl-objects": "DDL on object tubes at a GPU's scale",
+    "dualpath-objects-cpu": "the dual-path model on object tubes on a CPU",
+    "dualpath-objects": "the dual-path model on object tubes at a GPU's scale",
+    "dualpath-tiny-cpu": "tests and quick trials",
+}
+
+# The preset `--model M` trains when no --preset is given: {architecture: {"cpu": ..., "cuda": ...}}.
+DEFAULT_PRESETS: dict[str, dict[str, str]] = {
+    "ddl": {"cpu": "ddl-ped2-cpu", "cuda": "ddl-paper"},
+    "dualpath": {"cpu": "dualpath-ped2-cpu", "cuda": "dualpath-ped2"},
 }

@@ -1,4 +1,5 @@
-"""Build models by name: `build_model(preset, **overrides)`, `list_presets()`, `model_from_checkpoint(ckpt)`.
+"""Build models by name: `build_model(preset, **overrides)`, `list_presets()`, `model_from_checkpoint(ckpt)`,
+`default_preset(architecture, device)` and `preset_table()` (what `vadgpu presets` prints).
 
 A name is a preset (presets.py) or a bare architecture ("ddl", "dualpath": that architecture's defaults, i.e. the
 paper settings). Overrides are config fields; unknown ones are a VadgpuError that lists the known fields.
@@ -14,7 +15,7 @@ from vadgpu.errors import VadgpuError
 from vadgpu.models.base import ModelConfig, VadModel
 from vadgpu.models.ddl import DDLConfig, DDLModel
 from vadgpu.models.dualpath import DualPathConfig, DualPathModel
-from vadgpu.models.presets import PRESETS
+from vadgpu.models.presets import DEFAULT_PRESETS, PRESETS, PURPOSES
 
 ARCHITECTURES: dict[str, tuple[type[ModelConfig], type[VadModel]]] = {
     "ddl": (DDLConfig, DDLModel),
@@ -37,6 +38,30 @@ def architecture_of(name: str) -> str:
         f"unknown model preset {name!r}; presets: {', '.join(list_presets())} (or an architecture: "
         f"{', '.join(ARCHITECTURES)})"
     )
+
+
+def default_preset(architecture: str, device_type: str) -> str:
+    """The preset an architecture trains when none is named: the CPU preset unless the device is CUDA."""
+    if architecture not in DEFAULT_PRESETS:
+        raise VadgpuError(f"--model {architecture!r}: choose one of {', '.join(ARCHITECTURES)}")
+    return DEFAULT_PRESETS[architecture]["cuda" if device_type == "cuda" else "cpu"]
+
+
+def preset_table() -> list[dict[str, Any]]:
+    """One row per preset: name, architecture, clips mode, input geometry, parameter count, purpose.
+
+    The models are built on the meta device, so even the paper presets cost no memory or time here."""
+    import torch
+
+    rows = []
+    for name in list_presets():
+        with torch.device("meta"):
+            model = build_model(name)
+        cfg = model.config
+        rows.append({"preset": name, "model": cfg.architecture, "clips": cfg.clips, "target": cfg.target,
+                     "input": f"{cfg.channels} x {cfg.temporal} x {cfg.size[0]} x {cfg.size[1]}",
+                     "params": count_parameters(model), "for": PURPOSES.get(name, "")})
+    return rows
 
 
 def preset_config(name: str, **overrides: Any) -> ModelConfig:

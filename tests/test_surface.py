@@ -1,0 +1,144 @@
+"""What a new user meets first: defaults that fit the machine, the presets listing, help text that matches what
+each command accepts, the box cache made when a model needs one, and the files a training run leaves."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import click
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from vadgpu.cli.main import cli
+from vadgpu.engine.components import resolve_model
+from vadgpu.engine.config import TrainConfig
+from vadgpu.engine.distributed import DistContext
+from vadgpu.models.presets import DEFAULT_PRESETS, PRESETS, PURPOSES
+from vadgpu.models.registry import default_preset, list_presets
+
+CPU = DistContext(0, 1, 0, torch.device("cpu"))
+
+
+# ---------------------------------------------------------------- defaults and presets
+
+
+@pytest.mark.parametrize("model, preset", [("ddl", "ddl-ped2-cpu"), ("dualpath", "dualpath-ped2-cpu")])
+def test_default_preset_on_a_cpu_is_a_cpu_preset_and_said(model, preset, tmp_path):
+    config = TrainConfig(dataset="synthetic", root="r", out=str(tmp_path), model=model, device="cpu")
+    built, resolved, notices = resolve_model(config, CPU)
+    assert resolved.preset == preset and built.config.size == PRESETS[preset][1]["size"]
+    assert any(f"no --preset: training {preset}" in n for n in notices)
+    assert default_preset(model, "cuda") == DEFAULT_PRESETS[model]["cuda"] and "cpu" not in DEFAULT_PRESETS[model][
+        "cuda"]
+
+
+def test_presets_command_and_train_help_list_every_preset():
+    assert set(PURPOSES) == set(PRESETS)  # every preset says what it is for
+    result = CliRunner().invoke(cli, ["presets"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for name in list_presets():
+        row = next(line for line in lines if line.split()[0] == name)
+        assert PURPOSES[name] in row and " M " in row + " "
+    assert "98.99 M" in result.output  # ddl-paper's size, counted on the meta device
+    help_text = CliRunner().invoke(cli, ["train", "--help"], terminal_width=400).output
+    for name in list_presets():
+        assert name in help_text
+
+
+# ---------------------------------------------------------------- help text matches what is accepted
+
+
+def _commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, prefix + (name,))
+        else:
+            yield prefix + (name,), command
+
+
+def test_every_value_named_in_help_is_accepted():
+    """Choice options: every `value:` their help explains is one of the choices. --variant: every layout the help
+    names opens in the catalog's reader. --preset: every preset named in train's help builds."""
+    from vadgpu.data.catalog import PED2_VARIANTS, SYNTHETIC_VARIANTS
+    from vadgpu.models.registry import architecture_of
+
+    checked = 0
+    for path, command in _commands(cli):
+        for param in command.params:
+            help_text = getattr(param, "help", None) or ""
+            if isinstance(param.type, click.Choice):
+                for value in re.findall(r"(?:^|; )([a-z][\w-]*): ", help_text):
+                    assert value in param.type.choices, f"{' '.join(path)} {param.opts[0]}: {value!r} in help"
+                    checked += 1
+            if param.name == "variant" and "(default: from the checkpoint)" not in help_text:
+                named = dict(re.findall(r"(\w+): ([\w, ]+)", help_text.split("[default")[0]))
+                assert set(named) == {"synthetic", "ped2"}, (path, help_text)
+                assert named["synthetic"].split(", ") == list(SYNTHETIC_VARIANTS)
+                assert named["ped2"].split(", ") == list(PED2_VARIANTS)
+                checked += 1
+    assert checked >= 8
+    score_help = CliRunner().invoke(cli, ["score", "--help"], terminal_width=400).output
+    assert "train:" not in score_help  # `score` has no training videos to normalise by
+    train_help = CliRunner().invoke(cli, ["train", "--help"], terminal_width=400).output
+    for name in re.findall(r"\b((?:ddl|dualpath)-[\w-]+)", train_help):
+        architecture_of(name)
+
+
+def test_synth_help_and_train_resize_share_the_height_width_order():
+    synth_help = CliRunner().invoke(cli, ["data", "synth", "--help"], terminal_width=400).output
+    train_help = CliRunner().invoke(cli, ["train", "--help"], terminal_width=400).output
+    assert "--frame-size H W" in synth_help and "--resize H W" in train_help and "W H" not in synth_help
+
+
+# ---------------------------------------------------------------- training: boxes, checkpoints, model.pt
+
+
+def _train(synth, tmp_path, monkeypatch, *extra):
+    root, _, cache = synth
+    monkeypatch.setenv("VADGPU_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic", "--root", str(root), "--preset", "ddl-tiny-cpu", "--out", str(run),
+            "--batch-size", "8", "--device", "cpu", "--workers", "1", "--no-progress", *extra]
+    return run, CliRunner().invoke(cli, args)
+
+
+def test_auto_box_cache_save_period_and_weights_only_model(synth, tmp_path, monkeypatch):
+    from vadgpu.checkpoint import MODEL_KEYS, find_run_model, load_checkpoint
+
+    run, result = _train(synth, tmp_path, monkeypatch, "--epochs", "3", "--save-period", "1", "--keep-last", "2")
+    assert result.exit_code == 0, result.output
+    # DDL's blend needs boxes: without --boxes the background-subtraction cache is made, said, and recorded
+    made = tmp_path / "cache" / next(p.name for p in (tmp_path / "cache").iterdir()) / "boxes-bgsub-both.npz"
+    assert made.is_file() and str(made) in result.output
+    assert yaml.safe_load((run / "config.yaml").read_text())["boxes"] == str(made)
+    assert "object-based pseudo-anomalies" not in result.output
+    # one epoch file per period, only the newest two kept; last.pt has the optimiser, model.pt only the weights
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-002.pt", "epoch-003.pt", "last.pt"]
+    model = load_checkpoint(run / "model.pt")
+    assert set(model) == set(MODEL_KEYS) | {"vadgpu_version"} and "optimizer" in load_checkpoint(
+        run / "checkpoints" / "last.pt")
+    assert (run / "model.pt").stat().st_size < (run / "checkpoints" / "last.pt").stat().st_size
+    assert find_run_model(run) == run / "model.pt"
+    # the closing listing names the files that matter and the next command, not every file
+    assert "model.pt" in result.output and "checkpoints/epoch-*.pt  2 file(s)" in result.output
+    assert "epoch-002.pt" not in result.output and f"vadgpu eval --run {run}" in result.output
+    # eval reads model.pt
+    evaluated = CliRunner().invoke(cli, ["eval", "--run", str(run), "--device", "cpu", "--no-progress"])
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["checkpoint"]["path"] == str((run / "model.pt").resolve())
+
+
+def test_default_keeps_no_epoch_files_and_boxes_none_turns_the_blend_off(synth, tmp_path, monkeypatch):
+    run, result = _train(synth, tmp_path, monkeypatch, "--max-steps", "2", "--boxes", "none")
+    assert result.exit_code == 0, result.output
+    assert "--boxes none: object-based pseudo-anomalies (ddl) are off" in result.output
+    assert not list((tmp_path / "cache").rglob("boxes-*.npz"))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"] and (run / "model.pt").is_file()
+    _, objects = _train(synth, tmp_path / "o", monkeypatch, "--preset", "ddl-objects-cpu", "--max-steps", "1",
+                        "--boxes", "none")
+    assert objects.exit_code == 1 and "--boxes none" in objects.output and "object tubes" in objects.output
