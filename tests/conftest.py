@@ -3,6 +3,7 @@ media, the tiny training set of the training tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -69,3 +70,56 @@ def media(tmp_path_factory):
 def synth(tmp_path_factory) -> tuple[Path, Path, Path]:
     """make_tiny_training_set(seed=3), once per test module: (dataset root, boxes .npz, prepare cache)."""
     return make_tiny_training_set(tmp_path_factory.mktemp("synth"), seed=3)
+
+
+def orphan_temporary(folder: Path, name: str) -> Path:
+    """The hidden temporary that a writer of `folder/name` killed by SIGKILL leaves behind (its PID is gone)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    path = folder / f".{name}.{proc.pid}-abc123_x.tmp"
+    path.write_bytes(b"partial")
+    return path
+
+
+@contextlib.contextmanager
+def read_only_folder(folder: Path):
+    """Make `folder` unwritable for this process for the block (root ignores modes: chattr +i then), then undo."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0:
+        mode = folder.stat().st_mode
+        folder.chmod(0o555)
+        try:
+            yield folder
+        finally:
+            folder.chmod(mode)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)],
+                                                         capture_output=True).returncode != 0:
+        pytest.skip(f"cannot make {folder} read-only for root here (chattr +i)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@contextlib.contextmanager
+def folder_held_elsewhere(folder: Path, command: str):
+    """Another process holds `folder`'s vadgpu lock (as `command`) for the block; yields that process."""
+    import subprocess
+    import sys
+
+    script = ("import sys, time\nfrom vadgpu.folder_lock import hold_folder\n"
+              "with hold_folder(sys.argv[1], sys.argv[2]):\n    print('held', flush=True)\n    time.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(folder), command], stdout=subprocess.PIPE,
+                              text=True, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

@@ -32,6 +32,7 @@ from vadgpu.io import atomic_path
 
 LAST = "last.pt"
 MODEL = "model.pt"  # in the run folder itself, beside config.yaml
+EVAL_DIR = "eval"  # in the run folder: where `vadgpu eval --run` writes
 MODEL_KEYS = ("model_name", "model_config", "model", "config", "epoch", "step")
 
 

@@ -69,14 +69,18 @@ def eval_command(run, checkpoint, dataset, root, variant, out, boxes, **kw) -> N
 
     Writes metrics.json (with the whole protocol), scores.csv, curves/VIDEO.png and roc.png, and prints a table.
     """
+    from vadgpu.checkpoint import EVAL_DIR
     from vadgpu.evaluation.report import format_table
     from vadgpu.evaluation.runner import evaluate, resolve_checkpoint
+    from vadgpu.folder_lock import hold_folder
 
     protocol = _protocol(kw)
     path, run_dir = resolve_checkpoint(run, checkpoint)
-    result = evaluate(path, dataset=dataset, root=root, variant=variant, protocol=protocol,
-                      batch_size=kw["batch_size"], device=kw["device"], out=out, run_dir=run_dir,
-                      progress=not kw["no_progress"], boxes=boxes)
+    out = out if out is not None else run_dir / EVAL_DIR
+    with hold_folder(out, "vadgpu eval", tidy=("curves", "objects")):  # one evaluation per output folder
+        result = evaluate(path, dataset=dataset, root=root, variant=variant, protocol=protocol,
+                          batch_size=kw["batch_size"], device=kw["device"], out=out, run_dir=run_dir,
+                          progress=not kw["no_progress"], boxes=boxes)
     counts = {v["name"]: v["scored_frames"] for v in result.record["videos"]}
     click.echo(format_table(result.metrics, counts))
     objects = ", objects/" if "objects" in result.record else ""
@@ -95,11 +99,14 @@ def eval_command(run, checkpoint, dataset, root, variant, out, boxes, **kw) -> N
 @_protocol_options(("video", "none"))
 def score_command(source, checkpoint, out, heatmap_mp4, boxes, **kw) -> None:
     """Score one unlabelled video file or frame folder: per-frame scores.csv, a score-curve PNG, optional MP4."""
-    from vadgpu.evaluation.runner import score_input
+    from vadgpu.evaluation.runner import default_score_out, score_input
+    from vadgpu.folder_lock import hold_folder
 
-    result = score_input(source, checkpoint, out=out, protocol=_protocol(kw), heatmap_mp4=heatmap_mp4,
-                         batch_size=kw["batch_size"], device=kw["device"], progress=not kw["no_progress"],
-                         boxes=boxes)
+    out = out if out is not None else default_score_out(source)
+    with hold_folder(out, "vadgpu score"):
+        result = score_input(source, checkpoint, out=out, protocol=_protocol(kw), heatmap_mp4=heatmap_mp4,
+                             batch_size=kw["batch_size"], device=kw["device"], progress=not kw["no_progress"],
+                             boxes=boxes)
     top = int(result.video.frames[result.video.score.argmax()])
     click.echo(f"scored {result.video.frames.size} frames of {source}; highest score at frame {top}")
     for path in (result.csv, result.curve, result.heatmap):

@@ -56,23 +56,27 @@ def _explicit_flags(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
     for name in ("boxes", "patches", "root"):  # absolute: `vadgpu eval --run` may run from another folder
         if name in given and not (name == "boxes" and given[name] == NO_BOXES):
             given[name] = str(Path(given[name]).expanduser().resolve())
-    if "out" in given:
-        given["out"] = str(given["out"])
     flags.update(given)
     return flags
 
 
 def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool) -> TrainConfig:
-    """TrainConfig defaults <- config file <- flags; with --resume the run's saved config.yaml is the base."""
+    """TrainConfig defaults <- config file <- flags; with --resume the run's saved config.yaml is the base.
+
+    `--out` is the run folder, always, stored as an absolute path: a resumed run continues in the folder named
+    now (a copied or moved run too), never in the one its saved config recorded."""
     requested = {**(read_config_values(config_file) if config_file else {}), **flags}
     source = f"--config {config_file} and flags" if config_file else "command line"
+    out = requested.pop("out", None)
+    if out is not None and not isinstance(out, str):
+        raise VadgpuError(f"{source}: out must be a folder path, not {out!r}")
+    out = str(Path(out).expanduser().resolve()) if out else ""
     if not resume:
         if requested.get("preset") and "model" not in requested:  # --preset alone names the method too
             from vadgpu.models.registry import architecture_of
 
             requested["model"] = architecture_of(requested["preset"])
-        return train_config_from_dict(requested, source)
-    out = requested.pop("out", None)
+        return train_config_from_dict({**requested, "out": out}, source)
     if not out:
         raise VadgpuError("--resume needs --out (the run folder to continue)")
     saved_path = Path(out) / CONFIG_NAME
@@ -80,7 +84,7 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
         raise VadgpuError(f"--resume: {saved_path} not found; {out} holds no run to continue")
     saved = load_config_file(saved_path)
     check_resume_compatible(saved, requested)
-    return train_config_from_dict(requested, source, saved)
+    return train_config_from_dict({**requested, "out": out}, source, saved)
 
 
 @click.command("train", context_settings={"show_default": False})
@@ -162,8 +166,10 @@ def train(ctx: click.Context, config_file: str | None, resume: bool, overwrite: 
     config.validate()
     if nproc is not None and nproc > 1 and not launched_by_torchrun():
         from vadgpu.engine.run_folder import prepare_run_dir
+        from vadgpu.folder_lock import hold_folder
 
-        prepare_run_dir(config.out, resume, overwrite)  # refuse here, once, rather than in every worker
+        with hold_folder(config.out, "vadgpu train"):  # rank 0 takes the folder's lock again in its process
+            prepare_run_dir(config.out, resume, overwrite)  # refuse here, once, rather than in every worker
         # The workers read the resolved config from a file, so every rank trains exactly this configuration.
         with tempfile.TemporaryDirectory(prefix="vadgpu-train-") as tmp:
             path = write_config(config, Path(tmp) / CONFIG_NAME)

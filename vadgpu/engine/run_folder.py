@@ -9,15 +9,20 @@
     DIR/summary.json             written when training finishes: steps, epochs, time, clips/s
 
 A folder that already holds a run is left alone unless the user says --resume (continue it) or --overwrite
-(delete the run's own files above; anything else in the folder stays).
+(delete the run's own files above, matched by their exact names; anything else in the folder stays, a user's
+`checkpoints/my_model.pt` too). A folder counts as a run only when it holds one of those files. An earlier
+`vadgpu eval` output (`DIR/eval/`) would describe the old run, so --overwrite moves it aside and says where.
 """
 
 from __future__ import annotations
 
-import shutil
+import re
+import time
 from pathlib import Path
 
-from vadgpu.checkpoint import LAST, MODEL, checkpoint_dir
+import click
+
+from vadgpu.checkpoint import EVAL_DIR, LAST, MODEL, checkpoint_dir
 from vadgpu.engine.config import CONFIG_NAME
 from vadgpu.engine.run_log import LOG_NAME, TENSORBOARD_DIR
 from vadgpu.errors import VadgpuError
@@ -27,8 +32,41 @@ RUN_FILES = (CONFIG_NAME, LOG_NAME, SUMMARY_NAME, MODEL)
 RUN_DIRS = ("checkpoints", TENSORBOARD_DIR)
 
 
+_EPOCH_CHECKPOINT = re.compile(r"^epoch-\d{3,}\.pt$")
+_TENSORBOARD_EVENTS = re.compile(r"^events\.out\.tfevents\.")
+
+
+def run_files(run_dir: Path) -> list[Path]:
+    """The files of `run_dir` that a training run writes, by their exact names (nothing a user put there)."""
+    run_dir = Path(run_dir)
+    checkpoints, events = checkpoint_dir(run_dir), run_dir / TENSORBOARD_DIR
+    files = [run_dir / name for name in RUN_FILES] + [checkpoints / LAST]
+    files += [p for p in checkpoints.glob("epoch-*.pt") if _EPOCH_CHECKPOINT.match(p.name)]
+    files += [p for p in events.glob("events.out.tfevents.*") if _TENSORBOARD_EVENTS.match(p.name)]
+    return [p for p in files if p.is_file()]
+
+
 def holds_run(run_dir: Path) -> bool:
-    return any((run_dir / name).exists() for name in RUN_FILES + RUN_DIRS)
+    return bool(run_files(run_dir))
+
+
+def clear_run(run_dir: Path) -> None:
+    """--overwrite: delete the run's own files (and their folders, once empty); move an old eval/ aside."""
+    from vadgpu.io import remove_stale_temporaries
+
+    for path in run_files(run_dir):
+        path.unlink(missing_ok=True)
+    for name in RUN_DIRS:
+        folder = run_dir / name
+        remove_stale_temporaries(folder)
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    old_eval = run_dir / EVAL_DIR
+    if old_eval.is_dir():
+        aside = run_dir / f"{EVAL_DIR}-before-{time.strftime('%Y%m%d-%H%M%S')}"
+        old_eval.rename(aside)
+        click.echo(f"--overwrite: moved the old run's evaluation {old_eval} to {aside} (delete it when done)",
+                   err=True)
 
 
 def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path:
@@ -46,11 +84,11 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path:
         if not overwrite:
             raise VadgpuError(f"--out {run_dir} already holds a training run; pass --resume to continue it "
                               "or --overwrite to start again (deletes its checkpoints and logs)")
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-        for name in RUN_DIRS:
-            shutil.rmtree(run_dir / name, ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+        clear_run(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VadgpuError(f"--out {run_dir}: cannot create the run folder ({exc.strerror})") from exc
     return run_dir
 
 

@@ -27,6 +27,7 @@ from vadgpu.engine.run_log import LOG_NAME, NullLogger, RunLogger, truncate_log
 from vadgpu.engine.rng_state import capture_rng, restore_rng
 from vadgpu.engine.run_folder import SUMMARY_NAME, prepare_run_dir
 from vadgpu.errors import VadgpuError
+from vadgpu.folder_lock import hold_folder
 from vadgpu.io import atomic_write_json
 
 
@@ -236,7 +237,10 @@ def fit(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> F
     config.validate()
     ctx = setup_distributed(config.device)
     try:
-        return _fit(config, ctx, resume, overwrite)
+        with contextlib.ExitStack() as held:
+            if ctx.is_main:  # one training per run folder: a second one stops here, naming this one's PID
+                held.enter_context(hold_folder(config.out, "vadgpu train", tidy=(ckpt.checkpoint_dir("").name,)))
+            return _fit(config, ctx, resume, overwrite)
     finally:
         cleanup_distributed()
 
@@ -247,6 +251,9 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
         prepare_run_dir(run_dir, resume, overwrite)
     barrier(ctx)
     state = ckpt.load_checkpoint(ckpt.find_run_checkpoint(run_dir), map_location=ctx.device) if resume else None
+    if state is not None and config.epochs < int(state["epoch"]):  # config.yaml would contradict the checkpoint
+        raise VadgpuError(f"--epochs {config.epochs}: the run in {run_dir} has trained {state['epoch']} epochs "
+                          "already; give at least that many (or start a new run folder)")
     parts, config = build_components(config, ctx, state["model_config"] if state else None)
     position = TrainingPosition()
     steps_per_epoch = len(parts.loader)
@@ -278,7 +285,9 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
     seconds = time.perf_counter() - started
     result = FitResult(run_dir, position, interrupted, seconds, position.clips / max(seconds, 1e-9), ctx.is_main,
                        ctx.world_size, unwrap(parts.model))
-    if ctx.is_main and not interrupted:
+    # A finished run resumed again trains nothing: its summary (the time it took) stays as it was.
+    trained_now = position.clips > 0 or not (run_dir / SUMMARY_NAME).is_file()
+    if ctx.is_main and not interrupted and trained_now:
         ckpt.save_model_file(run_dir / ckpt.MODEL, _model_state(parts, config, position))
         atomic_write_json(run_dir / SUMMARY_NAME, {
             "epochs": position.epoch, "steps": position.step, "world_size": ctx.world_size,

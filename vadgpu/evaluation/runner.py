@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from vadgpu import __version__
-from vadgpu.checkpoint import checkpoint_dir, find_run_model, load_checkpoint
+from vadgpu.checkpoint import EVAL_DIR, checkpoint_dir, find_run_model, load_checkpoint
 from vadgpu.data.types import PreparedVideo
 from vadgpu.device import describe, resolve_device
 from vadgpu.errors import VadgpuError
@@ -27,7 +27,6 @@ from vadgpu.evaluation.report import VideoScores, safe_name, write_curves, write
 from vadgpu.evaluation.scores import error_map, patch_size_for, scores_from_errors
 from vadgpu.objects.tubes import FrameBoxes
 
-EVAL_DIR = "eval"
 DEFAULT_BATCH_SIZE = 16
 # (target (N, C, H, W), squared errors (N, 1, H, W), video (N,), frame (N,)) of each batch, for the heatmap video
 BatchHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
@@ -328,6 +327,12 @@ def prepare_input(source: str | Path, device: torch.device, progress: bool = Tru
     return load_prepared(dataset, device, progress=progress).test[0]
 
 
+def default_score_out(source: str | Path) -> Path:
+    """Where `vadgpu score INPUT` writes without --out: ./NAME-scores (NAME = the input's file or folder name)."""
+    source = Path(source)
+    return Path.cwd() / f"{safe_name(source.stem or source.name)}-scores"
+
+
 def score_input(
     source: str | Path,
     checkpoint: str | Path,
@@ -353,7 +358,7 @@ def score_input(
     source = Path(source)
     device = resolve_device(device)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
-    out = Path(out) if out is not None else Path.cwd() / f"{safe_name(source.stem or source.name)}-scores"
+    out = Path(out) if out is not None else default_score_out(source)
     video = prepare_input(source, device, progress=progress)
     model = load_model(ckpt, device)
     protocol = protocol.for_model(model.config)

@@ -203,6 +203,64 @@ def ultralytics_config_dir() -> Path:
     return base / "vadgpu" / "ultralytics"
 
 
+# Globals an ultralytics weights file may name besides torch / ultralytics layer classes: plain data types.
+_ULTRALYTICS_DATA_GLOBALS = frozenset({
+    "collections.OrderedDict", "builtins.getattr", "builtins.set", "builtins.frozenset", "numpy.dtype",
+    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.core.multiarray._reconstruct",
+    "numpy._core.multiarray._reconstruct", "numpy.ndarray", "pathlib.PosixPath", "pathlib.WindowsPath",
+    "pathlib._local.PosixPath", "pathlib._local.WindowsPath", "ultralytics.utils.IterableSimpleNamespace",
+    "ultralytics.yolo.utils.IterableSimpleNamespace", "ultralytics.nn.modules.block.Silence",
+    "ultralytics.nn.tasks.YOLOv10DetectionModel", "ultralytics.utils.loss.v10DetectLoss",
+})
+
+
+def _is_layer_class(name: str) -> bool:
+    """Whether `module.Class` names a torch or ultralytics nn.Module subclass (importing those packages only)."""
+    import importlib
+
+    import torch
+
+    module, _, attr = name.rpartition(".")
+    if not module.startswith(("torch.nn.", "ultralytics.")):
+        return False
+    try:
+        obj = getattr(importlib.import_module(module), attr, None)
+    except ImportError:
+        return False
+    return isinstance(obj, type) and issubclass(obj, torch.nn.Module)
+
+
+def check_ultralytics_weights(path: Path) -> None:
+    """Refuse a weights file that names anything but layer classes and plain data, before anything unpickles it.
+
+    The pickle inside is scanned, not run (`torch.serialization.get_unsafe_globals_in_checkpoint`)."""
+    import torch
+
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as exc:  # not a zip archive, a damaged one, or no data.pkl inside
+        raise VadgpuError(f"--weights {path}: ultralytics cannot load it (not a PyTorch checkpoint archive: "
+                          f"{type(exc).__name__}: {exc})") from exc
+    foreign = sorted(n for n in names if n not in _ULTRALYTICS_DATA_GLOBALS and not _is_layer_class(n))
+    if foreign:
+        raise VadgpuError(f"--weights {path}: refused, the file would run code outside the ultralytics and torch "
+                          f"layer classes when loaded ({', '.join(foreign[:5])}); load only weights you trust")
+
+
+def import_ultralytics_safely():
+    """`ultralytics.YOLO`, with ultralytics' restricted loading on (torch.load(weights_only=True) and an allow-list of
+    its layer classes), also when ultralytics was imported before without ULTRALYTICS_SAFE_LOAD."""
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"  # read once, when ultralytics is first imported
+    from ultralytics import YOLO
+    from ultralytics.nn import tasks
+
+    if not getattr(tasks, "_SafeLoad", None) or not tasks._SafeLoad.SUPPORTED:
+        raise VadgpuError("this ultralytics or torch version cannot load weights without unpickling code; "
+                          "install ultralytics >= 8.4 with torch >= 2.6")
+    tasks.SAFE_LOAD = True  # the switch torch_safe_load reads at every load
+    return YOLO
+
+
 class UltralyticsDetector(Detector):
     """Any ultralytics YOLO weights file the user names; tracks with ultralytics' ByteTrack."""
 
@@ -219,10 +277,10 @@ class UltralyticsDetector(Detector):
     ) -> None:
         # Checked before ultralytics sees the name: given a missing file it would try to download one.
         self.weights = _require_file(weights, "--weights")
+        check_ultralytics_weights(self.weights)
         os.environ.setdefault("YOLO_OFFLINE", "1")
         os.environ.setdefault("YOLO_CONFIG_DIR", str(ultralytics_config_dir()))
-        from ultralytics import YOLO
-
+        YOLO = import_ultralytics_safely()
         try:
             self.model = YOLO(str(self.weights), task="detect")
         except Exception as exc:  # ultralytics raises many types for a bad file; the user needs the file name
@@ -366,6 +424,14 @@ class BackgroundSubtractionDetector(Detector):
         return out
 
 
+# Where each detector's weights come from (vadgpu downloads nothing: the user brings the files).
+WEIGHTS_SOURCES = {
+    "darknet": "a Darknet YOLO .weights file, e.g. yolov3-tiny.weights from the Darknet project's releases, with "
+               "its .cfg (default: beside the weights, same name) and coco.names (default: beside the weights)",
+    "ultralytics": "an ultralytics YOLO .pt file, e.g. yolov8n.pt from the ultralytics releases",
+}
+
+
 def make_detector(
     kind: str,
     weights: str | None = None,
@@ -380,6 +446,11 @@ def make_detector(
     stray = [option for option in unused if given[option] is not None]
     if stray:  # an option that would be ignored is more likely a mistake than intended
         raise VadgpuError(f"--detector {kind} takes no {', '.join(stray)}")
+    if kind in WEIGHTS_SOURCES:  # the weights first: the other files are found beside them
+        if weights is None:
+            raise VadgpuError(f"--detector {kind} needs --weights FILE: {WEIGHTS_SOURCES[kind]} (or --detector "
+                              "bgsub, which needs no weights)")
+        _require_file(weights, "--weights")
     classes = DEFAULT_CLASSES if classes is None else tuple(classes)
     conf_kw = {} if conf is None else {"conf": conf}
     if kind == "darknet":
