@@ -16,13 +16,17 @@ import re
 import sys
 from pathlib import Path
 
-import click
-import torch
+from vadgpu.threads import prefer_passive_omp_waiting
 
-from vadgpu.bench.report import format_markdown, format_summary, format_table
-from vadgpu.bench.throughput import ThroughputSettings, run_throughput
-from vadgpu.device import resolve_device
-from vadgpu.io import atomic_write_json
+prefer_passive_omp_waiting()  # before torch is imported: DALI's threads and torch's share the cores
+
+import click  # noqa: E402
+import torch  # noqa: E402
+
+from vadgpu.bench.report import format_markdown, format_summary, format_table  # noqa: E402
+from vadgpu.bench.throughput import ThroughputSettings, run_throughput  # noqa: E402
+from vadgpu.device import resolve_device  # noqa: E402
+from vadgpu.io import atomic_write_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PED2 = HERE.parent.parent / "shared" / "datasets" / "ped2"

@@ -123,6 +123,8 @@ def test_auto_box_cache_save_period_and_weights_only_model(synth, tmp_path, monk
         run / "checkpoints" / "last.pt")
     assert (run / "model.pt").stat().st_size < (run / "checkpoints" / "last.pt").stat().st_size
     assert find_run_model(run) == run / "model.pt"
+    last_log = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert 0 < last_log["anomaly_weight"] < 1 and "sigmoid_l" not in last_log  # DDL's weight, logged once
     # the closing listing names the files that matter and the next command, not every file
     assert "model.pt" in result.output and "checkpoints/epoch-*.pt  2 file(s)" in result.output
     assert "epoch-002.pt" not in result.output and f"vadgpu eval --run {run}" in result.output
@@ -142,3 +144,91 @@ def test_default_keeps_no_epoch_files_and_boxes_none_turns_the_blend_off(synth, 
     _, objects = _train(synth, tmp_path / "o", monkeypatch, "--preset", "ddl-objects-cpu", "--max-steps", "1",
                         "--boxes", "none")
     assert objects.exit_code == 1 and "--boxes none" in objects.output and "object tubes" in objects.output
+
+
+@pytest.mark.parametrize("kind", ["darknet", "ultralytics"])
+def test_detector_without_weights_names_weights_and_where_they_come_from(kind, tmp_path):
+    base = ["data", "boxes", "--dataset", "synthetic", "--root", str(tmp_path), "--detector", kind]
+    result = CliRunner().invoke(cli, base)
+    assert result.exit_code == 1 and f"--detector {kind} needs --weights FILE" in result.output
+    assert "releases" in result.output and "--cfg" not in result.output.split("(default")[0]
+    missing = CliRunner().invoke(cli, base + ["--weights", str(tmp_path / "yolo.weights")])
+    assert missing.exit_code == 1 and f"--weights {tmp_path / 'yolo.weights'}: no such file" in missing.output
+
+
+# ---------------------------------------------------------------- units
+
+
+def test_people_read_percent_json_keeps_fractions(tmp_path, monkeypatch):
+    import numpy as np
+
+    from vadgpu.evaluation import plots, report
+    from vadgpu.evaluation.metrics import frame_metrics
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    scores = np.array([0.1, 0.6, 0.4, 0.9, 0.2, 0.3])
+    video = report.VideoScores("01", 6, np.arange(6), scores, scores, labels)
+    metrics = frame_metrics({"01": (labels, scores)})
+    content = report.write_eval_outputs(tmp_path, [video], metrics, {"protocol": {"score_label": "score"}})
+    auc = plots.percent(metrics.micro_auc)
+    assert 0 < metrics.micro_auc < 1 and content["units"].startswith("auc, eer, average_precision: fractions")
+    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"]["micro_auc"] == metrics.micro_auc
+    curve, roc = figures
+    assert curve.axes[0].get_title(loc="right") == f"video 01  AUC {auc} %"
+    legend = [t.get_text() for t in roc.axes[0].get_legend().get_texts()]
+    assert f"ROC (micro AUC {auc} %)" in legend and any(t.startswith("EER ") and t.endswith(" %") for t in legend)
+    assert f"{auc:>8} %" in report.format_table(metrics)
+
+
+# ---------------------------------------------------------------- what the library does to its user's process
+
+
+def test_import_leaves_the_environment_alone_and_the_cli_sets_omp_waiting(monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = "import os, vadgpu, vadgpu.engine.train; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "None"
+    from vadgpu.threads import prefer_passive_omp_waiting
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    prefer_passive_omp_waiting()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    prefer_passive_omp_waiting()  # an explicit setting wins
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_library_reports_through_the_vadgpu_logger_tensorboard_hint_once(tmp_path, monkeypatch):
+    import logging
+    import sys
+
+    from vadgpu.engine import run_log
+    from vadgpu.log import logger
+
+    records = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if tensorboard were not installed
+    monkeypatch.setattr(run_log, "_told", set())
+    handler = _Keep()
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    try:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            run = run_log.RunLogger(tmp_path / name, show_progress=False)
+            run.message("a notice")
+            run.close()
+    finally:
+        logger.removeHandler(handler)
+    assert records.count(run_log.TENSORBOARD_MISSING) == 1 and "pip install tensorboard" in records[0]
+    assert records.count("a notice") == 2

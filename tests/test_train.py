@@ -339,11 +339,11 @@ def test_run_logger_jsonl_tensorboard_and_truncation(tmp_path, monkeypatch):
     logger.start_epoch(0, 1, total=4)
     for step in (2, 4):
         logger.advance(2)
-        logger.log({"epoch": 1, "step": step, "loss": 0.5 / step, "sigmoid_l": 0.5, "lr": 1e-3, "time": 0.0})
+        logger.log({"epoch": 1, "step": step, "loss": 0.5 / step, "anomaly_weight": 0.5, "lr": 1e-3, "time": 0.0})
     logger.close()
     lines = [json.loads(line) for line in (tmp_path / run_log.LOG_NAME).read_text().splitlines()]
     assert [r["step"] for r in lines] == [2, 4] and lines[1]["loss"] == 0.125
-    assert ("train/loss", 0.25, 2) in scalars and ("train/sigmoid_l", 0.5, 4) in scalars
+    assert ("train/loss", 0.25, 2) in scalars and ("train/anomaly_weight", 0.5, 4) in scalars
     assert not any(tag in ("train/time", "train/step") for tag, _, _ in scalars)
     with open(tmp_path / run_log.LOG_NAME, "a") as fh:
         fh.write('{"step": 6, "lo')  # a line cut short by SIGKILL

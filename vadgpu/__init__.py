@@ -9,15 +9,10 @@ Layout (see docs/architecture.md):
     vadgpu.engine     training loop, checkpoints, DDP
     vadgpu.evaluation scores, metrics, plots
     vadgpu.cli        the `vadgpu` click command group
+
+Importing vadgpu changes nothing in the process: the `vadgpu` command sets OMP_WAIT_POLICY=PASSIVE for itself
+(vadgpu/threads.py says why, and what a Python user who feeds torch from the DALI loader on a CPU sets).
+Library code reports through the `vadgpu` logger (logging), so Python users decide what is shown.
 """
-
-import os
-
-# DALI's CPU threads decode the next runs while torch computes the step. With OpenMP's default (active) waiting,
-# torch's idle OpenMP threads spin on the cores DALI needs and the two thrash: on a 2-core CPU a
-# ddl-ped2-cpu training step fed by the DALI loader ran at 8 clips/s, 24 clips/s with passive waiting
-# (measured with the engine's train_step fed by make_loader). It must be set before torch starts its
-# OpenMP runtime, so it lives here, where every vadgpu entry point passes first; an explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"

@@ -95,7 +95,9 @@ def final_weight(run: Path) -> str:
     it)."""
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     used = any(entry.get("distinction", 0) > 0 for entry in log)
-    return f"{log[-1]['sigmoid_l']:.3f}" if used and "sigmoid_l" in log[-1] else "-"
+    # `anomaly_weight` is the key; logs written before it was the only one name it `sigmoid_l`
+    weight = log[-1].get("anomaly_weight", log[-1].get("sigmoid_l"))
+    return f"{weight:.3f}" if used and weight is not None else "-"
 
 
 def object_row(run: Path) -> tuple[str, str, list[float]]:

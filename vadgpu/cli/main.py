@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import click
+from vadgpu.threads import prefer_passive_omp_waiting
 
-from vadgpu import __version__
+prefer_passive_omp_waiting()  # before any command module imports torch
+
+import click  # noqa: E402
+
+from vadgpu import __version__  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -19,6 +23,9 @@ def cli() -> None:
       vadgpu train --dataset synthetic --root data/synth --model ddl --preset ddl-tiny-cpu --out runs/x
       vadgpu eval --run runs/x --dataset synthetic --root data/synth
     """
+    from vadgpu.log import show_on_terminal
+
+    show_on_terminal()  # library code reports through the `vadgpu` logger; here it becomes plain lines
 
 
 def _register() -> None:

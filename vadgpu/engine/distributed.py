@@ -8,7 +8,6 @@ LOCAL_RANK; rank 0 alone writes files and shows progress.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -117,6 +116,8 @@ def launch_workers(nproc: int, argv: list[str]) -> int:
     except SignalException:  # Ctrl-C / SIGTERM: the workers saved a checkpoint and said how to resume
         return 130
     except Exception as exc:  # ChildFailedError: the workers' own errors were printed above
-        print(f"vadgpu train --nproc {nproc}: a worker failed ({type(exc).__name__})", file=sys.stderr)
+        from vadgpu.log import logger
+
+        logger.error(f"vadgpu train --nproc {nproc}: a worker failed ({type(exc).__name__})")
         return 1
     return 0

@@ -1,4 +1,5 @@
-"""What users see while training: a tqdm bar, `log.jsonl`, TensorBoard events (when tensorboard is installed).
+"""What users see while training: a tqdm bar, `log.jsonl`, TensorBoard events (when tensorboard is installed), and
+notices through the `vadgpu` logger (vadgpu/log.py).
 
 The training loop hands this module plain floats, once every `log_every` steps; nothing here touches tensors, so
 the hot path's only host sync stays in one place (`train.py`, at log time). Only rank 0 makes a `RunLogger`;
@@ -8,20 +9,27 @@ other ranks get `NullLogger`.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from vadgpu.log import logger
+
 LOG_NAME = "log.jsonl"
 TENSORBOARD_DIR = "tensorboard"
+TENSORBOARD_MISSING = ("TensorBoard events are off: tensorboard is not installed (`pip install tensorboard`, or "
+                       "vadgpu[tensorboard]); log.jsonl holds the same numbers")
+_told: set[str] = set()  # notices given once per process
 
 
 def _tensorboard_writer(folder: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is an optional extra: `pip install vadgpu[tensorboard]`
+        if TENSORBOARD_MISSING not in _told:
+            _told.add(TENSORBOARD_MISSING)
+            logger.info(TENSORBOARD_MISSING)
         return None
     return SummaryWriter(log_dir=str(folder))
 
@@ -81,8 +89,8 @@ class RunLogger:
             self._tb.flush()
 
     def message(self, text: str) -> None:
-        """A line for the user that does not break the bar."""
-        tqdm.write(text, file=sys.stderr)
+        """A line for the user (the `vadgpu` logger; the CLI writes it without breaking the bar)."""
+        logger.info(text)
 
     def close(self) -> None:
         self.end_epoch()

@@ -121,12 +121,6 @@ def train_step(parts: Components, batch) -> dict[str, torch.Tensor]:
     return {key: value.detach() for key, value in losses.items()}
 
 
-def _log_scalars(parts: Components) -> dict[str, torch.Tensor]:
-    # sigmoid(l): DDL's learned blend weight, read together with the losses
-    logit = getattr(unwrap(parts.model), "anomaly_logit", None)
-    return {"sigmoid_l": torch.sigmoid(logit.detach())} if isinstance(logit, torch.Tensor) else {}
-
-
 def save_training_checkpoint(parts: Components, config: TrainConfig, position: TrainingPosition, run_dir: Path,
                              ctx: DistContext, epoch_end: bool) -> None:
     """All ranks call this (RNG states are gathered); rank 0 writes last.pt (and epoch-NNN.pt at epoch ends)."""
@@ -178,7 +172,7 @@ def resume_from_checkpoint(parts: Components, state: dict, ctx: DistContext, ste
 
 
 def _log_step(parts: Components, meter: LossMeter, position: TrainingPosition, clips_per_s: float, logger) -> None:
-    values = meter.read(_log_scalars(parts))  # the hot path's one host sync
+    values = meter.read({})  # the hot path's one host sync; DDL's loss terms carry its anomaly_weight
     if not math.isfinite(values.get("loss", 0.0)):
         raise VadgpuError(f"training diverged: loss is {values['loss']} at step {position.step} "
                           "(try a lower --lr, or --no-amp)")

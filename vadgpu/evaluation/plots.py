@@ -1,4 +1,5 @@
-"""PNG plots of an evaluation: one score curve per video (anomalous frames shaded) and the pooled ROC curve.
+"""PNG plots of an evaluation: one score curve per video (anomalous frames shaded, its AUC in the title) and the
+pooled ROC curve. Metrics are shown in percent, as in the terminal.
 
 Figures are built with matplotlib's object API (no pyplot state, no display needed) and saved atomically.
 """
@@ -17,6 +18,12 @@ from vadgpu.io import atomic_path
 CURVE_SIZE = (8.0, 3.0)  # inches; at DPI -> 800 x 300 pixels
 ROC_SIZE = (5.0, 5.0)
 DPI = 100
+
+
+def percent(value: float | None) -> str:
+    """A fraction as people read it: 0.3888 -> '38.88' (what the terminal and every plot show; JSON keeps
+    fractions)."""
+    return "n/a" if value is None else f"{100 * value:.2f}"
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
@@ -41,8 +48,10 @@ def plot_score_curve(
     labels: np.ndarray | None = None,
     title: str = "",
     ylabel: str = "anomaly score",
+    auc: float | None = None,
 ) -> Path:
-    """Score against frame index; frames labelled anomalous are shaded red. Returns the PNG path."""
+    """Score against frame index; frames labelled anomalous are shaded red; `auc` (a fraction) goes into the title
+    as percent. Returns the PNG path."""
     frames = np.asarray(frames)
     fig = Figure(figsize=CURVE_SIZE)
     ax = fig.add_subplot()
@@ -55,7 +64,7 @@ def plot_score_curve(
     ax.set_xlim(frames.min() - 0.5, frames.max() + 0.5)
     ax.set_xlabel("frame")
     ax.set_ylabel(ylabel)
-    ax.set_title(title, loc="right")
+    ax.set_title(title + ("" if auc is None else f"  AUC {percent(auc)} %"), loc="right")
     # Above the axes, so the legend never hides the curve.
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncol=2, frameon=False, fontsize="small")
     fig.tight_layout()
@@ -67,10 +76,10 @@ def plot_roc(path: str | Path, labels: np.ndarray, scores: np.ndarray, auc: floa
     fpr, tpr, _ = roc_curve(np.asarray(labels).reshape(-1), np.asarray(scores).reshape(-1))
     fig = Figure(figsize=ROC_SIZE)
     ax = fig.add_subplot()
-    ax.plot(fpr, tpr, color="tab:blue", lw=1.5, label=f"ROC (micro AUC {auc:.4f})")
+    ax.plot(fpr, tpr, color="tab:blue", lw=1.5, label=f"ROC (micro AUC {percent(auc)} %)")
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
     if eer is not None:
-        ax.plot([eer], [1 - eer], "o", color="tab:red", label=f"EER {eer:.4f}")
+        ax.plot([eer], [1 - eer], "o", color="tab:red", label=f"EER {percent(eer)} %")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("false positive rate")

@@ -1,8 +1,11 @@
 """What an evaluation leaves behind: scores.csv, metrics.json, the PNGs, and the table printed to the terminal.
 
-    OUT/metrics.json       metrics + the protocol that produced them + checkpoint, dataset, labels, frame counts
+    OUT/metrics.json       metrics + the protocol that produced them + checkpoint, dataset, labels, frame counts.
+                           Units: `metrics.micro_auc`, `macro_auc`, `eer`, `average_precision`, `per_video_auc`
+                           and `videos[].auc` are fractions in [0, 1] (`units` says so in the file); the terminal
+                           table and the plots show the same numbers in percent.
     OUT/scores.csv         video, frame, raw_score, score, label: one row per scored frame, videos in test order
-    OUT/curves/NAME.png    score curve of each test video, anomalous frames shaded
+    OUT/curves/NAME.png    score curve of each test video, anomalous frames shaded, its AUC in the title
     OUT/roc.png            pooled ROC curve
 All files are written atomically.
 """
@@ -18,10 +21,11 @@ from typing import Any, Iterable
 import numpy as np
 
 from vadgpu.evaluation.metrics import FrameMetrics
-from vadgpu.evaluation.plots import plot_roc, plot_score_curve
+from vadgpu.evaluation.plots import percent, plot_roc, plot_score_curve
 from vadgpu.io import atomic_write, atomic_write_json
 
 CURVES_DIR = "curves"
+UNITS = "auc, eer, average_precision: fractions in [0, 1] (the terminal and the plots show percent)"
 
 
 @dataclass
@@ -58,11 +62,12 @@ def write_scores_csv(path: str | Path, videos: Iterable[VideoScores]) -> Path:
     return Path(path)
 
 
-def write_curves(folder: str | Path, videos: Iterable[VideoScores], ylabel: str) -> list[Path]:
-    """One score-curve PNG per video, named after it."""
+def write_curves(folder: str | Path, videos: Iterable[VideoScores], ylabel: str,
+                 aucs: dict[str, float | None] | None = None) -> list[Path]:
+    """One score-curve PNG per video, named after it; `aucs` (video name -> fraction) puts each AUC in its title."""
     return [
         plot_score_curve(Path(folder) / f"{safe_name(v.name)}.png", v.frames, v.score, v.labels,
-                         title=f"video {v.name}", ylabel=ylabel)
+                         title=f"video {v.name}", ylabel=ylabel, auc=(aucs or {}).get(v.name))
         for v in videos
     ]
 
@@ -71,34 +76,30 @@ def write_eval_outputs(out: Path, videos: list[VideoScores], metrics: FrameMetri
     """Write every output of `vadgpu eval` into `out`; returns the metrics.json content."""
     out.mkdir(parents=True, exist_ok=True)
     write_scores_csv(out / "scores.csv", videos)
-    write_curves(out / CURVES_DIR, videos, ylabel=record["protocol"]["score_label"])
+    write_curves(out / CURVES_DIR, videos, ylabel=record["protocol"]["score_label"], aucs=metrics.per_video_auc)
     labels = np.concatenate([v.labels for v in videos])
     scores = np.concatenate([v.score for v in videos])
     plot_roc(out / "roc.png", labels, scores, metrics.micro_auc, metrics.eer)
-    content = {"metrics": metrics.to_dict(), **record,
+    content = {"metrics": metrics.to_dict(), "units": UNITS, **record,
                "outputs": {"scores": "scores.csv", "roc": "roc.png", "curves": f"{CURVES_DIR}/"}}
     atomic_write_json(out / "metrics.json", content)
     return content
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}"
-
-
 def format_table(metrics: FrameMetrics, frame_counts: dict[str, int] | None = None) -> str:
     """The summary printed after `vadgpu eval`: pooled metrics, then one line per video."""
     lines = [
-        f"{'micro AUC':<12}{_pct(metrics.micro_auc):>8} %",
-        f"{'macro AUC':<12}{_pct(metrics.macro_auc):>8} %"
+        f"{'micro AUC':<12}{percent(metrics.micro_auc):>8} %",
+        f"{'macro AUC':<12}{percent(metrics.macro_auc):>8} %"
         + (f"   (excludes single-class videos: {', '.join(metrics.excluded_videos)})" if metrics.excluded_videos
            else ""),
-        f"{'EER':<12}{_pct(metrics.eer):>8} %",
-        f"{'AP':<12}{_pct(metrics.average_precision):>8} %",
+        f"{'EER':<12}{percent(metrics.eer):>8} %",
+        f"{'AP':<12}{percent(metrics.average_precision):>8} %",
         f"{'frames':<12}{metrics.frames:>8}   ({metrics.anomalous_frames} anomalous)",
         "",
         f"{'video':<16}{'frames':>8}{'AUC %':>12}",
     ]
     for name, auc in metrics.per_video_auc.items():
         count = "" if frame_counts is None else str(frame_counts.get(name, ""))
-        lines.append(f"{name:<16}{count:>8}{_pct(auc) if auc is not None else 'one class':>12}")
+        lines.append(f"{name:<16}{count:>8}{percent(auc) if auc is not None else 'one class':>12}")
     return "\n".join(lines)

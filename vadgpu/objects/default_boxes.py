@@ -1,9 +1,10 @@
 """The box cache a dataset gets when the user names none: background subtraction over both splits, made once.
 
-Object mode needs the boxes of the training videos (tubes to learn from) and of the test videos (tubes to score).
-When `--boxes` is not given, `ensure_box_cache` builds the cache with the background-subtraction detector (no
-weights, about 450 frames/s here) into `boxes-bgsub-both.npz` in the dataset's prepare cache folder, prints where,
-and reuses it on later runs while it still covers every video with the same frame counts.
+Object mode needs the boxes of the training videos (tubes to learn from) and of the test videos (tubes to score);
+DDL's blend and pasted patches need the training videos' boxes. When `--boxes` is not given, `ensure_box_cache`
+builds the cache with the background-subtraction detector (no weights, about 450 frames/s on a 2-core CPU) into
+`boxes-bgsub-both.npz` in the dataset's prepare cache folder, says where (the `vadgpu` logger), and reuses it on
+later runs while it still covers every video with the same frame counts.
 """
 
 from __future__ import annotations
@@ -37,12 +38,15 @@ def covers(path: Path, splits: dict) -> bool:
 
 
 def ensure_box_cache(dataset, prepared_splits: dict, cache: Path | str | None = None, progress: bool = True,
-                     echo=print) -> Path:
+                     echo=None) -> Path:
     """The default box cache of `dataset` for `prepared_splits` ({"train": [...], "test": [...]} of
-    PreparedVideo), built with background subtraction when missing or out of date; returns its path."""
+    PreparedVideo), built with background subtraction when missing or out of date; returns its path. What it
+    does goes to `echo` (default: the `vadgpu` logger at INFO)."""
+    from vadgpu.log import logger
     from vadgpu.objects.boxes import build_box_cache
     from vadgpu.objects.detectors import make_detector
 
+    echo = echo or logger.info
     path = default_boxes_path(dataset, DEFAULT_DETECTOR, "both", cache)
     if covers(path, prepared_splits):
         echo(f"object boxes: {path} (background subtraction, cached)")
