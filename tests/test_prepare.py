@@ -133,7 +133,8 @@ def test_manifest_contents(synth_root, tmp_path):
     assert entry["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     assert (entry["codec"], entry["decode_codec"], entry["frames"], entry["fps"]) == ("h264", "mjpeg", FRAMES, 25.0)
     assert (entry["width"], entry["height"], entry["path"]) == (64, 48, str(source))
-    assert Path(entry["decode_path"]).is_file() and entry["transcoded"] is True
+    assert entry["transcoded"] is True and not Path(entry["decode_path"]).is_absolute()  # relative: a copied
+    assert (result.manifest.parent / entry["decode_path"]).is_file()  # cache keeps reading its own transcodes
 
 
 def test_default_cache_location(synth_root, tmp_path, monkeypatch):

@@ -21,6 +21,8 @@ read. A run extended with --resume and stopped before its end has a last.pt newe
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +49,15 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write `state` (plus the vadgpu version) to `path` atomically: a kill mid-write leaves the old file intact."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save({**state, "vadgpu_version": __version__}, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save({**state, "vadgpu_version": __version__}, tmp)
+    except (OSError, RuntimeError) as exc:  # torch reports a failed write (disk full, quota) as a RuntimeError
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(path.parent).free
+            raise VadgpuError(f"cannot write checkpoint {path} (is the disk full? {free / 1e6:.0f} MB free there): "
+                              f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from exc
+        raise VadgpuError(f"cannot write checkpoint {path}: {exc}") from exc
     return path
 
 
@@ -61,9 +70,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated / foreign files
         raise VadgpuError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict):
+        raise VadgpuError(f"checkpoint {path} is not a vadgpu checkpoint (it holds a {type(state).__name__}, not a "
+                          "mapping)")
     missing = {"model_name", "model_config", "model"} - set(state)
     if missing:
         raise VadgpuError(f"checkpoint {path} is not a vadgpu checkpoint (missing {', '.join(sorted(missing))})")
+    for key in ("model_config", "model", "config"):
+        if key in state and not isinstance(state[key], dict) and not (key == "config" and state[key] is None):
+            raise VadgpuError(f"checkpoint {path} is damaged: its {key} is a {type(state[key]).__name__}, not a "
+                              "mapping")
     return state
 
 

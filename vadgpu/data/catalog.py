@@ -86,13 +86,16 @@ def _frame_counts(videos: Sequence[Video]) -> list[int]:
     return [len(v.frame_files) if v.is_folder else probe_video(v.path).num_frames for v in videos]
 
 
-def _with_labels(videos: Sequence[Video], labels: Sequence[np.ndarray], source: Path | str) -> tuple[Video, ...]:
-    """Attach labels; folders are checked against their file count now, video files later in prepare."""
+def _with_labels(videos: Sequence[Video], labels: Sequence[np.ndarray],
+                 source: Path | str | Sequence[Path]) -> tuple[Video, ...]:
+    """Attach labels and the file they came from (`source`: one file for all, or one per video); folders are
+    checked against their file count now, video files later in prepare."""
+    sources = list(source) if isinstance(source, (list, tuple)) else [source] * len(videos)
     out = []
-    for video, frame_labels in zip(videos, labels, strict=True):
+    for video, frame_labels, file in zip(videos, labels, sources, strict=True):
         if video.is_folder:
-            L.check_length(frame_labels, len(video.frame_files), video.name, source)
-        out.append(Video(video.name, video.path, video.frame_files, frame_labels))
+            L.check_length(frame_labels, len(video.frame_files), video.name, file)
+        out.append(Video(video.name, video.path, video.frame_files, frame_labels, label_file=str(file)))
     return tuple(out)
 
 
@@ -163,12 +166,11 @@ def _open_avenue(root: Path, variant: str | None, labels: Path | None) -> Datase
     test = _video_files(root / "testing_videos", "Avenue testing_videos folder")
     mask_dir = root / "ground_truth_demo" / "testing_label_mask"
     if labels is None and mask_dir.is_dir():
-        per_video = []
-        for video in test:
-            number = int(re.sub(r"\D", "", video.name) or -1)
-            per_video.append(L.read_mask_mat(_first_existing([mask_dir / f"{number}_label.mat"],
-                                                             f"mask label file for test video {video.name}")))
-        return Dataset("avenue", root, tuple(train), _with_labels(test, per_video, mask_dir), str(mask_dir))
+        numbers = [int(re.sub(r"\D", "", video.name) or -1) for video in test]
+        files = [_first_existing([mask_dir / f"{number}_label.mat"], f"mask label file for test video {video.name}")
+                 for number, video in zip(numbers, test)]
+        per_video = [L.read_mask_mat(file) for file in files]
+        return Dataset("avenue", root, tuple(train), _with_labels(test, per_video, files), str(mask_dir))
     label_path = labels or _first_existing([root / "frame_labels_avenue.npy", root / "avenue.mat"],
                                            f"Avenue labels ({mask_dir} or a label file)")
     return Dataset("avenue", root, tuple(train), _with_labels(test, _labels_for_all(label_path, test), label_path),
@@ -187,9 +189,9 @@ def _open_shanghaitech(root: Path, variant: str | None, labels: Path | None) -> 
     train = _video_files(root / "training" / "videos", "ShanghaiTech training videos folder")
     test = _frame_folder_videos(root / "testing" / "frames", "ShanghaiTech testing frames folder")
     mask_dir = _require_dir(root / "testing" / "test_frame_mask", "ShanghaiTech label folder")
-    per_video = [L.read_npy_labels(_first_existing([mask_dir / f"{v.name}.npy"], f"labels of test video {v.name}"))
-                 for v in test]
-    return Dataset("shanghaitech", root, tuple(train), _with_labels(test, per_video, mask_dir), str(mask_dir))
+    files = [_first_existing([mask_dir / f"{v.name}.npy"], f"labels of test video {v.name}") for v in test]
+    per_video = [L.read_npy_labels(file) for file in files]
+    return Dataset("shanghaitech", root, tuple(train), _with_labels(test, per_video, files), str(mask_dir))
 
 
 def _mixed_split(folder: Path, what: str) -> list[Video]:
@@ -223,9 +225,10 @@ def _open_generic(root: Path, variant: str | None, labels: Path | None) -> Datas
     label_dir = root / "testing" / "labels"
     if not label_dir.is_dir():
         return Dataset("generic", root, tuple(train), tuple(test), None)
-    per_video = [L.read_label_file(_first_existing([label_dir / f"{v.name}.npy", label_dir / f"{v.name}.json"],
-                                                   f"labels of test video {v.name}")) for v in test]
-    return Dataset("generic", root, tuple(train), _with_labels(test, per_video, label_dir), str(label_dir))
+    files = [_first_existing([label_dir / f"{v.name}.npy", label_dir / f"{v.name}.json"],
+                             f"labels of test video {v.name}") for v in test]
+    per_video = [L.read_label_file(file) for file in files]
+    return Dataset("generic", root, tuple(train), _with_labels(test, per_video, files), str(label_dir))
 
 
 def _open_synthetic(root: Path, variant: str | None, labels: Path | None) -> Dataset:
@@ -253,9 +256,10 @@ def _open_synthetic(root: Path, variant: str | None, labels: Path | None) -> Dat
         what = f"synthetic {name}/{sub} folder"
         split[name] = _frame_folder_videos(folder, what) if variant == "frames" else _video_files(folder, what)
     label_dir = root / "testing" / "labels"
-    per_video = [L.read_npy_labels(_first_existing([label_dir / f"{v.name}.npy"], f"labels of test video {v.name}"))
-                 for v in split["testing"]]
-    return Dataset("synthetic", root, tuple(split["training"]), _with_labels(split["testing"], per_video, label_dir),
+    files = [_first_existing([label_dir / f"{v.name}.npy"], f"labels of test video {v.name}")
+             for v in split["testing"]]
+    per_video = [L.read_npy_labels(file) for file in files]
+    return Dataset("synthetic", root, tuple(split["training"]), _with_labels(split["testing"], per_video, files),
                    str(label_dir))
 
 

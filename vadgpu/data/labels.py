@@ -166,6 +166,11 @@ def read_npy_labels(path: str | Path) -> np.ndarray:
     return as_frame_labels(array, path)
 
 
+def _whole(value) -> bool:
+    """An integer in JSON: not a bool (true is 1 in Python), not a float such as 2.5."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def read_json_labels(path: str | Path) -> np.ndarray:
     """Per-frame labels from JSON: a 0/1 list, {"labels": [...]}, or {"frames": F, "intervals": [[a, b], ...]}."""
     path = Path(path)
@@ -179,13 +184,16 @@ def read_json_labels(path: str | Path) -> np.ndarray:
         data = data["labels"]
     elif isinstance(data, dict) and "intervals" in data:
         frames = data.get("frames")
-        if not isinstance(frames, int) or frames <= 0:
-            raise VadgpuError(f"label file {path}: intervals need a positive integer \"frames\" (the video length)")
-        try:
-            intervals = [(int(a), int(b)) for a, b in data["intervals"]]
-        except (TypeError, ValueError) as exc:
-            raise VadgpuError(f"label file {path}: \"intervals\" must be a list of [first, last] pairs") from exc
-        return intervals_to_labels(intervals, frames, path, one_based=False)
+        if not _whole(frames) or frames <= 0:
+            raise VadgpuError(f"label file {path}: intervals need a positive integer \"frames\" (the video length), "
+                              f"not {frames!r}")
+        pairs = data["intervals"]
+        if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+            raise VadgpuError(f"label file {path}: \"intervals\" must be a list of [first, last] pairs")
+        bad = next((p for p in pairs if not (_whole(p[0]) and _whole(p[1]))), None)
+        if bad is not None:
+            raise VadgpuError(f"label file {path}: interval {bad} must hold whole frame numbers (0-based)")
+        return intervals_to_labels([(a, b) for a, b in pairs], frames, path, one_based=False)
     if not isinstance(data, list):
         raise VadgpuError(f"label file {path}: expected a list of 0/1, {{\"labels\": [...]}} or "
                           f"{{\"frames\": F, \"intervals\": [...]}}")

@@ -26,15 +26,16 @@ import torch
 from tqdm import tqdm
 
 from vadgpu.data.labels import check_length
-from vadgpu.data.probe import probe_frames, probe_video
+from vadgpu.data.probe import check_frame_files, probe_frames, probe_video
 from vadgpu.data.types import Dataset, PreparedVideo, Video
 from vadgpu.device import is_cuda, resolve_device
 from vadgpu.errors import VadgpuError
-from vadgpu.io import atomic_path, atomic_write_json
+from vadgpu.io import atomic_path, atomic_write_json, remove_stale_temporaries
 
 DECODABLE = {"cpu": frozenset({"mjpeg", "vp8", "vp9"}), "gpu": frozenset({"h264", "hevc", "vp9", "av1"})}
 DALI_BACKENDS = tuple(DECODABLE)  # what `backend` names here: DALI's "cpu" or "gpu" decoders
 MANIFEST_NAME = "manifest.json"
+INPUT_DATASET = "input"  # the one-video dataset `vadgpu score INPUT` prepares (rooted at the input's folder)
 MANIFEST_VERSION = 1
 
 
@@ -91,7 +92,14 @@ def cache_dir_for(dataset: Dataset, backend: str, cache: str | Path | None = Non
     # A root that holds the home folder (a lone video in ~ scored on its own) is no dataset folder: the usual
     # cache under ~/.cache may lie inside it.
     home = Path.home().resolve()
-    if (folder == root or root in folder.parents) and not (home == root or root in home.parents):
+    if dataset.name == INPUT_DATASET:  # `vadgpu score INPUT`: the input's folder is no dataset; a cache beside the
+        # input is fine, only one inside a frame-folder input is not
+        inputs = [v.path.resolve() for v in dataset.test if v.is_folder]
+        inside = [p for p in inputs if folder == p or p in folder.parents]
+        if inside:
+            raise VadgpuError(f"the cache {base} (VADGPU_CACHE) lies inside the input frame folder {inside[0]}, "
+                              "which is never written to; set VADGPU_CACHE to a folder outside it")
+    elif (folder == root or root in folder.parents) and not (home == root or root in home.parents):
         raise VadgpuError(f"--cache {base}: the cache must not lie inside the dataset root {root} (it may be "
                           "read-only and is never written to)")
     return folder
@@ -127,19 +135,23 @@ def prepare_dataset(dataset: Dataset, backend: str = "cpu", cache: str | Path | 
         key = _relative(video.path, dataset.root)
         fingerprint = _fingerprint(video)
         entry = entries.get(key)
-        if not _reusable(entry, fingerprint):
+        if not _reusable(entry, fingerprint, folder):
             entry = _prepare_one(video, split, fingerprint, backend, folder)
             entries[key] = entry
             probed += 1
             transcoded_now += entry["transcoded"]
-        prepared[split].append(_prepared_video(video, entry, dataset.label_source))
+        prepared[split].append(_prepared_video(video, entry, dataset.label_source, folder))
         source_codecs[video.path] = entry["codec"]
     # Entries for sources that are gone (other variants of the same root stay) are dropped.
     entries = {k: e for k, e in entries.items() if Path(e["path"]).exists()}
     manifest = {"version": MANIFEST_VERSION, "dataset": dataset.name, "root": str(dataset.root), "backend": backend,
                 "label_source": dataset.label_source, "videos": entries}
     if manifest != old:
-        atomic_write_json(manifest_path, manifest)
+        try:
+            atomic_write_json(manifest_path, manifest)
+        except VadgpuError as exc:
+            raise VadgpuError(f"{exc.message}: the cache folder {folder} is not writable; pick another with "
+                              "--cache or VADGPU_CACHE") from exc
     _remove_stale_transcodes(folder, entries)
     return PreparedDataset(dataset, backend, prepared["train"], prepared["test"], manifest_path, probed,
                            transcoded_now, source_codecs)
@@ -181,22 +193,31 @@ def _fingerprint(video: Video) -> dict[str, Any]:
             "mtime_ns": max(s.st_mtime_ns for s in stats), "names_sha1": names}
 
 
-def _reusable(entry: dict | None, fingerprint: dict) -> bool:
+def _decode_path(entry: dict, folder: Path) -> Path:
+    """Where an entry's decoder reads: the source itself, or a transcode, stored relative to the cache folder (so a
+    copied cache reads and keeps its own transcodes; older manifests hold absolute paths, which join unchanged)."""
+    return folder / entry["decode_path"]
+
+
+def _reusable(entry: dict | None, fingerprint: dict, folder: Path) -> bool:
     if not entry or entry.get("fingerprint") != fingerprint:
         return False
-    decode_path = Path(entry["decode_path"])
+    decode_path = _decode_path(entry, folder)
     if not entry["transcoded"]:
         return decode_path.exists()
     return decode_path.is_file() and decode_path.stat().st_size == entry.get("decode_bytes")
 
 
 def _remove_stale_transcodes(folder: Path, entries: dict[str, dict]) -> None:
-    """Delete transcodes no manifest entry points to (their source changed); hidden files are writes in flight."""
-    keep = {Path(e["decode_path"]) for e in entries.values() if e["transcoded"]}
+    """Delete transcodes no manifest entry points to (their source changed), and the temporaries of transcodes
+    whose writer was killed; other hidden files are writes in flight."""
+    keep = {_decode_path(e, folder) for e in entries.values() if e["transcoded"]}
     transcoded = folder / "transcoded"
     if transcoded.is_dir():
         for path in transcoded.rglob("*"):
-            if path.is_file() and not path.name.startswith(".") and path not in keep:
+            if path.is_dir():
+                remove_stale_temporaries(path)
+            elif path.is_file() and not path.name.startswith(".") and path not in keep:
                 path.unlink()
 
 
@@ -218,6 +239,7 @@ def _prepare_one(video: Video, split: str, fingerprint: dict, backend: str, fold
                              "fingerprint": fingerprint}
     if video.is_folder:
         probe = probe_frames(video.frame_files)
+        check_frame_files(video.frame_files, probe.width, probe.height)
         return {**entry, "kind": "frames", "codec": probe.codec, "frames": probe.num_frames, "fps": probe.fps,
                 "width": probe.width, "height": probe.height, "decode_path": str(video.path),
                 "decode_codec": probe.codec, "transcoded": False}
@@ -239,15 +261,16 @@ def _prepare_one(video: Video, split: str, fingerprint: dict, backend: str, fold
     if result.num_frames != written:
         raise VadgpuError(f"transcode of {video.path} to {out} holds {result.num_frames} frames, expected {written}")
     return {**entry, "kind": "video", "codec": header.codec, "frames": written, "fps": result.fps,
-            "width": result.width, "height": result.height, "decode_path": str(out), "decode_codec": result.codec,
+            "width": result.width, "height": result.height, "decode_path": str(out.relative_to(folder)),
+            "decode_codec": result.codec,
             "transcoded": True, "decode_bytes": out.stat().st_size,
             "transcode_seconds": round(time.perf_counter() - started, 3)}
 
 
-def _prepared_video(video: Video, entry: dict, label_source: str | None) -> PreparedVideo:
+def _prepared_video(video: Video, entry: dict, label_source: str | None, folder: Path) -> PreparedVideo:
     if video.labels is not None:
-        check_length(video.labels, entry["frames"], video.name, label_source)
-    return PreparedVideo(video, Path(entry["decode_path"]), entry["frames"], entry["fps"], entry["width"],
+        check_length(video.labels, entry["frames"], video.name, video.label_file or label_source)
+    return PreparedVideo(video, _decode_path(entry, folder), entry["frames"], entry["fps"], entry["width"],
                          entry["height"], entry["decode_codec"])
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import av
 import cv2
+import numpy as np
 
 from vadgpu.errors import VadgpuError
+from vadgpu.log import logger
 
 # Image formats of frame folders, by extension; the name is what PreparedVideo.codec reports.
 IMAGE_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp"}
@@ -46,7 +49,8 @@ def probe_video(path: str | Path, decode: bool = False) -> Probe:
             stated = num_frames = stream.frames
             if decode or num_frames <= 0:
                 stream.thread_type = "AUTO"
-                num_frames = sum(1 for _ in container.decode(stream))
+                num_frames, end, complaints = _decode_all(container, stream)
+                _check_complete(path, container, stream, num_frames, end, float(rate or 0), complaints)
             if 0 < num_frames < stated:
                 raise VadgpuError(f"video {path}: the container states {stated} frames but only {num_frames} decode "
                                   "(the file is truncated or damaged)")
@@ -61,6 +65,88 @@ def probe_video(path: str | Path, decode: bool = False) -> Probe:
     if not rate:
         raise VadgpuError(f"video {path}: the stream states no frame rate")
     return Probe(codec, int(num_frames), float(rate), int(width), int(height))
+
+
+def _decode_all(container, stream) -> tuple[int, float | None, list[str]]:
+    """Decode every frame: (count, time in seconds where the last frame ends less the stream's start, the errors
+    FFmpeg's demuxer and decoder reported on the way)."""
+    import av.logging
+
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    count, last, step = 0, None, None
+    try:
+        with av.logging.Capture(True) as logs:
+            for frame in container.decode(stream):
+                count += 1
+                if frame.pts is not None and frame.time_base:
+                    last = frame.pts * frame.time_base
+    finally:
+        av.logging.set_level(previous)
+    rate = stream.average_rate or stream.guessed_rate
+    step = 1 / rate if rate else 0
+    start = (stream.start_time or 0) * stream.time_base if stream.time_base else 0
+    end = None if last is None else float(last - start + step)
+    complaints = [" ".join(str(text).split()) for level, _, text in logs if level <= av.logging.ERROR]
+    return count, end, complaints
+
+
+def _check_complete(path: Path, container, stream, count: int, end: float | None, rate: float,
+                    complaints: list[str]) -> None:
+    """A container without a frame count (WebM, MKV, MPEG-PS) is checked by time instead: the decoded frames must
+    reach the duration it states for the video stream (a truncated file keeps its header). Where no duration
+    decides it and FFmpeg reported errors, the user is warned with the numbers."""
+    import av
+
+    stated = None
+    if stream.duration and stream.time_base:
+        stated = float(stream.duration * stream.time_base)
+    elif container.duration and len(container.streams) == 1:  # the container's duration is this stream's
+        stated = container.duration / av.time_base
+    if stated and end is not None and rate and stated - end > max(2 / rate, 0.02 * stated):
+        raise VadgpuError(f"video {path}: the container states {stated:.2f} s of video but the {count} frames that "
+                          f"decode end at {end:.2f} s (about {round((stated - end) * rate)} frames at {rate:g} fps "
+                          "missing): the file is truncated or damaged")
+    if complaints:
+        seen = f"{count} frames decoded" + (f", {end:.2f} s" if end is not None else "")
+        logger.warning(f"video {path}: FFmpeg reported {len(complaints)} error(s) while decoding it "
+                       f"({complaints[0]}); it may be truncated or damaged ({seen}"
+                       + (f" of {stated:.2f} s stated" if stated else "") + ")")
+
+
+def frame_file_problem(path: Path) -> tuple[str | None, tuple[int, int] | None]:
+    """(why the frame file does not decode completely, or None; its (width, height)). Decoded once with OpenCV;
+    a JPEG must also end with its end-of-image marker, since OpenCV fills a truncated one with gray and only
+    warns."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})", None
+    if data.size == 0:
+        return "is empty", None
+    if IMAGE_FORMATS.get(path.suffix.lower()) == "jpeg":
+        if data[:2].tobytes() != b"\xff\xd8":
+            return "is not a JPEG file (no start-of-image marker)", None
+        if b"\xff\xd9" not in data[-64:].tobytes():
+            return "is a truncated JPEG (no end-of-image marker)", None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        return "cannot be decoded as an image", None
+    return None, (int(image.shape[1]), int(image.shape[0]))
+
+
+def check_frame_files(frame_files: Sequence[Path], width: int, height: int) -> None:
+    """Decode every frame of a folder once (in threads: OpenCV releases the GIL); the first damaged file, or one
+    of another size than the first frame, is a VadgpuError naming it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for path, (problem, size) in zip(frame_files, pool.map(frame_file_problem, map(Path, frame_files))):
+            if problem is not None:
+                raise VadgpuError(f"frame {path} {problem}")
+            if size != (width, height):
+                raise VadgpuError(f"frame {path} is {size[0]}x{size[1]} but the folder's first frame is "
+                                  f"{width}x{height}")
 
 
 def probe_frames(frame_files: Sequence[Path]) -> Probe:

@@ -19,6 +19,7 @@ class Video:
     path: Path  # the source: a video file or a frame folder (never modified)
     frame_files: tuple[Path, ...] | None = None  # sorted frame files of a folder; None for a video file
     labels: np.ndarray | None = field(default=None, compare=False, repr=False)  # (frames,) uint8 0/1, test only
+    label_file: str | None = field(default=None, compare=False, repr=False)  # the file `labels` were read from
 
     @property
     def is_folder(self) -> bool:

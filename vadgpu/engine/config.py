@@ -8,7 +8,11 @@ model is built the resolved values are filled in and the whole config is written
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -102,8 +106,12 @@ class TrainConfig:
         for name in ("checkpoint_every", "save_period", "keep_last"):
             if getattr(self, name) < 0:
                 raise VadgpuError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 0")
-        if self.lr <= 0:
-            raise VadgpuError(f"--lr {self.lr}: must be > 0")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise VadgpuError(f"--lr {self.lr}: must be a number > 0")
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise VadgpuError(f"weight_decay {self.weight_decay}: must be a number >= 0")
+        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise VadgpuError(f"grad_clip {self.grad_clip}: must be a number > 0 (or null: no clipping)")
         if self.max_steps is not None and self.max_steps < 1:
             raise VadgpuError(f"max_steps {self.max_steps}: must be >= 1")
         for name in ("boxes", "patches"):
@@ -124,6 +132,7 @@ class TrainConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+_FIELD_TYPES = typing.get_type_hints(TrainConfig)
 # Options that existed once: a config that still sets one is told why it is gone.
 REMOVED_OPTIONS = {"channels_last": "the models store their convolution weights channels-last already"}
 
@@ -146,10 +155,39 @@ def train_config_from_dict(values: dict[str, Any], source: str, base: TrainConfi
             size = (size, size)
         if not isinstance(size, (list, tuple)) or len(size) != 2:
             raise VadgpuError(f"{source}: size must be [height, width], not {size!r}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
+            raise VadgpuError(f"{source}: size must be [height, width] in whole pixels, not {size!r}")
         values["size"] = (int(size[0]), int(size[1]))
     if "extra" in values and not isinstance(values["extra"], dict):
         raise VadgpuError(f"{source}: extra must be a mapping of model overrides")
+    values = {name: _typed(name, value, source) for name, value in values.items()}
     return dataclasses.replace(base or TrainConfig(), **values)
+
+
+_TYPE_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false", dict: "a mapping",
+               tuple: "a list", type(None): "empty (null)"}
+
+
+def _typed(name: str, value: Any, source: str) -> Any:
+    """`value` checked against the TrainConfig field's type (a YAML file can hold anything); ints are accepted
+    (as floats) where a number is expected, and so is text that reads as one (YAML takes `1e-3` for text)."""
+    hint = _FIELD_TYPES[name]
+    members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    kinds = tuple(typing.get_origin(member) or member for member in members)
+    if value is None and type(None) in kinds:
+        return value
+    if isinstance(value, bool):
+        if bool in kinds:
+            return value
+    elif float in kinds and isinstance(value, (int, float)):
+        return float(value)
+    elif float in kinds and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return float(value)
+    elif any(isinstance(value, kind) for kind in kinds if kind not in (type(None), float)):
+        return value
+    wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+    raise VadgpuError(f"{source}: {name} must be {wanted}, not {value!r}")
 
 
 def read_config_values(path: str | Path) -> dict[str, Any]:

@@ -313,7 +313,7 @@ def prepare_input(source: str | Path, device: torch.device, progress: bool = Tru
     """A PreparedVideo for one video file or frame folder, via `prepare` (probe; transcode into the cache what
     the backend cannot decode), as a one-video test split of a dataset named "input" rooted at its parent."""
     from vadgpu.data.catalog import list_frames
-    from vadgpu.data.prepare import load_prepared
+    from vadgpu.data.prepare import INPUT_DATASET, load_prepared
     from vadgpu.data.types import Dataset, Video
 
     source = Path(source).expanduser().resolve()
@@ -323,7 +323,7 @@ def prepare_input(source: str | Path, device: torch.device, progress: bool = Tru
         video = Video(source.stem, source)
     else:
         raise VadgpuError(f"input {source} is neither a video file nor a frame folder")
-    dataset = Dataset("input", source.parent, train=(), test=(video,))
+    dataset = Dataset(INPUT_DATASET, source.parent, train=(), test=(video,))
     return load_prepared(dataset, device, progress=progress).test[0]
 
 
@@ -369,10 +369,11 @@ def score_input(
             raise VadgpuError("--heatmap-mp4 draws full-frame error maps; an object model's scores are per box "
                               "(see objects.csv)")
         if boxes is None:
+            from vadgpu.data.prepare import INPUT_DATASET
             from vadgpu.data.types import Dataset
             from vadgpu.objects.default_boxes import ensure_box_cache
 
-            single = Dataset("input", video.video.path.parent, train=(), test=(video.video,))
+            single = Dataset(INPUT_DATASET, video.video.path.parent, train=(), test=(video.video,))
             boxes = ensure_box_cache(single, {"test": [video]}, progress=progress)
         scorer = object_scorer(model, boxes, [video], "test", protocol)
 

@@ -161,6 +161,13 @@ class RunDecoder:
         try:
             return call()
         except (RuntimeError, IndexError, ValueError) as exc:
+            if self.is_folder:  # name the frame file itself, not only its folder
+                from vadgpu.data.probe import frame_file_problem
+
+                for path in self.source.files(group):
+                    problem = frame_file_problem(Path(path))[0]
+                    if problem is not None:
+                        raise VadgpuError(f"DALI could not decode frame {path}: it {problem}") from exc
             names = sorted({str(self.videos[v].decode_path) for v in self.table.run_video[group]})
             raise VadgpuError(f"DALI could not decode {', '.join(names)}: {self._reason(exc)}") from exc
 
