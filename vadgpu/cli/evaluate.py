@@ -8,6 +8,7 @@ import click
 
 from vadgpu.evaluation.protocol import GAUSSIAN_SIGMA, MEDIAN_WINDOW, NORMALISATIONS, SMOOTHINGS, Protocol
 from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, SCORE_KINDS
+from vadgpu.pipelines.choose import LOADERS
 
 
 NORM_HELP = {"video": "min-max per video (the papers)", "train": "z-score with training-set statistics",
@@ -36,6 +37,8 @@ def _protocol_options(norms: tuple[str, ...]):
         click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
                      help="Clips per batch."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--loader", type=click.Choice(LOADERS), default="auto", show_default=True,
+                     help="Clip loader: dali, torch (OpenCV decoding) or auto (dali where installed)."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
     ]
 
@@ -80,7 +83,7 @@ def eval_command(run, checkpoint, dataset, root, variant, out, boxes, **kw) -> N
     with hold_folder(out, "vadgpu eval", tidy=("curves", "objects")):  # one evaluation per output folder
         result = evaluate(path, dataset=dataset, root=root, variant=variant, protocol=protocol,
                           batch_size=kw["batch_size"], device=kw["device"], out=out, run_dir=run_dir,
-                          progress=not kw["no_progress"], boxes=boxes)
+                          progress=not kw["no_progress"], boxes=boxes, loader=kw["loader"])
     counts = {v["name"]: v["scored_frames"] for v in result.record["videos"]}
     click.echo(format_table(result.metrics, counts))
     objects = ", objects/" if "objects" in result.record else ""
@@ -106,7 +109,7 @@ def score_command(source, checkpoint, out, heatmap_mp4, boxes, **kw) -> None:
     with hold_folder(out, "vadgpu score"):
         result = score_input(source, checkpoint, out=out, protocol=_protocol(kw), heatmap_mp4=heatmap_mp4,
                              batch_size=kw["batch_size"], device=kw["device"], progress=not kw["no_progress"],
-                             boxes=boxes)
+                             boxes=boxes, loader=kw["loader"])
     top = int(result.video.frames[result.video.score.argmax()])
     click.echo(f"scored {result.video.frames.size} frames of {source}; highest score at frame {top}")
     for path in (result.csv, result.curve, result.heatmap):

@@ -21,6 +21,7 @@ from vadgpu.errors import VadgpuError
 from vadgpu.models.base import CLIP_MODES
 from vadgpu.models.presets import DEFAULT_PRESETS
 from vadgpu.models.registry import ARCHITECTURES, list_presets
+from vadgpu.pipelines.choose import LOADERS
 
 _DEFAULTS = TrainConfig()
 
@@ -87,6 +88,18 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
     return train_config_from_dict({**requested, "out": out}, source, saved)
 
 
+def with_preset_values(config: TrainConfig) -> TrainConfig:
+    """`config` with the preset (the device's default when none is named) and its clip geometry filled in, as
+    training resolves them, without building the model."""
+    from vadgpu.device import resolve_device
+    from vadgpu.models.registry import clip_overrides, default_preset, preset_config
+
+    preset = config.preset or default_preset(config.model, resolve_device(config.device).type)
+    model = preset_config(preset, **clip_overrides(config), **config.extra)
+    return config.replace(preset=preset, temporal=model.temporal, size=tuple(model.size), channels=model.channels,
+                          clips=model.clips)
+
+
 @click.command("train", context_settings={"show_default": False})
 @click.option("--dataset", "--dataset_name", "dataset", help="Dataset catalog name: ped2, avenue, shanghaitech, "
               "generic, synthetic. [required]")
@@ -120,7 +133,10 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
               + _default("tubes_per_clip"))
 @click.option("--device", help="auto, cpu, cuda or cuda:N (under torchrun: auto or cuda)." + _default("device"))
 @click.option("--seed", type=int, help="Seed of weights, shuffling and pseudo-anomalies." + _default("seed"))
-@click.option("--workers", type=int, help="DALI decoding threads per process." + _default("workers"))
+@click.option("--loader", type=click.Choice(LOADERS), help="Clip loader: dali (each frame decoded about once), torch "
+              "(OpenCV in DataLoader workers) or auto (dali where installed)." + _default("loader"))
+@click.option("--workers", type=int, help="DALI decoding threads (torch loader: worker processes) per process."
+              + _default("workers"))
 @click.option("--boxes", type=click.Path(dir_okay=False), help="Object-box cache from `vadgpu data boxes`, or "
               f"'{NO_BOXES}'. Without it, a model that needs boxes (object mode, the ddl blend, pasted patches) gets "
               "the dataset's background-subtraction cache of both splits, made once (path printed); "
@@ -149,20 +165,27 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
               help="Progress bar (off anyway when not a terminal). [default: on]")
 @click.option("--nproc", type=int, default=None, help="Launch N local DDP workers (torchrun --standalone "
               "--nproc_per_node=N). [default: 1, or what torchrun set]")
+@click.option("--print-config", is_flag=True, default=False, help="Print the resolved training config (YAML: what "
+              "DIR/config.yaml would hold, the preset's values filled in) and exit without training.")
 @click.pass_context
 def train(ctx: click.Context, config_file: str | None, resume: bool, overwrite: bool, nproc: int | None,
-          **opts: Any) -> None:
+          print_config: bool, **opts: Any) -> None:
     """Train DDL or the dual-path model; write a run folder that `vadgpu eval --run DIR` reads.
 
     \b
     Examples:
       vadgpu train --dataset synthetic --root data/synth --model ddl --preset ddl-tiny-cpu --out runs/ddl
-      vadgpu train --dataset ped2 --root ../shared/datasets/ped2 --model dualpath --out runs/dp --nproc 2
+      vadgpu train --dataset ped2 --root PED2 --model dualpath --out runs/dp --nproc 2
       torchrun --nproc_per_node=4 -m vadgpu train --dataset ped2 --root PED2 --model ddl --out runs/ddl4
     """
     from vadgpu.engine.distributed import launch_workers, launched_by_torchrun
 
     config = resolve_config(_explicit_flags(ctx, opts), config_file, resume)
+    if print_config:
+        import yaml
+
+        click.echo(yaml.safe_dump(with_preset_values(config).to_dict(), sort_keys=False), nl=False)
+        return
     config.validate()
     if nproc is not None and nproc > 1 and not launched_by_torchrun():
         from vadgpu.engine.run_folder import prepare_run_dir

@@ -1,9 +1,10 @@
-"""Make a dataset decodable by the active DALI backend, once: probe, transcode into a cache, write a manifest.
+"""Make a dataset decodable by the loader's decoder, once: probe, transcode into a cache, write a manifest.
 
-DALI's CPU video decoder reads only MJPEG, VP8 and VP9; NVDEC (the GPU backend) reads H.264, HEVC, VP9 and AV1.
-Everything else is transcoded with PyAV into the cache (CPU: MJPEG in .avi; GPU: H.264 in .mp4 with a short GOP
-and no B-frames), at a constant frame rate with every decoded frame kept, so labels stay aligned. Frame folders
-pass through on both backends. Sources are never modified and nothing is written inside the dataset root.
+Three decoders, three backends: DALI's CPU video decoder ("cpu") reads only MJPEG, VP8 and VP9; NVDEC ("gpu",
+DALI on CUDA) reads H.264, HEVC, VP9 and AV1; OpenCV ("opencv", the torch loader) reads all the common codecs.
+Everything else is transcoded with PyAV into the cache (cpu, opencv: MJPEG in .avi; gpu: H.264 in .mp4 with a
+short GOP and no B-frames), at a constant frame rate with every decoded frame kept, so labels stay aligned. Frame
+folders pass through on every backend. Sources are never modified and nothing is written inside the dataset root.
 
 Cache: `<cache or $VADGPU_CACHE or ~/.cache/vadgpu>/<dataset>-<short hash of the absolute root>/<backend>/`
 holding `manifest.json` and `transcoded/`. A rerun reuses every manifest entry whose source is unchanged
@@ -21,7 +22,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import torch
 from tqdm import tqdm
 
@@ -31,9 +31,14 @@ from vadgpu.data.types import Dataset, PreparedVideo, Video
 from vadgpu.device import is_cuda, resolve_device
 from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_path, atomic_write_json, remove_stale_temporaries
+from vadgpu.optional import require
 
-DECODABLE = {"cpu": frozenset({"mjpeg", "vp8", "vp9"}), "gpu": frozenset({"h264", "hevc", "vp9", "av1"})}
-DALI_BACKENDS = tuple(DECODABLE)  # what `backend` names here: DALI's "cpu" or "gpu" decoders
+DECODABLE = {"cpu": frozenset({"mjpeg", "vp8", "vp9"}), "gpu": frozenset({"h264", "hevc", "vp9", "av1"}),
+             "opencv": frozenset({"mjpeg", "h264", "hevc", "vp8", "vp9", "mpeg4"})}
+DALI_BACKENDS = ("cpu", "gpu")  # DALI's decoders; "opencv" is the torch loader's
+BACKENDS = tuple(DECODABLE)
+# The decoder behind each backend, as messages name it
+DECODERS = {"cpu": "DALI's CPU video reader", "gpu": "DALI's GPU video reader (NVDEC)", "opencv": "OpenCV"}
 MANIFEST_NAME = "manifest.json"
 INPUT_DATASET = "input"  # the one-video dataset `vadgpu score INPUT` prepares (rooted at the input's folder)
 MANIFEST_VERSION = 1
@@ -56,6 +61,7 @@ _TARGETS = {
     # A key frame every 12 frames and no B-frames keep NVDEC's random access cheap and in sync.
     "gpu": _Target("libx264", "mp4", ".mp4", "yuv420p", {"crf": "18", "preset": "fast", "g": "12", "bf": "0"}),
 }
+_TARGETS["opencv"] = _TARGETS["cpu"]  # OpenCV seeks an all-key-frame file exactly
 
 
 @dataclass(frozen=True)
@@ -106,16 +112,17 @@ def cache_dir_for(dataset: Dataset, backend: str, cache: str | Path | None = Non
 
 
 def load_prepared(dataset: Dataset, device: str | torch.device | None, cache: str | Path | None = None,
-                  progress: bool = True) -> PreparedDataset:
-    """What loaders call: prepare for the backend of `device` (a no-op when the cache is current)."""
-    return prepare_dataset(dataset, backend=backend_for(device), cache=cache, progress=progress)
+                  progress: bool = True, loader: str = "dali") -> PreparedDataset:
+    """What loaders call: prepare for the decoder of `loader` on `device` (a no-op when the cache is current)."""
+    backend = "opencv" if loader == "torch" else backend_for(device)
+    return prepare_dataset(dataset, backend=backend, cache=cache, progress=progress)
 
 
 def prepare_dataset(dataset: Dataset, backend: str = "cpu", cache: str | Path | None = None,
                     progress: bool = True) -> PreparedDataset:
     """Probe every video, transcode what `backend` cannot decode, check labels, write the manifest."""
-    if backend not in DALI_BACKENDS:
-        raise VadgpuError(f"backend {backend!r} is not one of {', '.join(DALI_BACKENDS)}")
+    if backend not in BACKENDS:
+        raise VadgpuError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
     folder = cache_dir_for(dataset, backend, cache)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -279,6 +286,7 @@ def _prepared_video(video: Video, entry: dict, label_source: str | None, folder:
 
 def transcode(source: Path, out: Path, target: _Target) -> int:
     """Re-encode every frame of `source` into `out` (written atomically) at a constant rate; returns the count."""
+    av = require("av", f"transcoding {source}")
     try:
         with av.open(str(source)) as container, atomic_path(out) as tmp:
             stream = container.streams.video[0]

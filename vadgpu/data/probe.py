@@ -1,4 +1,8 @@
-"""What a source is: codec, frame count, frame rate and size of a video file (PyAV) or a frame folder."""
+"""What a source is: codec, frame count, frame rate and size of a video file or a frame folder.
+
+Video files are probed with PyAV where it is installed, else with OpenCV (which has no codec details and counts
+frames by decoding them all).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import av
 import cv2
 import numpy as np
 
 from vadgpu.errors import VadgpuError
 from vadgpu.log import logger
+from vadgpu.optional import available
 
 # Image formats of frame folders, by extension; the name is what PreparedVideo.codec reports.
 IMAGE_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp"}
 FOLDER_FPS = 25.0  # frame folders carry no rate; only logs and the manifest use it
+# OpenCV reports a stream's FourCC; the canonical FFmpeg names PyAV would give for the common ones
+FOURCC_CODECS = {"mjpg": "mjpeg", "avc1": "h264", "h264": "h264", "x264": "h264", "hvc1": "hevc", "hev1": "hevc",
+                 "hevc": "hevc", "vp80": "vp8", "vp90": "vp9", "av01": "av1", "fmp4": "mpeg4", "mp4v": "mpeg4",
+                 "xvid": "mpeg4", "divx": "mpeg4"}
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,7 @@ class Probe:
 
 
 def probe_video(path: str | Path, decode: bool = False) -> Probe:
-    """Probe a video file with PyAV.
+    """Probe a video file (PyAV, or OpenCV where PyAV is not installed).
 
     The frame count comes from the container when it states one; with `decode=True`, or when it does not, every
     frame is decoded and counted (this also proves the file decodes to the end). A file that is missing,
@@ -38,6 +46,10 @@ def probe_video(path: str | Path, decode: bool = False) -> Probe:
     path = Path(path)
     if not path.is_file():
         raise VadgpuError(f"video {path} does not exist or is not a file")
+    if not available("av"):
+        return probe_video_opencv(path)
+    import av
+
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -58,6 +70,34 @@ def probe_video(path: str | Path, decode: bool = False) -> Probe:
         raise
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise VadgpuError(f"video {path} cannot be read: {exc}") from exc
+    return _checked(path, codec, num_frames, rate, width, height)
+
+
+def probe_video_opencv(path: Path) -> Probe:
+    """The OpenCV probe: codec from the FourCC, every frame decoded and counted (OpenCV's stated count is an
+    estimate for many containers), and the count checked against the one the container states."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise VadgpuError(f"video {path} cannot be read: OpenCV cannot open it")
+        fourcc = int(capture.get(cv2.CAP_PROP_FOURCC))
+        tag = "".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4)).strip("\0 ").lower()
+        codec = FOURCC_CODECS.get(tag, tag or "unknown")
+        stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        rate = capture.get(cv2.CAP_PROP_FPS)
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        num_frames = 0
+        while capture.grab():
+            num_frames += 1
+    finally:
+        capture.release()
+    if 0 < num_frames < stated:
+        raise VadgpuError(f"video {path}: the container states {stated} frames but only {num_frames} decode "
+                          "(the file is truncated or damaged)")
+    return _checked(path, codec, num_frames, rate, width, height)
+
+
+def _checked(path: Path, codec: str, num_frames: int, rate, width: int, height: int) -> Probe:
     if num_frames <= 0:
         raise VadgpuError(f"video {path} holds no decodable frames")
     if not width or not height:

@@ -64,8 +64,8 @@ def _lr_lambda(schedule: str, total_steps: int):
     return lambda step: 1.0
 
 
-def _load_prepared(config: TrainConfig, ctx: DistContext):
-    """The dataset and its prepared videos (every rank), checked to have training videos."""
+def _load_prepared(config: TrainConfig, ctx: DistContext, loader: str):
+    """The dataset and its prepared videos for `loader`'s decoder (every rank), checked to have training videos."""
     from vadgpu.data.catalog import open_dataset
     from vadgpu.data.prepare import load_prepared
     from vadgpu.engine.distributed import barrier
@@ -73,10 +73,10 @@ def _load_prepared(config: TrainConfig, ctx: DistContext):
     dataset = open_dataset(config.dataset, config.root, variant=config.variant)
     # The first rank of each machine probes and transcodes into its cache first; the others then find it current.
     if ctx.local_rank == 0:
-        prepared = load_prepared(dataset, ctx.device, progress=config.progress and ctx.is_main)
+        prepared = load_prepared(dataset, ctx.device, progress=config.progress and ctx.is_main, loader=loader)
     barrier(ctx)
     if ctx.local_rank != 0:
-        prepared = load_prepared(dataset, ctx.device, progress=False)
+        prepared = load_prepared(dataset, ctx.device, progress=False, loader=loader)
     if not prepared.train:
         raise VadgpuError(f"--root {config.root}: dataset {config.dataset} has no training videos")
     return dataset, prepared
@@ -134,11 +134,14 @@ def resolve_model(config: TrainConfig, ctx: DistContext, saved_model_config: dic
 def build_components(config: TrainConfig, ctx: DistContext, saved_model_config: dict | None = None
                      ) -> tuple[Components, TrainConfig]:
     """Build data, model and optimiser for `config`; return them and the config with the preset's values filled."""
-    from vadgpu.pipelines.loader import ClipSpec, make_loader
+    from vadgpu.pipelines.choose import open_loader, resolve_loader
+    from vadgpu.pipelines.clip_index import ClipSpec
 
     model, config, notices = resolve_model(config, ctx, saved_model_config)
     mcfg = model.config
-    dataset, prepared = _load_prepared(config, ctx)
+    loader_kind, notice = resolve_loader(config.loader)
+    notices += [notice] if notice else []
+    dataset, prepared = _load_prepared(config, ctx, loader_kind)
     videos = list(prepared.train)
     objects = mcfg.clips == "objects"
     object_kinds = [k for k in mcfg.pseudo_kinds if KIND_BY_NAME[k] in OBJECT_KINDS]
@@ -152,9 +155,9 @@ def build_components(config: TrainConfig, ctx: DistContext, saved_model_config: 
                           "boxes; give a box cache, or leave --boxes out to make one by background subtraction")
     if config.boxes is None and (objects or object_kinds):  # what the model needs, made once and cached
         config = config.replace(boxes=_default_box_cache(config, ctx, dataset, prepared))
-    loader = make_loader(videos, ClipSpec.for_model(mcfg, frame_size=frame_size), batch_size=config.batch_size,
-                         device=ctx.device, train=True, seed=config.seed, shard_id=ctx.rank,
-                         num_shards=ctx.world_size, num_threads=config.workers)
+    loader = open_loader(loader_kind, videos, ClipSpec.for_model(mcfg, frame_size=frame_size),
+                         batch_size=config.batch_size, device=ctx.device, train=True, seed=config.seed,
+                         shard_id=ctx.rank, num_shards=ctx.world_size, workers=config.workers)
     if len(loader) == 0:
         raise VadgpuError(f"--batch-size {config.batch_size}: the training videos give no full batch of "
                           f"{mcfg.temporal}-frame clips per process")

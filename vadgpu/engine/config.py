@@ -23,6 +23,7 @@ from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_write_text
 from vadgpu.models.base import CLIP_MODES
 from vadgpu.models.registry import ARCHITECTURES
+from vadgpu.pipelines.choose import LOADERS
 
 SCHEDULES = ("constant", "cosine")
 AMP_DTYPES = ("bf16", "fp16")
@@ -42,7 +43,8 @@ class TrainConfig:
     dataset: str = ""  # catalog name: ped2, avenue, shanghaitech, generic, synthetic
     root: str = ""  # dataset folder
     variant: str | None = None  # dataset variant, where the catalog knows several layouts
-    workers: int = 2  # DALI decoding threads per process
+    loader: str = "auto"  # auto | dali | torch (pipelines/choose.py); auto: DALI where it is installed
+    workers: int = 2  # DALI decoding threads (torch loader: DataLoader worker processes) per process
     # model
     model: str = "ddl"  # ddl | dualpath
     preset: str | None = None  # registry preset; None: the model's default (presets.DEFAULT_PRESETS: CPU or CUDA)
@@ -98,6 +100,8 @@ class TrainConfig:
             raise VadgpuError(f"--temporal {self.temporal}: must be >= 1 (frames per clip)")
         if self.size is not None and (len(self.size) != 2 or min(self.size) < 8):
             raise VadgpuError(f"--resize {self.size}: give height and width, each >= 8")
+        if self.loader not in LOADERS:
+            raise VadgpuError(f"--loader {self.loader!r}: choose one of {', '.join(LOADERS)}")
         if self.clips is not None and self.clips not in CLIP_MODES:
             raise VadgpuError(f"--clips {self.clips!r}: choose one of {', '.join(CLIP_MODES)}")
         for name in ("epochs", "batch_size", "log_every", "workers", "tubes_per_clip"):

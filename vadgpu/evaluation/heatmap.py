@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,6 +21,7 @@ from matplotlib import colormaps
 
 from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_path
+from vadgpu.optional import require
 
 HEAT_MAX_ERROR = 0.3
 MAX_OPACITY = 0.75
@@ -51,6 +51,7 @@ class HeatmapVideoWriter:
     def __init__(self, path: str | Path, fps: float):
         self.path = Path(path)
         self.fps = fps if fps and fps > 0 else 25.0
+        self._av = av = require("av", f"writing the heatmap video {self.path}")
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         self._container = av.open(str(self._tmp), mode="w", format="mp4")
@@ -67,7 +68,7 @@ class HeatmapVideoWriter:
             self._stream.height, self._stream.width = rgb.shape[1:3]
             self._stream.pix_fmt = "yuv420p"
         for image in rgb:
-            for packet in self._stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            for packet in self._stream.encode(self._av.VideoFrame.from_ndarray(image, format="rgb24")):
                 self._container.mux(packet)
         self.frames += len(rgb)
 

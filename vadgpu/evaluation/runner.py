@@ -7,6 +7,7 @@ protocol (protocol.py) per video. The model runs in eval mode under torch.infere
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -26,6 +27,8 @@ from vadgpu.evaluation.protocol import Protocol, TrainStats, apply_protocol, fit
 from vadgpu.evaluation.report import VideoScores, safe_name, write_curves, write_eval_outputs, write_scores_csv
 from vadgpu.evaluation.scores import error_map, patch_size_for, scores_from_errors
 from vadgpu.objects.tubes import FrameBoxes
+
+log = logging.getLogger("vadgpu")
 
 DEFAULT_BATCH_SIZE = 16
 # (target (N, C, H, W), squared errors (N, 1, H, W), video (N,), frame (N,)) of each batch, for the heatmap video
@@ -78,13 +81,16 @@ def score_videos(
     desc: str = "scoring",
     on_batch: BatchHook | None = None,
     objects: ObjectScorer | None = None,
+    loader: str = "auto",
 ) -> list[np.ndarray]:
     """Raw score of every frame of every video, as the model sees it centred in its clip: [(frames,) float64].
 
     An object model needs `objects` (the boxes of these videos' frames): each frame's score is then the max over
-    its tubes, and a frame without a box gets its video's lowest score (object_scores.py)."""
+    its tubes, and a frame without a box gets its video's lowest score (object_scores.py). `loader`: dali,
+    torch or auto (pipelines/choose.py)."""
     from vadgpu.objects.tubes import native_frame_size
-    from vadgpu.pipelines.loader import ClipSpec, make_loader
+    from vadgpu.pipelines.choose import open_loader, resolve_loader
+    from vadgpu.pipelines.clip_index import ClipSpec
 
     if batch_size < 1:
         raise VadgpuError(f"--batch-size {batch_size} must be at least 1")
@@ -93,12 +99,13 @@ def score_videos(
         raise VadgpuError("an object model scores tubes: give the videos' boxes (a box cache)")
     frame_size = native_frame_size(videos) if object_mode else None
     spec = ClipSpec.for_model(model.config, skip_window=False, frame_size=frame_size)
-    loader = make_loader(list(videos), spec, batch_size=batch_size, device=device, train=False)
+    clips = open_loader(resolve_loader(loader)[0], list(videos), spec, batch_size=batch_size, device=device,
+                        train=False)
     scores, video_ids, frame_ids = [], [], []  # per batch, on the device: one host transfer at the end
     total = sum(v.num_frames for v in videos)
     with torch.inference_mode(), tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True,
                                       disable=None if progress else True) as bar:
-        for batch in loader:
+        for batch in clips:
             if object_mode:
                 scores.append(objects(model, batch.clips, batch.video, batch.frame))
             else:
@@ -201,6 +208,7 @@ def evaluate(
     run_dir: str | Path | None = None,
     progress: bool = True,
     boxes: str | Path | None = None,
+    loader: str = "auto",
 ) -> EvalResult:
     """Score a checkpoint on a dataset's test split and write metrics.json, scores.csv and the plots.
 
@@ -208,12 +216,14 @@ def evaluate(
     RUN/eval (RUN = `run_dir`, or the run folder the checkpoint lies in). An object model reads the test boxes
     from `boxes`, else from the training run's box cache, else from the dataset's background-subtraction cache
     (made when missing), and also writes objects/VIDEO.csv: every scored box of every frame, best first.
+    `loader`: the clip loader (dali, torch or auto; pipelines/choose.py).
     """
     from vadgpu.data.catalog import open_dataset
     from vadgpu.data.prepare import load_prepared
 
     checkpoint = Path(checkpoint)
     device = resolve_device(device)
+    loader = _resolve_loader(loader)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     config = ckpt.get("config") or {}
     # The training dataset's root and variant are defaults only for that same dataset.
@@ -228,7 +238,7 @@ def evaluate(
     out = Path(out)
 
     data = open_dataset(dataset, root, variant=variant)
-    prepared = load_prepared(data, device, progress=progress)
+    prepared = load_prepared(data, device, progress=progress, loader=loader)
     test = list(prepared.test)
     if not test:
         raise VadgpuError(f"dataset {dataset} at {root} has no test videos")
@@ -257,11 +267,11 @@ def evaluate(
     if protocol.norm == "train":
         train = list(prepared.train)
         raw_train = score_videos(model, train, protocol, device, batch_size, progress, desc="scoring train",
-                                 objects=scorers["train"])
+                                 objects=scorers["train"], loader=loader)
         stats = fit_train_stats([s[kept_frames(v.num_frames, temporal, protocol.drop_edges, v.name)]
                                  for v, s in zip(train, raw_train)], protocol)
     raw = score_videos(model, test, protocol, device, batch_size, progress, desc="scoring test",
-                       objects=scorers["test"])
+                       objects=scorers["test"], loader=loader)
     videos = _apply(test, raw, protocol, temporal, stats, labelled=True)
     metrics = frame_metrics({v.name: (v.labels, v.score) for v in videos})
     if scorers["test"] is not None:
@@ -309,7 +319,17 @@ def evaluate(
     return EvalResult(out=out, metrics=metrics, videos=videos, record=content)
 
 
-def prepare_input(source: str | Path, device: torch.device, progress: bool = True) -> PreparedVideo:
+def _resolve_loader(requested: str) -> str:
+    from vadgpu.pipelines.choose import resolve_loader
+
+    loader, notice = resolve_loader(requested)
+    if notice:
+        log.warning(notice)
+    return loader
+
+
+def prepare_input(source: str | Path, device: torch.device, progress: bool = True, loader: str = "dali"
+                  ) -> PreparedVideo:
     """A PreparedVideo for one video file or frame folder, via `prepare` (probe; transcode into the cache what
     the backend cannot decode), as a one-video test split of a dataset named "input" rooted at its parent."""
     from vadgpu.data.catalog import list_frames
@@ -324,7 +344,7 @@ def prepare_input(source: str | Path, device: torch.device, progress: bool = Tru
     else:
         raise VadgpuError(f"input {source} is neither a video file nor a frame folder")
     dataset = Dataset(INPUT_DATASET, source.parent, train=(), test=(video,))
-    return load_prepared(dataset, device, progress=progress).test[0]
+    return load_prepared(dataset, device, progress=progress, loader=loader).test[0]
 
 
 def default_score_out(source: str | Path) -> Path:
@@ -344,6 +364,7 @@ def score_input(
     device: str | torch.device = "auto",
     progress: bool = True,
     boxes: str | Path | None = None,
+    loader: str = "auto",
 ) -> ScoreResult:
     """Score one unlabelled video file or frame folder: scores.csv, a score-curve PNG, optionally a heatmap MP4.
 
@@ -357,9 +378,10 @@ def score_input(
         raise VadgpuError("--norm train needs a dataset's training videos; `vadgpu score` supports video or none")
     source = Path(source)
     device = resolve_device(device)
+    loader = _resolve_loader(loader)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     out = Path(out) if out is not None else default_score_out(source)
-    video = prepare_input(source, device, progress=progress)
+    video = prepare_input(source, device, progress=progress, loader=loader)
     model = load_model(ckpt, device)
     protocol = protocol.for_model(model.config)
     name = safe_name(video.name)
@@ -389,7 +411,7 @@ def score_input(
     hook = None if writer is None else write_heatmap
     try:
         raw = score_videos(model, [video], protocol, device, batch_size, progress, desc=f"scoring {video.name}",
-                           on_batch=hook, objects=scorer)
+                           on_batch=hook, objects=scorer, loader=loader)
     except BaseException:
         if writer is not None:
             writer.abort()

@@ -1,4 +1,5 @@
-"""Read a source video's frames on the host for offline detection: OpenCV for frame folders, PyAV for video files.
+"""Read a source video's frames on the host for offline detection: OpenCV for frame folders, PyAV for video files
+(OpenCV where PyAV is not installed).
 
 Detection runs once per dataset, so this path favours simplicity over speed; the training path decodes with DALI.
 """
@@ -12,6 +13,7 @@ import numpy as np
 
 from vadgpu.data.types import Video
 from vadgpu.errors import VadgpuError
+from vadgpu.optional import available
 
 
 class FrameSource:
@@ -41,6 +43,9 @@ class FrameSource:
         return frame
 
     def _decode(self, to_array: bool = True) -> Iterator[np.ndarray]:
+        if not available("av"):
+            yield from self._decode_opencv()
+            return
         import av
 
         try:
@@ -51,6 +56,19 @@ class FrameSource:
                     yield frame.to_ndarray(format="bgr24") if to_array else frame
         except av.error.FFmpegError as exc:
             raise VadgpuError(f"{self.video.path}: PyAV cannot decode it ({exc})") from exc
+
+    def _decode_opencv(self) -> Iterator[np.ndarray]:
+        capture = cv2.VideoCapture(str(self.video.path))
+        try:
+            if not capture.isOpened():
+                raise VadgpuError(f"{self.video.path}: OpenCV cannot open it")
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    return
+                yield frame
+        finally:
+            capture.release()
 
     def _frames(self) -> Iterator[np.ndarray]:
         if not self.video.is_folder:

@@ -1,13 +1,16 @@
-"""The baseline: a plain torch DataLoader that decodes every clip's frames with OpenCV, as users' loaders do.
+"""The torch loader: a plain torch DataLoader that decodes every clip's frames with OpenCV, as users' loaders do.
 
 It walks the same clip index as the DALI loader (clip_index.py) and yields the same ClipBatch in the same order
-for the same (seed, epoch, shard), so it serves twice: as the benchmark's baseline (each frame is decoded once
-per clip that contains it, T times with overlapping clips) and as the correctness reference for the DALI
-pipelines (same video, same frames, tensors equal within resize/colour-conversion rounding).
+for the same (seed, epoch, shard), so it serves three times: as `--loader torch` where DALI is not installed
+(pinned memory and non-blocking copies on CUDA), as the benchmark's baseline (each frame is decoded once per clip
+that contains it, T times with overlapping clips) and as the correctness reference for the DALI pipelines (same
+video, same frames, tensors equal within resize/colour-conversion rounding). It reads what `vadgpu data prepare`
+leaves for the "opencv" backend: MJPEG, H.264, HEVC, VP8, VP9, MPEG-4 and frame folders.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterator, Sequence
 
 import cv2
@@ -19,7 +22,8 @@ from vadgpu.data.types import PreparedVideo
 from vadgpu.device import is_cuda, resolve_device
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.clip_index import ClipSpec, RunTable, span_frames
-from vadgpu.pipelines.loader import DEFAULT_RUN_LENGTH, DEFAULT_RUNS_PER_GROUP, ClipBatch, ClipLoader, assemble_batch
+from vadgpu.pipelines.loader import (DEFAULT_RUN_LENGTH, DEFAULT_RUNS_PER_GROUP, ClipBatch, ClipLoader, assemble_batch,
+                                     to_device)
 
 
 class ClipDataset(Dataset):
@@ -82,6 +86,20 @@ def _quiet_opencv(_worker: int) -> None:
     cv2.setNumThreads(1)  # parallelism comes from the workers; OpenCV's own threads would oversubscribe
 
 
+@contextmanager
+def _opencv_pool_closed(closed: bool):
+    """Fork workers while OpenCV's thread pool is shut down: a worker forked while the parent's pool exists (after
+    background subtraction, say) inherits its locks without its threads and hangs in its first OpenCV call."""
+    threads = cv2.getNumThreads()
+    if closed:
+        cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        if closed:
+            cv2.setNumThreads(threads)
+
+
 class BaselineLoader(ClipLoader):
     """Same index, plan, sharding and batches as ClipLoader; frames decoded per clip by DataLoader workers."""
 
@@ -89,6 +107,9 @@ class BaselineLoader(ClipLoader):
         super().__init__(*args, **kwargs)
         self.num_workers = num_workers
         self.dataset = ClipDataset(self.videos, self.spec, self.table, self.num_frames)
+
+    def decode_backend(self) -> str:
+        return "opencv"
 
     def __iter__(self) -> Iterator[ClipBatch]:
         plan = self._plan
@@ -98,11 +119,13 @@ class BaselineLoader(ClipLoader):
         loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
                             collate_fn=_collate, pin_memory=is_cuda(self.device),
                             worker_init_fn=_quiet_opencv if self.num_workers else None)
-        for span, clips in loader:
+        with _opencv_pool_closed(self.num_workers > 0):
+            running = iter(loader)  # forks the workers
+        for span, clips in running:
             spans = span_frames(self.table, clips, self.num_frames, self.spec)
             self.frames_decoded += self._decoded_per_clip(spans)
             self.clips_emitted += len(clips)
-            yield assemble_batch(span.to(self.device, non_blocking=True), clips, self.table, self.spec, self.device)
+            yield assemble_batch(to_device(span, self.device), clips, self.table, self.spec, self.device)
 
     def _decoded_per_clip(self, spans: np.ndarray) -> int:
         if self.is_folder:  # one imread per distinct frame of the clip

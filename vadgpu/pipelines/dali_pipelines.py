@@ -183,10 +183,12 @@ class RunDecoder:
         """The video reader skips files it cannot open with only a log line; find them and say so."""
         if expected is not None and self.pipe.reader_meta(READER_NAME)["epoch_size"] == expected:
             return
-        import av
+        from vadgpu.optional import available
 
         bad = []
-        for v in self.videos:
+        for v in self.videos if available("av") else ():
+            import av
+
             try:
                 with av.open(str(v.decode_path)) as container:
                     next(container.decode(video=0))

@@ -23,11 +23,12 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from vadgpu.data.prepare import DECODABLE, backend_for
+from vadgpu.data.prepare import DECODABLE, DECODERS, backend_for
 from vadgpu.data.probe import IMAGE_FORMATS
 from vadgpu.data.types import PreparedVideo
 from vadgpu.device import resolve_device
 from vadgpu.errors import VadgpuError
+from vadgpu.optional import require
 from vadgpu.pipelines.clip_index import ClipSpec, EpochPlan, RunTable, build_run_table, plan_epoch, span_frames
 
 __all__ = ["ClipSpec", "ClipBatch", "ClipLoader", "make_loader", "check_decodable", "DEFAULT_RUN_LENGTH"]
@@ -51,15 +52,14 @@ class ClipBatch:
         return self.clips.shape[0]
 
 
-def check_decodable(videos: Sequence[PreparedVideo], device: torch.device) -> bool:
-    """Raise VadgpuError for anything DALI would fail on or silently drop; return True for frame folders.
+def check_decodable(videos: Sequence[PreparedVideo], backend: str) -> bool:
+    """Raise VadgpuError for anything the backend's decoder would fail on or silently drop; True for frame folders.
 
-    The CPU video reader skips files it cannot decode without a word, so the codec is checked here, per file,
+    DALI's CPU video reader skips files it cannot decode without a word, so the codec is checked here, per file,
     against what `vadgpu data prepare` leaves untranscoded for the backend (prepare.DECODABLE).
     """
     if not videos:
         raise VadgpuError("no videos to load (the split is empty)")
-    backend = backend_for(device)
     folders = {v.video.is_folder for v in videos}
     if len(folders) > 1:
         raise VadgpuError(
@@ -73,14 +73,15 @@ def check_decodable(videos: Sequence[PreparedVideo], device: torch.device) -> bo
             raise VadgpuError(f"{v.decode_path}: has no frames (video {v.name})")
         if v.video.is_folder:
             if v.codec.lower() not in IMAGE_CODECS:
-                raise VadgpuError(f"{v.decode_path}: frame format {v.codec!r} is not an image format DALI decodes")
+                raise VadgpuError(f"{v.decode_path}: frame format {v.codec!r} is not an image format "
+                                  f"{DECODERS[backend]} decodes")
             if len(v.video.frame_files) != v.num_frames:
                 raise VadgpuError(
                     f"{v.decode_path}: {len(v.video.frame_files)} frame files but the record says {v.num_frames}"
                 )
         elif v.codec.lower() not in DECODABLE[backend]:
             raise VadgpuError(
-                f"{v.decode_path}: codec {v.codec!r} is not read by DALI's {backend} video reader here "
+                f"{v.decode_path}: codec {v.codec!r} is not read by {DECODERS[backend]} here "
                 f"(it takes {', '.join(sorted(DECODABLE[backend]))}); run `vadgpu data prepare` to transcode "
                 "it into the cache"
             )
@@ -115,7 +116,7 @@ class ClipLoader:
         self.num_shards = num_shards
         self.runs_per_group = runs_per_group
         self.num_threads = max(1, num_threads or os.cpu_count() or 1)
-        self.is_folder = check_decodable(self.videos, device)
+        self.is_folder = check_decodable(self.videos, self.decode_backend())
         self.num_frames = np.array([v.num_frames for v in self.videos], dtype=np.int64)
         self.run_length = max(run_length, len(spec.span_offsets))
         self.table: RunTable = build_run_table(self.num_frames.tolist(), spec, train, self.run_length)
@@ -127,6 +128,10 @@ class ClipLoader:
         self._plan = self._make_plan()  # checks shard arguments now, not on first iteration
         self.frames_decoded = 0  # in the current / last epoch
         self.clips_emitted = 0
+
+    def decode_backend(self) -> str:
+        """The `vadgpu data prepare` backend whose output this loader decodes (prepare.DECODABLE)."""
+        return backend_for(self.device)
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle (training) for `epoch`; the same (seed, epoch) gives the same batches."""
@@ -179,7 +184,7 @@ class ClipLoader:
         base = np.fromiter((row_of_run[r] for r in runs), dtype=np.int64, count=len(runs))
         frames = span_frames(self.table, clips, self.num_frames, self.spec)  # (K, span) frame indices in the video
         rows = base[:, None] + frames - self.table.run_lo[runs, None]
-        return torch.from_numpy(rows).to(self.device, non_blocking=True)
+        return to_device(rows, self.device)
 
     def _batch(self, pieces: list[tuple[torch.Tensor, np.ndarray]]) -> ClipBatch:
         clips = np.concatenate([c for _, c in pieces])
@@ -212,9 +217,19 @@ def assemble_batch(span: torch.Tensor, clips: np.ndarray, table: RunTable, spec:
                    device: torch.device) -> ClipBatch:
     """Turn span frames (N, C, S, H, W) of clip ids `clips` into a ClipBatch (shared with the baseline)."""
     window, plain = (span, _contiguous(span[:, :, spec.clip_in_span])) if spec.has_window else (None, span)
-    video = torch.from_numpy(table.run_video[table.clip_run[clips]]).to(device)
-    frame = torch.from_numpy(table.clip_centre[clips]).to(device)
+    video = to_device(table.run_video[table.clip_run[clips]], device)
+    frame = to_device(table.clip_centre[clips], device)
     return ClipBatch(clips=plain, video=video, frame=frame, window=window)
+
+
+def to_device(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host data onto `device` without making the host wait: on CUDA through pinned memory with a non-blocking
+    copy (a copy from pageable memory synchronises with the stream, so the CPU would idle through the previous
+    step's backward and optimiser)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array)) if isinstance(array, np.ndarray) else array
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def make_loader(
@@ -238,6 +253,7 @@ def make_loader(
     `num_shards` gets a disjoint part with the same batch count as every other shard. `device` goes through
     vadgpu.device.resolve_device: CUDA decodes on the GPU (NVDEC / nvJPEG), CPU uses DALI's CPU backend.
     """
+    require("nvidia.dali", "the DALI clip loader (use --loader torch where DALI is not installed)")
     device = resolve_device(device)
     return ClipLoader(videos, spec, batch_size=batch_size, device=device, train=train, seed=seed,
                       shard_id=shard_id, num_shards=num_shards, run_length=run_length,
