@@ -462,9 +462,11 @@ def test_cuda_step_has_no_host_sync_and_matches_cpu(preset):
     cuda_model = model.cuda()
     moved = kernels.PseudoAnomalies(clips=anomalies.clips.detach().cuda(), kind=anomalies.kind.cuda(),
                             mask=anomalies.mask.cuda())
+    cuda_clips = clips.cuda()  # a blocking copy from the host syncs by design: done before the check
+    torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        losses = cuda_model.training_losses(clips.cuda(), moved)
+        losses = cuda_model.training_losses(cuda_clips, moved)
         losses["loss"].backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")

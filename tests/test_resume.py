@@ -92,3 +92,17 @@ def test_interrupt_kill_resume_matches_uninterrupted_run(synth, tmp_path):
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == reference["step"], "log.jsonl repeats or misses steps"
     assert json.loads((run / "summary.json").read_text())["steps"] == reference["step"]
+
+
+@pytest.mark.gpu
+def test_cuda_resume_continues_the_run(synth, tmp_path):
+    """A CUDA run resumes: the checkpoint's RNG states are host tensors whatever device trained."""
+    root, boxes, cache = synth
+    run = tmp_path / "run"
+    first = subprocess.run(_train_cmd(root, boxes, run, "--device", "cuda", "--max-steps", "3"), env=_env(cache),
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    resumed = subprocess.run(_train_cmd(root, boxes, run, "--device", "cuda", "--resume", "--max-steps", "6"),
+                             env=_env(cache), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] > 3

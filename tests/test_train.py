@@ -82,7 +82,7 @@ def test_train_options_and_config_fields_match():
     from vadgpu.models.registry import ARCHITECTURES
 
     options = {param.name for param in train.params}
-    command_only = {"config_file", "resume", "overwrite", "nproc"}  # how to run, not what to train
+    command_only = {"config_file", "resume", "overwrite", "nproc", "print_config"}  # how to run, not what to train
     size_options = {"resize", "resize_height", "resize_width"}  # all three set `size`
     yaml_only = {"weight_decay", "grad_clip", "extra"}  # --config FILE only
     assert options - command_only - size_options == set(FIELD_NAMES) - {"size"} - yaml_only
@@ -238,6 +238,34 @@ def test_cuda_train_steps_never_sync(preset, amp_dtype, tmp_path):
     try:
         for batch in batches[1:]:
             meter.add(train_step(parts, batch))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.isfinite(torch.tensor(meter.read({})["loss"]))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("loader", ["torch", "dali"])
+def test_cuda_steps_fed_by_the_real_loader_never_sync(loader, synth, tmp_path, monkeypatch):
+    """The loader's batches (pinned, non-blocking copies of clips and their indices) and the steps they feed must
+    let the host run ahead of the GPU: no synchronisation between one step and the next."""
+    from vadgpu.engine.components import build_components
+
+    if loader == "dali":
+        pytest.importorskip("nvidia.dali")
+    root, boxes, cache = synth
+    monkeypatch.setenv("VADGPU_CACHE", str(cache))
+    ctx = DistContext(0, 1, 0, torch.device("cuda", torch.cuda.current_device()))
+    config = TrainConfig(dataset="synthetic", root=str(root), out=str(tmp_path), model="ddl", preset="ddl-tiny-cpu",
+                         device="cuda", batch_size=4, loader=loader, boxes=str(boxes), progress=False).validate()
+    parts, config = build_components(config, ctx)
+    batches = iter(parts.loader)
+    train_step(parts, next(batches))  # warm-up: workers, kernel compilation, optimiser state
+    torch.cuda.synchronize()
+    meter = LossMeter()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            meter.add(train_step(parts, next(batches)))
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert torch.isfinite(torch.tensor(meter.read({})["loss"]))

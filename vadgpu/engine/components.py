@@ -184,6 +184,8 @@ def assemble(model: nn.Module, config: TrainConfig, ctx: DistContext, loader, bo
     """Put a built model and a loader together with the policy, patches, DDP wrapper, optimiser and scheduler."""
     patches = load_patches(model.config, config.patches, ctx.device, config.seed)
     policy = build_policy(model.config)
+    if ctx.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every step has the same shapes: autotune each convolution once
     model.to(ctx.device)
     if config.compile:
         model.training_losses = torch.compile(model.training_losses)

@@ -244,7 +244,8 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
     if ctx.is_main:
         prepare_run_dir(run_dir, resume, overwrite)
     barrier(ctx)
-    state = ckpt.load_checkpoint(ckpt.find_run_checkpoint(run_dir), map_location=ctx.device) if resume else None
+    # Loaded to the host: RNG states must stay CPU byte tensors, and load_state_dict moves the rest to the model
+    state = ckpt.load_checkpoint(ckpt.find_run_checkpoint(run_dir), map_location="cpu") if resume else None
     if state is not None and config.epochs < int(state["epoch"]):  # config.yaml would contradict the checkpoint
         raise VadgpuError(f"--epochs {config.epochs}: the run in {run_dir} has trained {state['epoch']} epochs "
                           "already; give at least that many (or start a new run folder)")

@@ -61,8 +61,9 @@ def _launch(source: str, name: str, device: torch.device, work_items: int, args:
     with cupy.cuda.Device(device.index):
         kernel = _kernel(source, name, device.index)
         with cupy.cuda.Stream.from_external(torch.cuda.current_stream(device)):
-            # Inside the stream context, DLPack exports on the same stream: no event, no copy.
-            converted = tuple(cupy.from_dlpack(a) if isinstance(a, torch.Tensor) else a for a in args)
+            # Inside the stream context, DLPack exports on the same stream: no event, no copy. A kernel is no
+            # autograd node (torch refuses to export a tensor that requires grad): it sees the data only.
+            converted = tuple(cupy.from_dlpack(a.detach()) if isinstance(a, torch.Tensor) else a for a in args)
             kernel((grid,), (_BLOCK,), converted)
 
 
