@@ -243,3 +243,15 @@ def test_synthetic_h264_through_prepare_loads_and_matches_frames(tmp_path):
     assert ids(out["mp4"]) == ids(out["frames"]) == [(v, f) for v in range(2) for f in range(20)]
     diff = torch.cat([(a.clips - b.clips).abs().flatten() for a, b in zip(out["mp4"], out["frames"])])
     assert float(diff.mean()) < 0.03  # two lossy encodes of the same rendered frames
+
+
+def test_runs_hold_several_spans_of_a_long_skip_window(media):
+    """The dual-path paper geometry (T=16, skips up to 5: a 76-frame window) must not shrink runs to one clip
+    each: a run is at least SPANS_PER_RUN windows long, so overlap re-decodes under a quarter of it."""
+    from vadgpu.pipelines.loader import SPANS_PER_RUN
+
+    spec = ClipSpec(16, (H, W), 1, max_skip=5)
+    assert len(spec.span_offsets) == 76
+    loader = make_loader(media["avi"], spec, batch_size=2, device="cpu", train=True)
+    assert loader.run_length == SPANS_PER_RUN * 76
+    assert make_loader(media["avi"], ClipSpec(3, (H, W), 1), device="cpu").run_length == 64

@@ -34,6 +34,7 @@ from vadgpu.pipelines.clip_index import ClipSpec, EpochPlan, RunTable, build_run
 __all__ = ["ClipSpec", "ClipBatch", "ClipLoader", "make_loader", "check_decodable", "DEFAULT_RUN_LENGTH"]
 
 DEFAULT_RUN_LENGTH = 64  # frames per decoded run: long enough that overlap (span - 1) costs little
+SPANS_PER_RUN = 4  # and at least this many clip spans, so a long skip window re-decodes under 1/4 of each run
 DEFAULT_RUNS_PER_GROUP = 8  # runs per DALI iteration; clips are shuffled across them
 # Frame-folder formats fn.decoders.image reads on both backends (the names probe.py gives them)
 IMAGE_CODECS = frozenset(IMAGE_FORMATS.values())
@@ -118,7 +119,7 @@ class ClipLoader:
         self.num_threads = max(1, num_threads or os.cpu_count() or 1)
         self.is_folder = check_decodable(self.videos, self.decode_backend())
         self.num_frames = np.array([v.num_frames for v in self.videos], dtype=np.int64)
-        self.run_length = max(run_length, len(spec.span_offsets))
+        self.run_length = max(run_length, SPANS_PER_RUN * len(spec.span_offsets))
         self.table: RunTable = build_run_table(self.num_frames.tolist(), spec, train, self.run_length)
         if len(self.table.clip_centre) == 0:
             raise VadgpuError(
