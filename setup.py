@@ -14,17 +14,19 @@ setup(
     description="Video anomaly detection for fixed cameras: DALI decoding, CuPy pseudo-anomalies, memory autoencoders",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    license="MIT",  # LICENSE; ultralytics, a dependency, is AGPL-3.0 (README, "License")
     python_requires=">=3.10",
     packages=find_packages(include=["vadgpu", "vadgpu.*"]),
-    package_data={"vadgpu": ["kernels/cuda/*.cu", "configs/*.yaml"]},
+    package_data={"vadgpu": ["kernels/cuda/*.cu"]},
     install_requires=[
         "torch>=2.4",
         "torchvision",
         "numpy",
         "scipy",
         "scikit-learn",
-        "nvidia-dali-cuda120",
-        "cupy-cuda12x",
+        # DALI's wheels exist for Linux x86-64 only; elsewhere vadgpu runs with the torch loader (--loader torch)
+        "nvidia-dali-cuda120; platform_system == 'Linux' and platform_machine == 'x86_64'",
+        "cupy-cuda12x>=14",  # cupy.cuda.Stream.from_external (kernels on torch's stream)
         "nvidia-cuda-nvrtc-cu12",
         "ultralytics",
         "lap>=0.5.12",  # ultralytics' ByteTrack tracker imports it (else it tries to pip-install it at run time)

@@ -36,6 +36,21 @@ def test_nvrtc_comes_from_the_cu12_wheel():
     assert library.is_file() and "cuda_nvrtc" in library.parts and library.name == "libnvrtc.so.12"
 
 
+def test_runtime_asks_for_the_cu12_nvrtc_wheel_only_for_a_cuda12_cupy(monkeypatch):
+    calls = []
+    monkeypatch.setattr(nvrtc, "load_nvrtc", lambda: calls.append(1))
+    monkeypatch.setattr(nvrtc, "cupy_cuda_major", lambda: 13)
+    nvrtc.prepare_runtime_nvrtc()  # cupy-cuda13x brings its own NVRTC: the cu12 wheel is not needed
+    assert calls == []
+    monkeypatch.setattr(nvrtc, "cupy_cuda_major", lambda: 12)
+    nvrtc.prepare_runtime_nvrtc()
+    assert calls == [1]
+
+
+def test_the_installed_cupy_is_the_cuda12_wheel():
+    assert nvrtc.cupy_cuda_major() == 12
+
+
 def test_a_broken_kernel_fails_with_the_nvrtc_log(tmp_path):
     broken = tmp_path / "broken.cu"
     broken.write_text('extern "C" __global__ void bad(float* x) { x[0] = undefined_name; }\n')

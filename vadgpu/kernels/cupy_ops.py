@@ -26,7 +26,8 @@ def _cupy():
     try:
         import cupy
     except Exception as exc:  # ImportError, or CUDA library errors raised at import
-        raise VadgpuError(f"backend='cupy' needs CuPy (pip install cupy-cuda12x): {exc}") from exc
+        raise VadgpuError(f"backend='cupy' needs CuPy (pip install cupy-cuda12x, or cupy-cuda13x for CUDA 13): "
+                          f"{exc}") from exc
     return cupy
 
 
@@ -34,7 +35,7 @@ def _cupy():
 def _module(source: str, device_index: int):
     # One module per (source, device), kept alive here; CuPy also caches the compiled binary on disk.
     cupy = _cupy()
-    nvrtc.load_nvrtc()
+    nvrtc.prepare_runtime_nvrtc()
     code = nvrtc.kernel_sources()[source].read_text(encoding="utf-8")
     with cupy.cuda.Device(device_index):
         return cupy.RawModule(code=code, options=nvrtc.COMPILE_OPTIONS)

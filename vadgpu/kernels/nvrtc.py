@@ -101,6 +101,27 @@ def load_nvrtc() -> tuple[Path, tuple[int, int]]:
     return library, version
 
 
+def cupy_cuda_major() -> int | None:
+    """The CUDA major version of the installed CuPy wheel (cupy-cuda12x -> 12), None for a source build."""
+    from importlib import metadata
+
+    for major in (13, 12, 11):
+        try:
+            metadata.version(f"cupy-cuda{major}x")
+        except metadata.PackageNotFoundError:
+            continue
+        return major
+    return None
+
+
+def prepare_runtime_nvrtc() -> None:
+    """Before CuPy compiles a kernel at run time: a CUDA-12 CuPy binds the nvidia-cuda-nvrtc-cu12 wheel's NVRTC
+    where that wheel is installed; any other CuPy (cupy-cuda13x brings NVRTC through its CUDA 13 dependencies)
+    finds its own, and the wheel is not asked for."""
+    if cupy_cuda_major() == 12 and importlib.util.find_spec("nvidia.cuda_nvrtc") is not None:
+        load_nvrtc()
+
+
 def entry_points(ptx: str) -> tuple[str, ...]:
     """Names of the kernels (`.entry`) defined in a PTX text."""
     return tuple(re.findall(r"\.entry\s+([A-Za-z_][A-Za-z0-9_]*)", ptx))
