@@ -79,6 +79,7 @@ def test_train_options_and_config_fields_match():
     from vadgpu.cli.train import train
     from vadgpu.engine.config import AMP_DTYPES, FIELD_NAMES, SCHEDULES
     from vadgpu.models.base import CLIP_MODES
+    from vadgpu.pipelines.choose import LOADERS
     from vadgpu.models.registry import ARCHITECTURES
 
     options = {param.name for param in train.params}
@@ -88,7 +89,7 @@ def test_train_options_and_config_fields_match():
     assert options - command_only - size_options == set(FIELD_NAMES) - {"size"} - yaml_only
     choices = {param.name: tuple(param.type.choices) for param in train.params if isinstance(param.type, click.Choice)}
     assert choices == {"model": tuple(ARCHITECTURES), "schedule": SCHEDULES, "clips": CLIP_MODES,
-                       "amp_dtype": AMP_DTYPES}
+                       "amp_dtype": AMP_DTYPES, "loader": LOADERS}
 
 
 def test_seed_repository_aliases_and_resume_guard(tmp_path, monkeypatch):
