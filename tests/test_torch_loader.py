@@ -156,3 +156,25 @@ def test_prepare_for_the_torch_loader_keeps_h264(tmp_path):
     assert prepared.backend == "opencv" and prepared.transcoded == 0
     assert {v.codec for v in prepared.videos} == {"h264"}
     assert load_prepared(dataset, "cpu", cache=tmp_path / "cache", progress=False).transcoded == 2
+
+
+@pytest.mark.parametrize("codec", ["h264", "mjpeg"])
+def test_pack_keeps_every_frame_and_label_in_the_generic_layout(tmp_path, codec):
+    from vadgpu.data.catalog import open_dataset
+    from vadgpu.data.pack import pack_dataset
+    from vadgpu.data.synth import make_synthetic_dataset
+
+    root = make_synthetic_dataset(tmp_path / "synth", seed=0, train_videos=1, test_videos=1, frames=20,
+                                  frame_size=(48, 64), formats=("frames",))
+    source = open_dataset("synthetic", root, variant="frames")
+    result = pack_dataset(source, tmp_path / "packed", codec=codec, progress=False)
+    packed = open_dataset("generic", result.out)
+    assert [v.name for v in packed.train] == [v.name for v in source.train]
+    assert result.frames == 40 and result.videos == 2
+    for video, original in zip(packed.test, source.test):
+        probe = probe_video_opencv(video.path)
+        assert probe.num_frames == 20 and (probe.width, probe.height) == (64, 48)
+        assert np.array_equal(video.labels, original.labels)
+    with pytest.raises(VadgpuError, match="exists"):
+        pack_dataset(source, result.out, progress=False)
+    assert not list(tmp_path.glob(".packed*"))  # no temporary left beside it

@@ -51,13 +51,16 @@ data.add_command(_boxes)
 @data.command("prepare")
 @dataset_options("Cache folder")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda: picks the DALI backend.")
+@click.option("--loader", type=click.Choice(["dali", "torch"]), default="dali", show_default=True,
+              help="Prepare for the DALI loader (its CPU or GPU decoder) or the torch loader (OpenCV decoding).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def prepare(name: str, root: Path, variant: str | None, cache: Path | None, device: str, no_progress: bool) -> None:
-    """Probe every video, transcode what the DALI backend cannot decode into the cache, write the manifest.
+def prepare(name: str, root: Path, variant: str | None, cache: Path | None, device: str, loader: str,
+            no_progress: bool) -> None:
+    """Probe every video, transcode what the loader's decoder cannot read into the cache, write the manifest.
 
     \b
     Example:
-      vadgpu data prepare --dataset ped2 --root ../shared/datasets/ped2
+      vadgpu data prepare --dataset ped2 --root PED2
       vadgpu data prepare --dataset synthetic --root data/synth --variant mp4 --device cpu
     """
     import time
@@ -67,7 +70,7 @@ def prepare(name: str, root: Path, variant: str | None, cache: Path | None, devi
 
     started = time.perf_counter()
     dataset = open_dataset(name, root, variant=variant)
-    result = load_prepared(dataset, device, cache=cache, progress=not no_progress)
+    result = load_prepared(dataset, device, cache=cache, progress=not no_progress, loader=loader)
     rows = [("split", "videos", "frames", "codecs (source -> decoded)", "transcoded")]
     for split, videos in (("train", result.train), ("test", result.test)):
         sources = sorted({result.source_codecs[v.video.path] for v in videos})
@@ -82,3 +85,33 @@ def prepare(name: str, root: Path, variant: str | None, cache: Path | None, devi
                f"video(s) in {time.perf_counter() - started:.1f} s")
     click.echo(f"manifest: {result.manifest}")
 
+
+
+@data.command("pack")
+@dataset_options(None)
+@click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="New folder for the packed copy (must not exist).")
+@click.option("--codec", type=click.Choice(["h264", "mjpeg"]), default="h264", show_default=True,
+              help="Video codec of the copy.")
+@click.option("--quality", type=int, default=None,
+              help="H.264 crf or MJPEG quantiser, lower is better and larger. [default: 23 / 5]")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def pack(name: str, root: Path, variant: str | None, out: Path, codec: str, quality: int | None,
+         no_progress: bool) -> None:
+    """Copy a dataset as small videos + .npy labels in the generic layout (read with --dataset generic).
+
+    Every frame is kept, so labels stay aligned; OpenCV alone reads the copy, which makes it the way to carry
+    a dataset to a machine without PyAV or DALI (benchmarks/gpu_check.sh takes one).
+
+    \b
+    Example:
+      vadgpu data pack --dataset ped2 --root PED2 --out ped2-h264
+      vadgpu train --dataset generic --root ped2-h264 --loader torch ...
+    """
+    from vadgpu.data.catalog import open_dataset
+    from vadgpu.data.pack import pack_dataset
+
+    dataset = open_dataset(name, root, variant=variant)
+    result = pack_dataset(dataset, out, codec=codec, quality=quality, progress=not no_progress)
+    click.echo(f"packed {result.videos} videos ({result.frames} frames) of {name} into {result.out}: "
+               f"{result.bytes / 2**20:.1f} MiB")

@@ -10,17 +10,19 @@ import click
 VARIANT_HELP = "Layout variant (synthetic: avi, mp4, frames; ped2: jpg, ucsd)."
 
 
-def dataset_options(cache_help: str):
-    """--dataset (as `name`), --root, --variant and --cache: how a command finds a dataset and its prepare cache."""
+def dataset_options(cache_help: str | None):
+    """--dataset (as `name`), --root, --variant and --cache: how a command finds a dataset and its prepare cache
+    (no --cache when `cache_help` is None)."""
     options = [
         click.option("--dataset", "name", required=True,
                      help="Catalog name: ped2, avenue, shanghaitech, generic, synthetic."),
         click.option("--root", required=True, type=click.Path(path_type=Path),
                      help="The dataset's folder (read only)."),
         click.option("--variant", default=None, help=VARIANT_HELP),
-        click.option("--cache", default=None, type=click.Path(file_okay=False, path_type=Path),
-                     help=f"{cache_help} [default: $VADGPU_CACHE or ~/.cache/vadgpu]."),
     ]
+    if cache_help is not None:
+        options.append(click.option("--cache", default=None, type=click.Path(file_okay=False, path_type=Path),
+                                    help=f"{cache_help} [default: $VADGPU_CACHE or ~/.cache/vadgpu]."))
 
     def decorate(command):
         for option in reversed(options):
