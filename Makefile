@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.vadgpu-installed
-# The CPU/CUDA torch build that this machine kind's wheel cache holds; on a CUDA machine set TORCH_SPEC to the
-# build for your driver (see README, "Install on a CUDA machine").
+# The torch build the project is tested with; on a CUDA machine whose driver is older than this build's CUDA, set
+# TORCH_SPEC to the build for your driver (see README, "Install", "On a CUDA machine").
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DEMO_DIR ?= runs/demo
 DEMO_DATA ?= $(DEMO_DIR)/data

@@ -232,3 +232,39 @@ def test_library_reports_through_the_vadgpu_logger_tensorboard_hint_once(tmp_pat
         logger.removeHandler(handler)
     assert records.count(run_log.TENSORBOARD_MISSING) == 1 and "pip install tensorboard" in records[0]
     assert records.count("a notice") == 2
+
+
+# ---------------------------------------------------------------- scripts and packaging
+
+
+def test_benchmark_scripts_name_a_missing_dataset_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    for script in ("frame_difference.py", "object_difference.py"):
+        done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ped2" / script), "--root",
+                               str(tmp_path / "ped2")], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert f"--root {tmp_path / 'ped2'}: no such folder" in done.stderr
+
+
+def test_package_data_matches_files_and_the_license_is_there():
+    from conftest import REPO
+
+    setup = (REPO / "setup.py").read_text()
+    patterns = re.findall(r'"([\w/]+/\*\.\w+)"', setup.split("package_data=")[1].split("\n")[0])
+    assert patterns and all(list((REPO / "vadgpu").glob(p)) for p in patterns), patterns
+    assert (REPO / "LICENSE").read_text().startswith("MIT License") and 'license="MIT"' in setup
+    assert "AGPL-3.0" in (REPO / "README.md").read_text()
+
+
+def test_print_config_shows_the_resolved_config_and_trains_nothing(tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--model", "dualpath", "--epochs", "3", "--out", str(tmp_path / "r"),
+                                      "--device", "cpu", "--print-config"])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.output)
+    assert (printed["preset"], printed["temporal"], printed["size"], printed["epochs"]) == (
+        "dualpath-ped2-cpu", 8, [64, 64], 3)
+    assert not (tmp_path / "r").exists()

@@ -20,11 +20,12 @@ import cv2
 import numpy as np
 import torch
 
-from vadgpu.data.catalog import open_dataset
 from vadgpu.evaluation.metrics import frame_metrics
 from vadgpu.evaluation.protocol import Protocol, apply_protocol
 from vadgpu.evaluation.scores import patch_max, patch_size_for
 from vadgpu.io import atomic_write_json
+
+from script_errors import open_ped2, run  # beside this script
 
 
 def difference_scores(frame_files, size: int) -> np.ndarray:
@@ -44,7 +45,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--out", default="benchmarks/results/ped2/frame-difference.json")
     args = parser.parse_args()
-    dataset = open_dataset("ped2", args.root)
+    dataset = open_ped2(parser, args.root)
     protocol = Protocol()
     metrics = frame_metrics({
         video.name: (video.labels, apply_protocol(difference_scores(video.frame_files, args.size), protocol))
@@ -63,4 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

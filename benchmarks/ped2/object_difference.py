@@ -26,6 +26,8 @@ from vadgpu.evaluation.protocol import Protocol, apply_protocol
 from vadgpu.io import atomic_write_json
 from vadgpu.objects.tubes import FrameBoxes
 
+from script_errors import open_ped2, run  # beside this script
+
 
 def object_motion_scores(frame_files, boxes: FrameBoxes, video: int) -> np.ndarray:
     frames = np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in frame_files]).astype(np.float32) / 255
@@ -41,7 +43,6 @@ def object_motion_scores(frame_files, boxes: FrameBoxes, video: int) -> np.ndarr
 
 
 def main() -> None:
-    from vadgpu.data.catalog import open_dataset
     from vadgpu.data.prepare import load_prepared
     from vadgpu.objects.default_boxes import ensure_box_cache
 
@@ -50,7 +51,7 @@ def main() -> None:
     parser.add_argument("--boxes", default=None)
     parser.add_argument("--out", default="benchmarks/results/ped2/object-difference.json")
     args = parser.parse_args()
-    dataset = open_dataset("ped2", args.root)
+    dataset = open_ped2(parser, args.root)
     prepared = load_prepared(dataset, "cpu", progress=False)
     path = args.boxes or ensure_box_cache(dataset, {"train": list(prepared.train), "test": list(prepared.test)})
     boxes = FrameBoxes.load(path, list(prepared.test), split="test", dataset=dataset.name)
@@ -73,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -19,6 +19,7 @@ epochs=${EPOCHS:-5}
 seed=${SEED:-0}
 ped2=${PED2:-../shared/datasets/ped2}
 runs=${RUNS:-runs/ped2}
+[ -d "$ped2" ] || { echo "PED2=$ped2: no such folder; set PED2 to the UCSD Ped2 dataset folder" >&2; exit 2; }
 read -r -a vadgpu <<< "${VADGPU:-.venv/bin/python -m vadgpu}"
 for name in "$@"; do
     config=()

@@ -27,6 +27,8 @@ lr=${LR:-5e-4}
 seed=${SEED:-0}
 ped2=${PED2:-../shared/datasets/ped2}
 runs=${RUNS:-runs/ped2}
+[ -d "$ped2" ] || { echo "PED2=$ped2: no such folder; set PED2 to the UCSD Ped2 dataset folder" >&2; exit 2; }
+[ -f "$boxes" ] || { echo "$boxes: no such box cache; make one with \`vadgpu data boxes\` (see the README)" >&2; exit 2; }
 read -r -a vadgpu <<< "${VADGPU:-.venv/bin/python -m vadgpu}"
 for name in "$@"; do
     config=()

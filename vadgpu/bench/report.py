@@ -59,7 +59,7 @@ def _summary_lines(result: dict) -> list[str]:
         lines.append(f"first batch, pipeline vs baseline: same clips {same['same_clips']}, max |diff| "
                      f"{same['max_abs_diff']}, mean |diff| {same['mean_abs_diff']}")
     for key, target in result["targets"].items():
-        lines.append(f"target {key}: {target['value']:.3g} -> {'met' if target['met'] else 'MISSED'}")
+        lines.append(f"goal {key}: {target['value']:.3g} ({'met' if target['met'] else 'not met'})")
     return lines
 
 

@@ -305,7 +305,7 @@ def compare_first_batches(baseline, pipeline) -> dict:
 
 
 def ratios_and_targets(stages: dict, temporal: int) -> tuple[dict, dict]:
-    """The ratios the issue asks for, and each target with its value and whether it is met."""
+    """The ratios between the stages, and each throughput goal with its value and whether it is met."""
     def median(name: str) -> float | None:
         return stages[name]["rate"]["median"] if name in stages else None
 

@@ -47,7 +47,7 @@ def throughput(name, root, variant, cache, device, preset, temporal, resize, cha
 
     \b
     Examples:
-      vadgpu bench throughput --dataset ped2 --root ../shared/datasets/ped2 --temporal 3 --json ped2-t3.json
+      vadgpu bench throughput --dataset ped2 --root PED2 --temporal 3 --json ped2-t3.json
       vadgpu bench throughput --dataset synthetic --root data/synth --variant avi --temporal 16 \\
           --preset dualpath-ped2-cpu --max-skip 0
     """

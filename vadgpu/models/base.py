@@ -160,7 +160,7 @@ def channels_last_convolutions(module: nn.Module) -> None:
     """Store every convolution weight channels-last (NHWC / NDHWC), in place.
 
     oneDNN then runs its channels-last kernels, and their outputs stay channels-last down the network. Measured on
-    this 2-core CPU (one thread, batch 8, fwd + bwd per clip): dual-path 64x64 T=8 104 -> 57 ms (the NCDHW backward
+    a 2-core CPU (one thread, batch 8, fwd + bwd per clip): dual-path 64x64 T=8 104 -> 57 ms (the NCDHW backward
     of small-channel Conv3d is slow), DDL 64x64 39-47 -> 34 ms. cuDNN prefers the same layout under mixed precision.
     Values are unchanged; state_dict holds the same numbers, and loading copies into the existing layout.
     """

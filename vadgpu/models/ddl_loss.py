@@ -14,7 +14,7 @@ Why "region" is the default: with eps = 1e-6 the per-pixel ratio is heavy-tailed
 value happens to equal the reconstruction gives n ~ 0 and a ratio in the thousands), and its gradient swamps
 L_recon. Measured on the moving-square batch of tests/test_models.py (ddl-tiny-cpu, Adam 3e-3, 25 steps): L_recon
 went 0.123 -> 0.043 with lambda = 0, 0.123 -> 0.043 with the region form, and stayed at 0.123 -> 0.126 with the
-pixel form (L_dist spiking to 57). (The calibration in DESIGN.md, random boxes + the pixel form, also lost AUC.)
+pixel form (L_dist spiking to 57). A calibration run with random boxes and the pixel form also lost AUC.
 L_recon is the reference code's per-pixel channel-L2 error / sqrt(C), averaged (for gray frames: the mean absolute
 error). A batch whose mask is empty contributes L_recon only; this is done with arithmetic on counts (clamped
 divisors), never with a Python `if` on a tensor, so the loss needs no host synchronisation.

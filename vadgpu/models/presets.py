@@ -8,7 +8,7 @@ Paper presets (for a GPU):
     dualpath-avenue        as dualpath-ped2 but RGB: the authors' code changes only the input channels (and the
     dualpath-shanghaitech  learning rate and epoch count, which are training settings) between datasets. Their
                            public code also shows F = 32, 2000 items and shrink 0.0005 at 256x256; we keep the
-                           issue's Ped2 numbers for all three and say so here.
+                           Ped2 numbers above for all three and say so here.
 CPU presets (for a 2-core CPU; sizes measured in the README's table):
     ddl-tiny-cpu, dualpath-tiny-cpu   32x32 gray, tiny widths: tests and the demo.
     ddl-ped2-cpu           64x64 gray, T = 3, widths 8-16-32-64: 1.5-2.4 min per Ped2 epoch (315 steps of 8

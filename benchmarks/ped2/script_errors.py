@@ -1,0 +1,32 @@
+"""What the Ped2 benchmark scripts share: a missing dataset or a bad file is one clear line, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+
+def open_ped2(parser: argparse.ArgumentParser, root: str):
+    """The Ped2 dataset at `root`, or the parser's usage error naming --root and what is wrong."""
+    from vadgpu.data.catalog import open_dataset
+    from vadgpu.errors import VadgpuError
+
+    if not Path(root).is_dir():
+        parser.error(f"--root {root}: no such folder; pass --root PATH, the UCSD Ped2 folder (its layouts: README, "
+                     "'Datasets and their layouts')")
+    try:
+        return open_dataset("ped2", root)
+    except VadgpuError as exc:
+        parser.error(exc.format_message())
+
+
+def run(main: Callable[[], None]) -> None:
+    """Call `main`; a VadgpuError (a damaged file, a bad option) ends the script with its message and status 1."""
+    from vadgpu.errors import VadgpuError
+
+    try:
+        main()
+    except VadgpuError as exc:
+        sys.exit(f"error: {exc.format_message()}")
