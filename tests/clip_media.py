@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import torch
@@ -28,6 +27,8 @@ def frame_image(i: int) -> np.ndarray:
 
 
 def encode_video(path: Path, codec: str, n: int, pix_fmt: str, options: dict) -> None:
+    import av
+
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=25, options=options)
         stream.width, stream.height, stream.pix_fmt = W, H, pix_fmt

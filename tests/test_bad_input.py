@@ -76,6 +76,7 @@ def test_truncated_mpeg_ps_is_a_loud_warning_with_the_numbers(synth_root, tmp_pa
     assert warned and "may be truncated or damaged" in warned[0] and "frames decoded" in warned[0]
 
 
+@pytest.mark.dali
 def test_corrupt_jpg_in_a_frame_folder_is_named_by_prepare_and_by_the_loader(synth_root, tmp_path):
     from vadgpu.pipelines.loader import ClipSpec, make_loader
 

@@ -26,6 +26,7 @@ def test_workers_give_the_same_batches(media, kind):
     assert all(torch.equal(a.clips, b.clips) and torch.equal(a.window, b.window) for a, b in zip(serial, parallel))
 
 
+@pytest.mark.dali
 def test_same_interface_order_and_shards_as_dali(media):
     spec = ClipSpec(3, (24, 32), 3, max_skip=2)
     for shard in range(2):
@@ -64,6 +65,7 @@ def test_unreadable_frame_names_the_file(tmp_path):
         make_baseline_loader([video], ClipSpec(3, (H, W), 1), num_workers=-1, **SMALL)
 
 
+@pytest.mark.dali
 def test_ped2_baseline_matches_dali_on_real_frames(ped2_root):
     files = tuple(sorted((ped2_root / "training" / "frames" / "05").glob("*.jpg")))[:40]
     video = PreparedVideo(Video("05", files[0].parent, files), files[0].parent, len(files), 25.0, 360, 240, "jpeg")

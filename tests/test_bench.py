@@ -21,6 +21,8 @@ from vadgpu.data.prepare import load_prepared
 from vadgpu.data.synth import make_synthetic_dataset
 from vadgpu.errors import VadgpuError
 
+pytestmark = pytest.mark.dali  # the DALI pipeline stages; without DALI the torch-loader rows are in test_torch_loader
+
 FAST = ["--preset", "ddl-tiny-cpu", "--batch-size", "4", "--seconds", "0.05", "--repeats", "2", "--warmup", "0",
         "--workers", "1", "--no-progress"]
 

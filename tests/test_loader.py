@@ -15,6 +15,8 @@ from vadgpu.pipelines.baseline import make_baseline_loader
 from vadgpu.pipelines.clip_index import build_run_table, span_frames
 from vadgpu.pipelines.loader import ClipSpec, make_loader
 
+pytestmark = pytest.mark.dali
+
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("temporal,max_skip,run_length", [(1, 0, 1), (3, 0, 3), (4, 0, 12), (3, 3, 7), (16, 2, 64)])
 def test_run_table_owns_every_clip_once_inside_its_run(temporal, max_skip, run_length, train):

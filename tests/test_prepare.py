@@ -8,7 +8,6 @@ import os
 import shutil
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -21,6 +20,8 @@ from vadgpu.data.prepare import backend_for, cache_dir_for, load_prepared, prepa
 from vadgpu.data.probe import probe_video
 from vadgpu.data.synth import encode_video, make_synthetic_dataset
 from vadgpu.errors import VadgpuError
+
+av = pytest.importorskip("av", reason="these tests write and read videos with PyAV")
 
 FRAMES = 24
 

@@ -6,7 +6,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -15,6 +14,8 @@ from click.testing import CliRunner
 from vadgpu.cli.main import cli
 from vadgpu.data.synth import make_synthetic_dataset
 from vadgpu.errors import VadgpuError
+
+av = pytest.importorskip("av", reason="these tests write and read videos with PyAV")
 
 FRAMES = 40
 SIZE = (64, 48)  # width, height

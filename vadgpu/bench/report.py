@@ -8,7 +8,7 @@ LABELS = {
     "pipeline": "vadgpu DALI pipeline",
     "baseline+kernels": "baseline + pseudo-anomaly kernels",
     "pipeline+kernels": "vadgpu pipeline + kernels",
-    "train": "training steps (DALI + kernels + fwd/bwd/opt)",
+    "train": "training steps (loader + kernels + fwd/bwd/opt)",
 }
 
 
@@ -60,6 +60,10 @@ def _summary_lines(result: dict) -> list[str]:
                      f"{same['max_abs_diff']}, mean |diff| {same['mean_abs_diff']}")
     for key, target in result["targets"].items():
         lines.append(f"goal {key}: {target['value']:.3g} ({'met' if target['met'] else 'not met'})")
+    for stage, why in result.get("skipped", {}).items():
+        lines.append(f"skipped {stage}: {why}")
+    if "train" in result["stages"]:
+        lines.append(f"training steps fed by the {result['stages']['train']['loader']} loader")
     return lines
 
 

@@ -7,7 +7,11 @@
     baseline+kernels  the same two, each batch then turned into pseudo-anomalies by the preset's policy
     pipeline+kernels
     train             full training steps (engine.train.train_step: kernels, forward, backward, optimiser) fed by
-                      the DALI loader; plus the step alone on cached batches and the kernels' share of it
+                      the --loader (DALI, or the torch loader = the baseline); plus the step alone on cached
+                      batches and the kernels' share of it
+
+Where DALI is not installed the pipeline stages are skipped, and where PyAV is not the decode limit of video
+files is; the result lists each skipped stage with the reason (`skipped`).
 
 All loaders see the same clip spec (from the preset, with the command's overrides), the same seed and so the
 same clips in the same order; the first batches of baseline and pipeline are compared and the difference
@@ -30,6 +34,7 @@ from vadgpu.bench.system import PeakMemory, describe_system, usable_cores
 from vadgpu.bench.timing import Rate, measure_rate
 from vadgpu.device import is_cuda, resolve_device
 from vadgpu.errors import VadgpuError
+from vadgpu.optional import available
 
 STAGES = ("decode", "baseline", "pipeline", "baseline+kernels", "pipeline+kernels", "train")
 # The throughput targets (for a 2-core CPU): pipeline/baseline by clip length, and the two below
@@ -60,6 +65,7 @@ class ThroughputSettings:
     workers: int | None = None  # DataLoader workers, DALI threads and decode processes; None: usable cores
     boxes: str | None = None  # object-box cache; None: random boxes (kernel cost does not depend on the source)
     stages: tuple[str, ...] = STAGES
+    loader: str = "auto"  # what feeds the train stage: dali, torch or auto (pipelines/choose.py)
     seed: int = 0
     progress: bool = True
 
@@ -146,11 +152,14 @@ class ThroughputBench:
         from vadgpu.data.catalog import open_dataset
         from vadgpu.data.prepare import load_prepared
         from vadgpu.models.registry import clip_overrides, preset_config
+        from vadgpu.pipelines.choose import resolve_loader
         from vadgpu.pipelines.clip_index import ClipSpec
 
         settings.check()
         self.s = settings
         self.device = resolve_device(settings.device)
+        self.train_loader = resolve_loader(settings.loader)[0]
+        self.dali = available("nvidia.dali")
         self.workers = settings.workers or usable_cores()
         overrides = clip_overrides(settings)
         if settings.max_skip is not None:
@@ -162,7 +171,9 @@ class ThroughputBench:
         self.model_config = preset_config(settings.preset, **overrides)
         self.spec = ClipSpec.for_model(self.model_config)
         dataset = open_dataset(settings.dataset, settings.root, variant=settings.variant)
-        prepared = load_prepared(dataset, self.device, cache=settings.cache, progress=settings.progress)
+        # Files DALI decodes where it is used (the baseline reads those too), else the torch loader's
+        prepared = load_prepared(dataset, self.device, cache=settings.cache, progress=settings.progress,
+                                 loader="dali" if self.dali else "torch")
         self.videos = list(prepared.train)
         if not self.videos:
             raise VadgpuError(f"--root {settings.root}: dataset {settings.dataset} has no training videos")
@@ -222,7 +233,8 @@ class ThroughputBench:
         """Measure every requested stage; return the result dict (system, settings, stages, ratios, targets)."""
         system = describe_system(self.device)
         stages: dict[str, dict] = {}
-        bar = tqdm(self.s.stages, desc="bench throughput", unit="stage",
+        skipped = {name: why for name in self.s.stages if (why := self.skip_reason(name))}
+        bar = tqdm([s for s in self.s.stages if s not in skipped], desc="bench throughput", unit="stage",
                    disable=not self.s.progress or not os.isatty(2))
         for name in bar:
             bar.set_postfix_str(name)
@@ -231,14 +243,23 @@ class ThroughputBench:
             stages[name]["memory"] = self.memory.read()
         if hasattr(os, "getloadavg"):
             system["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-        result = {"system": system, "settings": self.settings_dict(), "stages": stages}
+        result = {"system": system, "settings": self.settings_dict(), "stages": stages, "skipped": skipped}
         result["ratios"], result["targets"] = ratios_and_targets(stages, self.spec.temporal)
         return result
 
+    def skip_reason(self, stage: str) -> str | None:
+        """Why `stage` cannot run here (a package it needs is missing), or None."""
+        if stage.startswith("pipeline") and not self.dali:
+            return "NVIDIA DALI is not installed"
+        if stage == "decode" and not self.videos[0].video.is_folder and not available("av"):
+            return "PyAV is not installed (it decodes the video files for the decode limit)"
+        return None
+
     def settings_dict(self) -> dict:
         out = asdict(self.s)
-        out.update(workers=self.workers, spec=asdict(self.spec), kinds=list(self.model_config.pseudo_kinds),
-                   videos=len(self.videos), frames=int(sum(v.num_frames for v in self.videos)),
+        out.update(workers=self.workers, spec=asdict(self.spec), loader=self.train_loader,
+                   kinds=list(self.model_config.pseudo_kinds), videos=len(self.videos),
+                   frames=int(sum(v.num_frames for v in self.videos)),
                    format=self.videos[0].codec, frame_size=[self.videos[0].height, self.videos[0].width],
                    boxes=self.s.boxes or "random (RandomBoxes)")
         out["stages"] = list(self.s.stages)
@@ -280,7 +301,7 @@ class ThroughputBench:
     def _stage_train(self) -> dict:
         from vadgpu.engine.train import train_step
 
-        loader = self.loader("pipeline")
+        loader = self.loader("pipeline" if self.train_loader == "dali" else "baseline")
         parts = self.training_parts(loader)
         with_loading = self.rate(LoaderStream(loader, lambda batch: train_step(parts, batch)))
         batches = list(itertools.islice(iter(loader), STEP_BATCHES))
@@ -290,7 +311,7 @@ class ThroughputBench:
         share = step_only.median / max(kernels_only.median, 1e-9)  # (1 / kernel rate) / (1 / step rate)
         return {"unit": "clips/s", "rate": with_loading.to_dict(), "step_only": step_only.to_dict(),
                 "kernels_only": kernels_only.to_dict(), "kernels_share_of_step": round(share, 4),
-                "preset": self.s.preset, "model": self.model_config.architecture,
+                "preset": self.s.preset, "model": self.model_config.architecture, "loader": self.train_loader,
                 "parameters": sum(p.numel() for p in parts.params)}
 
 

@@ -9,6 +9,7 @@ import click
 from vadgpu.cli.options import dataset_options
 
 from vadgpu.bench.throughput import STAGES
+from vadgpu.pipelines.choose import LOADERS
 from vadgpu.errors import VadgpuError
 
 
@@ -35,6 +36,8 @@ def bench() -> None:
               "[default: the usable cores].")
 @click.option("--boxes", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Object-box cache (`vadgpu data boxes`) [default: random boxes, same kernel cost].")
+@click.option("--loader", type=click.Choice(LOADERS), default="auto", show_default=True,
+              help="Loader feeding the train stage: dali, torch (OpenCV, = baseline) or auto (dali where installed).")
 @click.option("--stages", default=",".join(STAGES),
               show_default=True, help="Comma-separated stages to measure.")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
@@ -42,7 +45,7 @@ def bench() -> None:
 @click.option("--markdown", is_flag=True, help="Also print the table as Markdown (for the README).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def throughput(name, root, variant, cache, device, preset, temporal, resize, channels, max_skip, batch_size,
-               seconds, repeats, warmup, workers, boxes, stages, json_path, markdown, no_progress) -> None:
+               seconds, repeats, warmup, workers, boxes, loader, stages, json_path, markdown, no_progress) -> None:
     """Decode limit, baseline DataLoader, DALI pipeline (+ kernels) and training steps, side by side.
 
     \b
@@ -59,7 +62,7 @@ def throughput(name, root, variant, cache, device, preset, temporal, resize, cha
         dataset=name, root=str(root), variant=variant, cache=str(cache) if cache else None, device=device,
         preset=preset, temporal=temporal, size=tuple(resize) if resize else None,
         channels=int(channels) if channels else None, max_skip=max_skip, batch_size=batch_size, seconds=seconds,
-        repeats=repeats, warmup=warmup, workers=workers, boxes=str(boxes) if boxes else None,
+        repeats=repeats, warmup=warmup, workers=workers, boxes=str(boxes) if boxes else None, loader=loader,
         stages=tuple(s.strip() for s in stages.split(",") if s.strip()), progress=not no_progress)
     result = run_throughput(settings)
     click.echo(format_table(result))

@@ -235,14 +235,17 @@ def _open_synthetic(root: Path, variant: str | None, labels: Path | None) -> Dat
     """The dataset `vadgpu data synth` writes (see vadgpu.data.synth); `variant` picks the format.
 
         ROOT/synthetic.json
-        ROOT/{training,testing}/videos/NN.avi        variant "avi" (MJPEG, the default)
+        ROOT/{training,testing}/videos/NN.avi        variant "avi" (MJPEG, the default where present)
         ROOT/{training,testing}/videos_h264/NN.mp4   variant "mp4" (H.264)
         ROOT/{training,testing}/frames/NN/NNN.jpg    variant "frames"
         ROOT/testing/labels/NN.npy
+
+    Without a variant: the first of avi, mp4, frames that the dataset holds.
     """
     from vadgpu.data.synth import MANIFEST_NAME
 
-    variant = variant or "avi"
+    present = [v for v, sub in SYNTHETIC_VARIANTS.items() if (root / "training" / sub).is_dir()]
+    variant = variant or (present[0] if present else "avi")
     if variant not in SYNTHETIC_VARIANTS:
         raise VadgpuError(f"--variant {variant!r}: synthetic variants are {', '.join(SYNTHETIC_VARIANTS)}")
     if labels is not None:
