@@ -225,3 +225,45 @@ def test_real_ped2_prepare(ped2_root, tmp_path):
     assert sum(v.num_frames for v in result.train) == 2550 and sum(v.num_frames for v in result.test) == 2010
     assert {v.codec for v in result.videos} == {"jpeg"} and result.transcoded == 0
     assert (result.train[0].width, result.train[0].height) == (360, 240)
+
+
+# ------------------------------------------------------------------------ what each decoder takes as it is
+
+
+def _video(path: Path, codec: str, pix_fmt: str, frames: int = 40, size=(48, 64), **options) -> Path:
+    pattern = (np.arange(frames)[:, None, None, None] * 5 + np.zeros((1, *size, 3))).astype(np.uint8)
+    encode_video(pattern, path, "mp4", codec, pix_fmt, {k: str(v) for k, v in options.items()})
+    return path
+
+
+def test_what_nvdec_and_seeking_need_is_transcoded(tmp_path):
+    """Pass-through only what the decoder reads and seeks cheaply: NVDEC takes 8-bit 4:2:0 H.264 and 4:2:0 HEVC
+    from 144x144 (so smaller HEVC and 10-bit H.264 are transcoded); a file whose key frames lie far apart is
+    transcoded for every backend; a frame below NVDEC's smallest H.264 size is an error naming the file."""
+    from vadgpu.data.prepare import MAX_KEY_INTERVAL, transcode_reason
+
+    short = _video(tmp_path / "short.mp4", "libx264", "yuv420p", g=12, bf=0)
+    long_gop = _video(tmp_path / "long.mp4", "libx264", "yuv420p", g=40)
+    ten_bit = _video(tmp_path / "ten.mp4", "libx264", "yuv420p10le", g=12)
+    hevc = _video(tmp_path / "hevc.mp4", "libx265", "yuv420p", **{"x265-params": "keyint=12:log-level=error"})
+    tiny = _video(tmp_path / "tiny.mp4", "libx264", "yuv420p", size=(16, 32), g=12)
+    for backend in ("gpu", "opencv"):
+        assert transcode_reason(short, probe_video(short), backend) is None
+        assert "key frames up to 40 frames apart" in transcode_reason(long_gop, probe_video(long_gop), backend)
+    assert MAX_KEY_INTERVAL < 40
+    assert "NVDEC does not decode h264 in yuv420p10le" == transcode_reason(ten_bit, probe_video(ten_bit), "gpu")
+    assert transcode_reason(ten_bit, probe_video(ten_bit), "opencv") is None
+    assert "from 144x144" in transcode_reason(hevc, probe_video(hevc), "gpu")
+    assert "does not read h264" in transcode_reason(short, probe_video(short), "cpu")
+    with pytest.raises(VadgpuError, match=r"tiny.mp4: 32x16 is below NVDEC's smallest frame \(48x16\)"):
+        transcode_reason(tiny, probe_video(tiny), "gpu")
+    # prepare records why it transcoded
+    root = tmp_path / "generic"
+    (root / "training").mkdir(parents=True)
+    (root / "testing").mkdir()
+    shutil.copy(long_gop, root / "training" / "long.mp4")
+    shutil.copy(short, root / "testing" / "short.mp4")
+    result = prepare_dataset(open_dataset("generic", root), "opencv", cache=tmp_path / "cache", progress=False)
+    long_entry = json.loads(result.manifest.read_text())["videos"]["training/long.mp4"]
+    assert long_entry["transcoded"] and "key frames" in long_entry["transcode_reason"]
+    assert result.train[0].codec == "mjpeg" and result.test[0].codec == "h264"  # the short-GOP file passes

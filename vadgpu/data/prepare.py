@@ -26,17 +26,27 @@ import torch
 from tqdm import tqdm
 
 from vadgpu.data.labels import check_length
-from vadgpu.data.probe import check_frame_files, probe_frames, probe_video
+from vadgpu.data.probe import Probe, check_frame_files, key_frame_interval, probe_frames, probe_video
 from vadgpu.data.types import Dataset, PreparedVideo, Video
 from vadgpu.device import is_cuda, resolve_device
 from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_path, atomic_write_json, remove_stale_temporaries
 from vadgpu.optional import require
 
-DECODABLE = {"cpu": frozenset({"mjpeg", "vp8", "vp9"}), "gpu": frozenset({"h264", "hevc", "vp9", "av1"}),
+DECODABLE = {"cpu": frozenset({"mjpeg", "vp8", "vp9"}), "gpu": frozenset({"h264", "hevc", "vp9"}),
              "opencv": frozenset({"mjpeg", "h264", "hevc", "vp8", "vp9", "mpeg4"})}
 DALI_BACKENDS = ("cpu", "gpu")  # DALI's decoders; "opencv" is the torch loader's
 BACKENDS = tuple(DECODABLE)
+# What NVDEC decodes on every GPU DALI supports: 8-bit 4:2:0 H.264 (High 10 / 4:2:2 / 4:4:4 only on Blackwell),
+# 8- or 10-bit 4:2:0 HEVC and VP9, each from a minimum frame size (width, height). AV1 is not decoded on A100,
+# Hopper or Turing, so it is always transcoded.
+NVDEC_PIX_FMTS = {"h264": frozenset({"yuv420p", "yuvj420p", "nv12"}),
+                  "hevc": frozenset({"yuv420p", "yuvj420p", "nv12", "yuv420p10le", "p010le"}),
+                  "vp9": frozenset({"yuv420p", "yuvj420p", "nv12", "yuv420p10le", "p010le"})}
+NVDEC_MIN_SIZE = {"h264": (48, 16), "hevc": (144, 144), "vp9": (128, 128)}
+# Key frames further apart than this are re-encoded: every seek (a shuffled run, a clip of the torch loader)
+# decodes from the key frame before it.
+MAX_KEY_INTERVAL = 32
 # The decoder behind each backend, as messages name it
 DECODERS = {"cpu": "DALI's CPU video reader", "gpu": "DALI's GPU video reader (NVDEC)", "opencv": "OpenCV"}
 MANIFEST_NAME = "manifest.json"
@@ -251,11 +261,13 @@ def _prepare_one(video: Video, split: str, fingerprint: dict, backend: str, fold
                 "width": probe.width, "height": probe.height, "decode_path": str(video.path),
                 "decode_codec": probe.codec, "transcoded": False}
     header = probe_video(video.path)
-    if header.codec in DECODABLE[backend]:
+    reason = transcode_reason(video.path, header, backend)
+    if reason is None:
         probe = probe_video(video.path, decode=True)  # the decoded count is what labels are checked against
         return {**entry, "kind": "video", "codec": probe.codec, "frames": probe.num_frames, "fps": probe.fps,
                 "width": probe.width, "height": probe.height, "decode_path": str(video.path),
                 "decode_codec": probe.codec, "transcoded": False}
+    entry["transcode_reason"] = reason
     target = _TARGETS[backend]
     out = folder / "transcoded" / split / f"{video.name}-{sha[:12]}{target.extension}"
     started = time.perf_counter()
@@ -272,6 +284,26 @@ def _prepare_one(video: Video, split: str, fingerprint: dict, backend: str, fold
             "decode_codec": result.codec,
             "transcoded": True, "decode_bytes": out.stat().st_size,
             "transcode_seconds": round(time.perf_counter() - started, 3)}
+
+
+def transcode_reason(path: Path, probe: Probe, backend: str) -> str | None:
+    """Why the backend's decoder cannot take the file as it is (then prepare transcodes it), or None."""
+    if probe.codec not in DECODABLE[backend]:
+        return f"{DECODERS[backend]} does not read {probe.codec}"
+    if backend == "gpu":
+        low_w, low_h = NVDEC_MIN_SIZE["h264"]  # what the H.264 transcode needs
+        if probe.width < low_w or probe.height < low_h:
+            raise VadgpuError(f"video {path}: {probe.width}x{probe.height} is below NVDEC's smallest frame "
+                              f"({low_w}x{low_h}); decode it on the CPU (--device cpu, or --loader torch)")
+        if probe.pix_fmt is not None and probe.pix_fmt not in NVDEC_PIX_FMTS[probe.codec]:
+            return f"NVDEC does not decode {probe.codec} in {probe.pix_fmt}"
+        min_w, min_h = NVDEC_MIN_SIZE[probe.codec]
+        if probe.width < min_w or probe.height < min_h:
+            return f"NVDEC decodes {probe.codec} from {min_w}x{min_h}, this is {probe.width}x{probe.height}"
+    interval = key_frame_interval(path)
+    if interval is not None and interval > MAX_KEY_INTERVAL:
+        return f"key frames up to {interval} frames apart (a seek decodes from the one before)"
+    return None
 
 
 def _prepared_video(video: Video, entry: dict, label_source: str | None, folder: Path) -> PreparedVideo:

@@ -34,6 +34,7 @@ class Probe:
     fps: float
     width: int
     height: int
+    pix_fmt: str | None = None  # decoded pixel format ("yuv420p", "yuv420p10le", ...); None: not known (OpenCV)
 
 
 def probe_video(path: str | Path, decode: bool = False) -> Probe:
@@ -57,6 +58,7 @@ def probe_video(path: str | Path, decode: bool = False) -> Probe:
             stream = container.streams.video[0]
             codec = stream.codec_context.codec.canonical_name
             width, height = stream.codec_context.width, stream.codec_context.height
+            pix_fmt = stream.codec_context.pix_fmt
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             stated = num_frames = stream.frames
             if decode or num_frames <= 0:
@@ -70,7 +72,27 @@ def probe_video(path: str | Path, decode: bool = False) -> Probe:
         raise
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise VadgpuError(f"video {path} cannot be read: {exc}") from exc
-    return _checked(path, codec, num_frames, rate, width, height)
+    return _checked(path, codec, num_frames, rate, width, height, pix_fmt)
+
+
+def key_frame_interval(path: str | Path) -> int | None:
+    """The most frames from one key frame to the next (or to the end), read from the packets without decoding;
+    None where PyAV is not installed. A reader seeking to a frame decodes up to this many frames first."""
+    if not available("av"):
+        return None
+    import av
+
+    longest = run = 0
+    try:
+        with av.open(str(path)) as container:
+            for packet in container.demux(container.streams.video[0]):
+                if packet.size == 0:  # the demuxer's end-of-stream marker
+                    continue
+                run = 1 if packet.is_keyframe else run + 1
+                longest = max(longest, run)
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VadgpuError(f"video {path} cannot be read: {exc}") from exc
+    return longest
 
 
 def probe_video_opencv(path: Path) -> Probe:
@@ -97,14 +119,15 @@ def probe_video_opencv(path: Path) -> Probe:
     return _checked(path, codec, num_frames, rate, width, height)
 
 
-def _checked(path: Path, codec: str, num_frames: int, rate, width: int, height: int) -> Probe:
+def _checked(path: Path, codec: str, num_frames: int, rate, width: int, height: int,
+             pix_fmt: str | None = None) -> Probe:
     if num_frames <= 0:
         raise VadgpuError(f"video {path} holds no decodable frames")
     if not width or not height:
         raise VadgpuError(f"video {path}: the stream states no frame size")
     if not rate:
         raise VadgpuError(f"video {path}: the stream states no frame rate")
-    return Probe(codec, int(num_frames), float(rate), int(width), int(height))
+    return Probe(codec, int(num_frames), float(rate), int(width), int(height), pix_fmt)
 
 
 def _decode_all(container, stream) -> tuple[int, float | None, list[str]]:
