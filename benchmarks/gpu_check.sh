@@ -54,7 +54,8 @@ trap 'rm -rf "$SCRATCH"' EXIT
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export VADGPU_CACHE="$SCRATCH/cache" YOLO_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
 if [ -n "${WHEELS:-}" ]; then
-    "$PYTHON" -m pip install -q --no-index --find-links "$WHEELS" --target "$SCRATCH/deps" click tqdm pyyaml pytest \
+    "$PYTHON" -m pip install -q --no-index --no-warn-conflicts --find-links "$WHEELS" --target "$SCRATCH/deps" \
+        click tqdm pyyaml pytest \
         || { echo "gpu_check: cannot install the wheels in $WHEELS" >&2; exit 2; }
     export PYTHONPATH="$PYTHONPATH:$SCRATCH/deps"
 fi
@@ -83,11 +84,20 @@ if torch.cuda.is_available():
     props = torch.cuda.get_device_properties(0)
     info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
                 compute_capability=f"{props.major}.{props.minor}", gpus=torch.cuda.device_count())
-for module in ("cupy", "cv2", "nvidia.dali", "av", "click", "tqdm", "yaml", "pytest", "sklearn", "matplotlib"):
+from importlib import metadata
+# the distributions of the pure-Python ones (click deprecates its __version__); the others report __version__
+DISTRIBUTIONS = {"click": "click", "tqdm": "tqdm", "yaml": "PyYAML", "pytest": "pytest", "sklearn": "scikit-learn",
+                 "matplotlib": "matplotlib"}
+for module in ("cupy", "cv2", "nvidia.dali", "av", *DISTRIBUTIONS):
     try:
-        info[module] = getattr(importlib.import_module(module), "__version__", "present")
+        imported = importlib.import_module(module)
     except Exception as exc:
         info[module] = f"missing ({type(exc).__name__})"
+        continue
+    try:
+        info[module] = metadata.version(DISTRIBUTIONS[module])
+    except (KeyError, metadata.PackageNotFoundError):
+        info[module] = str(getattr(imported, "__version__", "present"))
 from vadgpu import __version__
 info["vadgpu"] = __version__
 json.dump(info, open(sys.argv[1], "w"), indent=2)
