@@ -65,7 +65,8 @@ def _protocol(kw: dict) -> Protocol:
 @click.option("--variant", help="Dataset variant (default: from the checkpoint).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Output folder (default RUN/eval).")
 @click.option("--boxes", type=click.Path(path_type=Path, dir_okay=False), help="Object models: box cache holding "
-              "the test split (default: the training run's, else the dataset's background-subtraction cache).")
+              "the test split (default: the training run's, else the dataset's background-subtraction cache). An "
+              "object model cannot go without ('none' is an error); a frame model reads no boxes.")
 @_protocol_options(NORMALISATIONS)
 def eval_command(run, checkpoint, dataset, root, variant, out, boxes, **kw) -> None:
     """Evaluate a checkpoint on a dataset's test split: frame-level micro/macro AUC, EER, AP.
@@ -96,9 +97,12 @@ def eval_command(run, checkpoint, dataset, root, variant, out, boxes, **kw) -> N
               help="The trained model: RUN/model.pt (or a checkpoint such as RUN/checkpoints/last.pt).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Output folder (default ./NAME-scores).")
-@click.option("--heatmap-mp4", is_flag=True, help="Also write an MP4 with the per-pixel error heatmap (frame models).")
+@click.option("--heatmap-mp4", is_flag=True, help="Also write NAME-heatmap.mp4: each source frame beside its "
+              "reconstruction-error heatmap, the frame number and the raw score curve so far under them "
+              "(frame models).")
 @click.option("--boxes", type=click.Path(path_type=Path, dir_okay=False), help="Object models: a box cache whose "
-              "test split holds INPUT (default: background subtraction runs over INPUT first, cached).")
+              "test split holds INPUT (default: background subtraction runs over INPUT first, cached). An object "
+              "model cannot go without ('none' is an error); a frame model reads no boxes.")
 @_protocol_options(("video", "none"))
 def score_command(source, checkpoint, out, heatmap_mp4, boxes, **kw) -> None:
     """Score one unlabelled video file or frame folder: per-frame scores.csv, a score-curve PNG, optional MP4."""

@@ -23,12 +23,12 @@ from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_write_text
 from vadgpu.models.base import CLIP_MODES
 from vadgpu.models.registry import ARCHITECTURES
+from vadgpu.objects.default_boxes import NO_BOXES
 from vadgpu.pipelines.choose import LOADERS
 
 SCHEDULES = ("constant", "cosine")
 AMP_DTYPES = ("bf16", "fp16")
 CONFIG_NAME = "config.yaml"
-NO_BOXES = "none"  # `--boxes none`: train without object boxes (and without what needs them)
 
 # Fields that define what is trained: a resumed run may not change them (the checkpoint would not fit).
 LOCKED_ON_RESUME = ("dataset", "root", "variant", "model", "preset", "temporal", "size", "channels", "clips",

@@ -2,6 +2,7 @@
 
     DIR/config.yaml              the resolved training config
     DIR/log.jsonl                one JSON record per log step (losses, sigmoid(l), lr, clips/s)
+    DIR/training.png             log.jsonl drawn over steps: loss terms, DDL's anomaly_weight, lr (training_plot.py)
     DIR/model.pt                 the trained weights, no optimiser state (what `vadgpu eval --run` and score read)
     DIR/checkpoints/last.pt      the newest full checkpoint (what --resume reads), overwritten as training goes
     DIR/checkpoints/epoch-NNN.pt every --save-period epochs (none by default), the newest --keep-last kept
@@ -25,10 +26,11 @@ import click
 from vadgpu.checkpoint import EVAL_DIR, LAST, MODEL, checkpoint_dir
 from vadgpu.engine.config import CONFIG_NAME
 from vadgpu.engine.run_log import LOG_NAME, TENSORBOARD_DIR
+from vadgpu.engine.training_plot import TRAINING_PLOT
 from vadgpu.errors import VadgpuError
 
 SUMMARY_NAME = "summary.json"
-RUN_FILES = (CONFIG_NAME, LOG_NAME, SUMMARY_NAME, MODEL)
+RUN_FILES = (CONFIG_NAME, LOG_NAME, SUMMARY_NAME, MODEL, TRAINING_PLOT)
 RUN_DIRS = ("checkpoints", TENSORBOARD_DIR)
 
 
@@ -98,6 +100,7 @@ def describe_run_dir(run_dir: Path) -> str:
     roles = [(MODEL, "trained weights: what `vadgpu eval` and `vadgpu score` read"),
              (f"{checkpoint_dir('').name}/{LAST}", "full checkpoint: what --resume continues from"),
              (CONFIG_NAME, "the resolved training config"), (LOG_NAME, "losses per log step"),
+             (TRAINING_PLOT, "loss terms, DDL's anomaly_weight and lr over steps"),
              (SUMMARY_NAME, "steps, time, clips/s")]
     lines = []
     for name, role in roles:

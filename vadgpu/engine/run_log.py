@@ -1,5 +1,5 @@
-"""What users see while training: a tqdm bar, `log.jsonl`, TensorBoard events (when tensorboard is installed), and
-notices through the `vadgpu` logger (vadgpu/log.py).
+"""What users see while training: a tqdm bar, `log.jsonl`, `training.png` (engine/training_plot.py), TensorBoard events
+(when tensorboard is installed), and notices through the `vadgpu` logger (vadgpu/log.py).
 
 The training loop hands this module plain floats, once every `log_every` steps; nothing here touches tensors, so
 the hot path's only host sync stays in one place (`train.py`, at log time). Only rank 0 makes a `RunLogger`;
@@ -9,11 +9,13 @@ other ranks get `NullLogger`.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from vadgpu.engine.training_plot import REFRESH_SECONDS, TRAINING_PLOT, plot_training
 from vadgpu.log import logger
 
 LOG_NAME = "log.jsonl"
@@ -58,6 +60,8 @@ class RunLogger:
         self._log = open(self.log_path, "a", encoding="utf-8")
         self._tb = _tensorboard_writer(self.run_dir / TENSORBOARD_DIR)
         self._bar: tqdm | None = None
+        self._unplotted = False  # records logged since training.png was last drawn
+        self._plotted_at = time.monotonic()
 
     def start_epoch(self, epoch: int, epochs: int, total: int, initial: int = 0) -> None:
         # disable=None: tqdm turns itself off when stderr is not a terminal (CI logs, nohup)
@@ -72,6 +76,7 @@ class RunLogger:
         """One log step: JSONL line (flushed, so a kill loses nothing logged), bar postfix, TensorBoard."""
         self._log.write(json.dumps(record) + "\n")
         self._log.flush()
+        self._unplotted = True
         if self._bar is not None:
             short = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in record.items()
                      if k not in ("epoch", "step", "time")}
@@ -87,6 +92,17 @@ class RunLogger:
             self._bar = None
         if self._tb is not None:
             self._tb.flush()
+        if self._unplotted and time.monotonic() - self._plotted_at >= REFRESH_SECONDS:
+            self._write_plot()
+
+    def _write_plot(self) -> None:
+        """Redraw training.png from log.jsonl; a failure is a warning (the figure must never stop training or hide
+        the error that ended it)."""
+        self._unplotted, self._plotted_at = False, time.monotonic()
+        try:
+            plot_training(self.log_path, self.run_dir / TRAINING_PLOT)
+        except Exception as exc:  # matplotlib, the disk: whatever it is, training goes on
+            logger.warning(f"could not draw {self.run_dir / TRAINING_PLOT}: {exc}")
 
     def message(self, text: str) -> None:
         """A line for the user (the `vadgpu` logger; the CLI writes it without breaking the bar)."""
@@ -95,6 +111,8 @@ class RunLogger:
     def close(self) -> None:
         self.end_epoch()
         self._log.close()
+        if self._unplotted:
+            self._write_plot()
         if self._tb is not None:
             self._tb.close()
 

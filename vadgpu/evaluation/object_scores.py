@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.scores import error_map, scores_from_errors
+from vadgpu.log import logger
 from vadgpu.objects.tubes import FrameBoxes, crop_tubes, tube_windows
 
 TUBE_CHUNK = 512  # tubes per model call: a crowded frame batch must not take the device's memory at once
@@ -100,3 +102,23 @@ def fill_frames_without_objects(raw: np.ndarray) -> tuple[np.ndarray, int]:
     filled = raw.copy()
     filled[empty] = raw[~empty].min() if (~empty).any() else 0.0
     return filled, int(empty.sum())
+
+
+def boxes_option(boxes: str | Path | None, ckpt: dict, checkpoint: str | Path, default: str) -> str | Path | None:
+    """What `--boxes` means for the checkpoint's model before anything is read: `none` with an object model is a
+    clear error (its frames are scored through tubes cut around boxes), with a frame model a notice and None (it
+    scores whole frames and reads no boxes at evaluation); anything else is returned as given. `default` says
+    where the boxes come from when --boxes is left out."""
+    from vadgpu.models.registry import model_config_from_dict
+    from vadgpu.objects.default_boxes import NO_BOXES
+
+    if boxes is None or str(boxes) != NO_BOXES or "model_config" not in ckpt:
+        return boxes
+    name = ckpt.get("model_name")
+    if model_config_from_dict(ckpt["model_config"], name).clips == "objects":
+        raise VadgpuError(f"--boxes {NO_BOXES}: {checkpoint} holds an object model ({name}), which scores each "
+                          f"frame through tubes cut around its boxes, so it needs boxes: give a box cache "
+                          f"(--boxes FILE, from `vadgpu data boxes`) or leave --boxes out ({default})")
+    logger.info(f"--boxes {NO_BOXES}: {checkpoint} holds a frame model ({name}), which scores whole frames and "
+                "reads no boxes at evaluation; nothing to turn off")
+    return None

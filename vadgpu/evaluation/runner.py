@@ -22,7 +22,8 @@ from vadgpu.data.types import PreparedVideo
 from vadgpu.device import describe, resolve_device
 from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.metrics import FrameMetrics, frame_metrics
-from vadgpu.evaluation.object_scores import ObjectScorer, fill_frames_without_objects, write_object_csvs
+from vadgpu.evaluation.object_scores import (ObjectScorer, boxes_option, fill_frames_without_objects,
+                                             write_object_csvs)
 from vadgpu.evaluation.protocol import Protocol, TrainStats, apply_protocol, fit_train_stats, kept_frames
 from vadgpu.evaluation.report import VideoScores, safe_name, write_curves, write_eval_outputs, write_scores_csv
 from vadgpu.evaluation.scores import error_map, patch_size_for, scores_from_errors
@@ -226,6 +227,8 @@ def evaluate(
     loader = _resolve_loader(loader)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     config = ckpt.get("config") or {}
+    boxes = boxes_option(boxes, ckpt, checkpoint, "the training run's box cache, else the dataset's background-"
+                         "subtraction cache, made once")
     # The training dataset's root and variant are defaults only for that same dataset.
     trained_on = dataset is None or dataset == config.get("dataset")
     dataset = dataset or config.get("dataset")
@@ -380,6 +383,7 @@ def score_input(
     device = resolve_device(device)
     loader = _resolve_loader(loader)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    boxes = boxes_option(boxes, ckpt, checkpoint, "background subtraction runs over the input first, cached")
     out = Path(out) if out is not None else default_score_out(source)
     video = prepare_input(source, device, progress=progress, loader=loader)
     model = load_model(ckpt, device)
@@ -399,19 +403,12 @@ def score_input(
             boxes = ensure_box_cache(single, {"test": [video]}, progress=progress)
         scorer = object_scorer(model, boxes, [video], "test", protocol)
 
-    writer = HeatmapVideoWriter(out / f"{name}-heatmap.mp4", video.fps) if heatmap_mp4 else None
-
-    def write_heatmap(target: torch.Tensor, errors: torch.Tensor, _video: torch.Tensor, frame: torch.Tensor) -> None:
-        # The MP4 is encoded as batches arrive, so they must come in frame order (the test loader's contract).
-        expected = torch.arange(writer.frames, writer.frames + len(frame))
-        if not torch.equal(frame.cpu(), expected):
-            raise VadgpuError(f"{video.decode_path}: the loader gave frames out of order; cannot stream the heatmap")
-        writer.write(target, errors)
-
-    hook = None if writer is None else write_heatmap
+    writer = None
+    if heatmap_mp4:  # encoded as batches arrive (in frame order: the test loader's contract)
+        writer = HeatmapVideoWriter(out / f"{name}-heatmap.mp4", video, protocol.score, protocol.mix_weight)
     try:
         raw = score_videos(model, [video], protocol, device, batch_size, progress, desc=f"scoring {video.name}",
-                           on_batch=hook, objects=scorer, loader=loader)
+                           on_batch=None if writer is None else writer.write, objects=scorer, loader=loader)
     except BaseException:
         if writer is not None:
             writer.abort()

@@ -14,6 +14,9 @@ from pathlib import Path
 from vadgpu.errors import VadgpuError
 
 DEFAULT_DETECTOR = "bgsub"
+# `--boxes none`: train without object boxes (and without what needs them); eval and score refuse it for an
+# object model, which scores tubes cut around boxes
+NO_BOXES = "none"
 
 
 def default_boxes_path(dataset, detector: str, split: str, cache: Path | str | None = None) -> Path:
