@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 PED2 = HERE.parent.parent / "shared" / "datasets" / "ped2"
 SYNTH = HERE.parent / ".cache" / "bench-synth-320x240"  # made here once: 6 x 160 frames of MJPEG at 320x240
 
+DATA_STAGES = ("decode", "baseline", "pipeline", "baseline+kernels", "pipeline+kernels")
 # name -> dataset and clip settings; T = 3 is DDL's clip, T = 16 the dual-path model's (plain clips: --max-skip 0)
 CONFIGS = {
     "ped2-t3": dict(dataset="ped2", root=str(PED2), preset="ddl-ped2-cpu", temporal=3),
@@ -39,6 +40,14 @@ CONFIGS = {
     "synth-mjpeg-t3": dict(dataset="synthetic", root=str(SYNTH), variant="avi", preset="ddl-ped2-cpu", temporal=3),
     "synth-mjpeg-t16": dict(dataset="synthetic", root=str(SYNTH), variant="avi", preset="dualpath-ped2-cpu",
                             temporal=16, max_skip=0),
+    # the geometries users train at: ddl-paper's 256x256 RGB (T = 3, and T = 16), dualpath-ped2's 128x128 gray;
+    # the data path only (a CPU preset's training steps at these sizes would measure the model, not the loaders)
+    "ped2-256rgb-t3": dict(dataset="ped2", root=str(PED2), preset="ddl-ped2-cpu", temporal=3, size=(256, 256),
+                           channels=3, stages=DATA_STAGES),
+    "ped2-256rgb-t16": dict(dataset="ped2", root=str(PED2), preset="dualpath-ped2-cpu", temporal=16, max_skip=0,
+                            size=(256, 256), channels=3, stages=DATA_STAGES),
+    "ped2-128gray-t16": dict(dataset="ped2", root=str(PED2), preset="dualpath-ped2-cpu", temporal=16, max_skip=0,
+                             size=(128, 128), channels=1, stages=DATA_STAGES),
 }
 
 

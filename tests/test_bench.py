@@ -62,7 +62,8 @@ def test_every_stage_reports_on_mjpeg_video(synth, tmp_path):
     assert same["same_clips"] and same["shape"] == [4, 1, 3, 32, 32] and same["max_abs_diff"] < 0.2
     assert 0 < stages["train"]["kernels_share_of_step"] < 1 and stages["train"]["parameters"] > 0
     assert set(data["ratios"]) == {"pipeline/baseline", "pipeline+kernels/baseline+kernels",
-                                   "pipeline clips/s / decode-limit frames/s"}
+                                   "pipeline clips/s / decode-limit frames/s",
+                                   "pipeline decoded frames/s / decode-limit frames/s"}
     assert any(k.startswith("pipeline/baseline >= 1.5 at T=3") for k in data["targets"])
     system = data["system"]
     assert system["cores"] >= 1 and system["cpu"] and system["device"].startswith("cpu")
@@ -121,14 +122,17 @@ def test_ratios_and_targets():
     def stage(median):
         return {"rate": {"median": median}}
 
-    stages = {"decode": stage(1000.0), "baseline": stage(100.0), "pipeline": stage(400.0),
+    stages = {"decode": stage(1000.0), "baseline": stage(100.0),
+              "pipeline": {**stage(400.0), "frames_decoded_per_clip": 1.5},
               "baseline+kernels": stage(90.0), "pipeline+kernels": stage(300.0),
               "train": {**stage(10.0), "kernels_share_of_step": 0.08}}
     ratios, targets = ratios_and_targets(stages, temporal=16)
     assert ratios == {"pipeline/baseline": 4.0, "pipeline+kernels/baseline+kernels": 3.333,
-                      "pipeline clips/s / decode-limit frames/s": 0.4}
+                      "pipeline clips/s / decode-limit frames/s": 0.4,
+                      "pipeline decoded frames/s / decode-limit frames/s": 0.6}
     assert targets["pipeline/baseline >= 3.0 at T=16"] == {"value": 4.0, "met": True}
     assert targets["pipeline/decode limit >= 0.7"]["met"] is False
+    assert targets["pipeline decoded frames/decode limit >= 0.5"] == {"value": 0.6, "met": True}
     assert targets["kernels share of a step <= 0.05"] == {"value": 0.08, "met": False}
 
 

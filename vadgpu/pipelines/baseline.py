@@ -23,11 +23,12 @@ from vadgpu.device import is_cuda, resolve_device
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.clip_index import ClipSpec, RunTable, span_frames
 from vadgpu.pipelines.loader import (DEFAULT_RUN_LENGTH, DEFAULT_RUNS_PER_GROUP, ClipBatch, ClipLoader, assemble_batch,
-                                     to_device)
+                                     resize_frame, to_device)
 
 
 class ClipDataset(Dataset):
-    """Item `clip id` -> (span frames (S, C, H, W) float32 in [0, 1], clip id), decoded from scratch each time."""
+    """Item `clip id` -> (span frames (S, C, H, W) uint8, clip id), decoded from scratch each time; they become
+    float per batch (loader.assemble_batch), after the workers: a quarter of the bytes between processes."""
 
     def __init__(self, videos: Sequence[PreparedVideo], spec: ClipSpec, table: RunTable, num_frames: np.ndarray):
         self.videos, self.spec, self.table, self.num_frames = list(videos), spec, table, num_frames
@@ -42,7 +43,7 @@ class ClipDataset(Dataset):
         decoded = self._read_video(video, frames) if not self.videos[video].video.is_folder else {
             i: self._read_image(video, i) for i in np.unique(frames)}
         span = np.stack([self._convert(decoded[i]) for i in frames])  # (S, H, W, C) uint8
-        return torch.from_numpy(span).permute(0, 3, 1, 2).float().div_(255.0), clip
+        return torch.from_numpy(span).permute(0, 3, 1, 2), clip
 
     def _read_image(self, video: int, index: int) -> np.ndarray:
         path = self.videos[video].video.frame_files[index]
@@ -69,12 +70,18 @@ class ClipDataset(Dataset):
         return out
 
     def _convert(self, image: np.ndarray) -> np.ndarray:
-        """Colour first, then resize (same order as the DALI graph); returns (H, W, C)."""
-        if image.ndim == 3 and self.spec.channels == 3:
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        height, width = self.spec.size
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-        return image[:, :, None] if image.ndim == 2 else image
+        return convert_frame(image, self.spec.channels, self.spec.size)
+
+
+def convert_frame(image: np.ndarray, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """A decoded frame (BGR, or already gray) as the model sees it: colour first, then resize (same order as the
+    DALI graph); returns (H, W, C) uint8. Live scoring (vadgpu/live) converts its frames with this too."""
+    if image.ndim == 3 and channels == 1:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    elif image.ndim == 3 and channels == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    image = resize_frame(image, size)
+    return image[:, :, None] if image.ndim == 2 else image
 
 
 def _collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, np.ndarray]:

@@ -11,13 +11,13 @@ Two DALI pipelines (dali_pipelines.py) decode *runs* (clip_index.py): video file
 `fn.experimental.readers.video`, frame folders through file reading + `fn.decoders.image`. A loader that decodes
 T frames per clip decodes each frame T times; here each frame is decoded about once per epoch
 (`loader.frames_decoded_per_clip` reports the measured ratio), and the clips are gathered from the decoded run
-frames with one index_select per batch on the device.
+frames with one index_select per batch on the device. On the CPU the frames stay uint8 through the gather, and a
+batch's clips become float32 where they are first used (ClipBatch).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -40,17 +40,49 @@ DEFAULT_RUNS_PER_GROUP = 8  # runs per DALI iteration; clips are shuffled across
 IMAGE_CODECS = frozenset(IMAGE_FORMATS.values())
 
 
-@dataclass
 class ClipBatch:
-    """One batch of clips and where they come from (docs/architecture.md, "Loader interface")."""
+    """One batch of clips and where they come from (docs/architecture.md, "Loader interface").
 
-    clips: torch.Tensor  # (N, C, T, H, W) float32 in [0, 1]
-    video: torch.Tensor  # (N,) int64: index into the loader's video list
-    frame: torch.Tensor  # (N,) int64: centre frame of each clip
-    window: torch.Tensor | None = None  # (N, C, max_skip * (T - 1) + 1, H, W) when max_skip > 1
+        clips   (N, C, T, H, W) float32 in [0, 1]
+        video   (N,) int64: index into the loader's video list
+        frame   (N,) int64: centre frame of each clip
+        window  (N, C, max_skip * (T - 1) + 1, H, W) float32 when max_skip > 1, else None
+
+    The loaders hand over uint8 pixels; `clips` and `window` become float32 on first use, on the batch's device
+    (the point of use: a quarter of the bytes move until then, and nothing converts what is not used).
+    """
+
+    def __init__(self, clips: torch.Tensor, video: torch.Tensor, frame: torch.Tensor,
+                 window: torch.Tensor | None = None):
+        self._clips, self.video, self.frame, self._window = clips, video, frame, window
+
+    @property
+    def clips(self) -> torch.Tensor:
+        if self._clips.dtype == torch.uint8:
+            self._clips = unit_float(self._clips)
+        return self._clips
+
+    @clips.setter
+    def clips(self, value: torch.Tensor) -> None:
+        self._clips = value
+
+    @property
+    def window(self) -> torch.Tensor | None:
+        if self._window is not None and self._window.dtype == torch.uint8:
+            self._window = unit_float(self._window)
+        return self._window
+
+    @window.setter
+    def window(self, value: torch.Tensor | None) -> None:
+        self._window = value
+
+    @property
+    def pixels(self) -> torch.Tensor:
+        """The clips as the loader delivered them (uint8, or float32 where the DALI GPU graph normalised them)."""
+        return self._clips
 
     def __len__(self) -> int:
-        return self.clips.shape[0]
+        return self._clips.shape[0]
 
 
 def check_decodable(videos: Sequence[PreparedVideo], backend: str) -> bool:
@@ -221,6 +253,24 @@ def assemble_batch(span: torch.Tensor, clips: np.ndarray, table: RunTable, spec:
     video = to_device(table.run_video[table.clip_run[clips]], device)
     frame = to_device(table.clip_centre[clips], device)
     return ClipBatch(clips=plain, video=video, frame=frame, window=window)
+
+
+def resize_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """One uint8 frame (H, W[, C]) to `size` (H, W) with OpenCV's INTER_AREA: how both loaders resize on the CPU."""
+    import cv2
+
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def unit_float(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [0, 1], the same way wherever it happens (numpy on the host: torch's thread
+    pool would compete with the decoding threads; on CUDA a device op)."""
+    if frames.is_cuda:
+        return frames.float().div_(255.0)
+    return torch.from_numpy(np.divide(frames.numpy(), np.float32(255.0), dtype=np.float32))
 
 
 def to_device(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
