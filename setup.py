@@ -38,6 +38,8 @@ setup(
         "matplotlib",
         "pyyaml",
     ],
-    extras_require={"test": ["pytest", "ruff"], "tensorboard": ["tensorboard"]},
+    extras_require={"test": ["pytest", "ruff"], "tensorboard": ["tensorboard"],
+                    # `vadgpu export` and `vadgpu score --model FILE.onnx`
+                    "export": ["onnx", "onnxruntime"]},
     entry_points={"console_scripts": ["vadgpu=vadgpu.cli.main:main"]},
 )

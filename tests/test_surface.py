@@ -133,6 +133,13 @@ def test_auto_box_cache_save_period_and_weights_only_model(synth, tmp_path, monk
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["checkpoint"]["path"] == str((run / "model.pt").resolve())
+    # model.pt holds the training videos' raw scores (every frame of both), which --norm train reads
+    assert [len(s) for s in model["train_scores"]["patch-max"]] == [20, 20]
+    normed = CliRunner().invoke(cli, ["eval", "--run", str(run), "--device", "cpu", "--no-progress", "--norm", "train",
+                                      "--out", str(run / "eval-train")])
+    assert normed.exit_code == 0, normed.output
+    stats = json.loads((run / "eval-train" / "metrics.json").read_text())["protocol"]["train_stats"]
+    assert stats["from"].startswith("the weights file") and stats["frames"] == 40
 
 
 def test_default_keeps_no_epoch_files_and_boxes_none_turns_the_blend_off(synth, tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
-"""The optional packages: NVIDIA DALI (the fast clip loader) and PyAV (probing, transcoding, writing videos).
+"""The optional packages: NVIDIA DALI (the fast clip loader), PyAV (probing, transcoding, writing videos, live
+streams) and onnx + onnxruntime (`vadgpu export`, scoring with an exported model: the `export` extra).
 
-Neither is needed to import vadgpu or to train, evaluate and score with the torch loader (`--loader torch`,
+None of them is needed to import vadgpu or to train, evaluate and score with the torch loader (`--loader torch`,
 OpenCV decoding). Code that needs one asks here, where it uses it, and a missing one is one clear error that
 names the package and how to install it.
 """
@@ -16,6 +17,8 @@ from vadgpu.errors import VadgpuError
 PACKAGES = {
     "nvidia.dali": ("NVIDIA DALI", "pip install nvidia-dali-cuda120 (wheels exist for Linux x86-64 only)"),
     "av": ("PyAV", "pip install av"),
+    "onnx": ("the ONNX package", "pip install 'vadgpu[export]', or pip install onnx onnxruntime"),
+    "onnxruntime": ("onnxruntime", "pip install 'vadgpu[export]', or pip install onnx onnxruntime"),
 }
 
 

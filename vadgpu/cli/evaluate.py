@@ -92,9 +92,11 @@ def eval_command(run, checkpoint, dataset, root, variant, out, boxes, **kw) -> N
 
 
 @click.command("score")
-@click.argument("source", metavar="INPUT", type=click.Path(path_type=Path, exists=True))
-@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), required=True,
+@click.argument("source", metavar="SOURCE")
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
               help="The trained model: RUN/model.pt (or a checkpoint such as RUN/checkpoints/last.pt).")
+@click.option("--model", "model_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="An ONNX file from `vadgpu export` instead of --checkpoint (onnxruntime on the CPU).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Output folder (default ./NAME-scores).")
 @click.option("--heatmap-mp4", is_flag=True, help="Also write NAME-heatmap.mp4: each source frame beside its "
@@ -103,19 +105,93 @@ def eval_command(run, checkpoint, dataset, root, variant, out, boxes, **kw) -> N
 @click.option("--boxes", type=click.Path(path_type=Path, dir_okay=False), help="Object models: a box cache whose "
               "test split holds INPUT (default: background subtraction runs over INPUT first, cached). An object "
               "model cannot go without ('none' is an error); a frame model reads no boxes.")
-@_protocol_options(("video", "none"))
-def score_command(source, checkpoint, out, heatmap_mp4, boxes, **kw) -> None:
-    """Score one unlabelled video file or frame folder: per-frame scores.csv, a score-curve PNG, optional MP4."""
-    from vadgpu.evaluation.runner import default_score_out, score_input
+@click.option("--live", is_flag=True, help="Score a local file frame by frame as if it were a stream (what a "
+              "URL, a device or - always get).")
+@click.option("--threshold", type=float, help="Live: the alarm threshold on the normalised score [default with "
+              "--norm train: the 99.5th percentile of the training videos' scores; else no alarms].")
+@click.option("--video-out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Live: write the frames annotated with their score and alarms to this MP4, as it goes.")
+@click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Live: how many times in a row a dropped stream is reopened before it is an error.")
+@click.option("--retry-delay", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Live: seconds between reopening attempts.")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Live: stop after this many frames.")
+@_protocol_options(("video", "train", "none"))
+@click.pass_context
+def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, live, threshold, video_out,
+                  retries, retry_delay, max_frames, **kw) -> None:
+    """Score a video: a file or frame folder (scores.csv, a score-curve PNG, optional heatmap MP4), or live
+    (SOURCE rtsp://..., http(s)://..., /dev/videoN, - for stdin, or a file with --live): every frame's score as
+    soon as its clip is complete, a trailing median, the training videos' normalisation, alarms to events.jsonl
+    and the terminal, optional annotated --video-out; Ctrl-C stops and closes the files."""
     from vadgpu.folder_lock import hold_folder
+    from vadgpu.live.stream import is_live_source
 
-    out = out if out is not None else default_score_out(source)
+    if live or is_live_source(source):
+        if ctx.get_parameter_source("norm") == click.core.ParameterSource.DEFAULT:
+            kw["norm"] = "train"  # min-max per video cannot be live
+        if heatmap_mp4:
+            raise click.UsageError("--heatmap-mp4 is for files; live scoring writes --video-out")
+        return _score_live(source, checkpoint, model_file, out, threshold, video_out, retries, retry_delay,
+                           max_frames, kw)
+    if threshold is not None or video_out is not None or max_frames is not None:
+        raise click.UsageError("--threshold, --video-out and --max-frames are for live scoring (a stream, or "
+                               "--live)")
+    from vadgpu.evaluation.runner import default_score_out, score_input
+
+    path = Path(source)
+    if not path.exists():
+        raise click.BadParameter(f"{source} does not exist (a stream is rtsp://..., http(s)://..., /dev/videoN "
+                                 "or -)", param_hint="SOURCE")
+    out = out if out is not None else default_score_out(path)
     with hold_folder(out, "vadgpu score"):
-        result = score_input(source, checkpoint, out=out, protocol=_protocol(kw), heatmap_mp4=heatmap_mp4,
-                             batch_size=kw["batch_size"], device=kw["device"], progress=not kw["no_progress"],
-                             boxes=boxes, loader=kw["loader"])
+        result = score_input(path, checkpoint, model_file=model_file, out=out, protocol=_protocol(kw),
+                             heatmap_mp4=heatmap_mp4, batch_size=kw["batch_size"], device=kw["device"],
+                             progress=not kw["no_progress"], boxes=boxes, loader=kw["loader"])
     top = int(result.video.frames[result.video.score.argmax()])
     click.echo(f"scored {result.video.frames.size} frames of {source}; highest score at frame {top}")
     for path in (result.csv, result.curve, result.heatmap):
         if path is not None:
+            click.echo(f"wrote {path}")
+
+
+def _score_live(source, checkpoint, model_file, out, threshold, video_out, retries, retry_delay, max_frames,
+                kw) -> None:
+    from vadgpu.checkpoint import load_checkpoint
+    from vadgpu.device import resolve_device
+    from vadgpu.errors import VadgpuError
+    from vadgpu.evaluation.runner import load_model, open_onnx_model
+    from vadgpu.folder_lock import hold_folder
+    from vadgpu.live.scoring import score_stream
+    from vadgpu.live.stream import source_name
+
+    if (checkpoint is None) == (model_file is None):
+        raise VadgpuError("give exactly one of --checkpoint FILE and --model FILE.onnx")
+    device = resolve_device(kw["device"])
+    if model_file is not None:
+        model = open_onnx_model(model_file)
+        stored = model.train_scores
+    else:
+        ckpt = load_checkpoint(checkpoint, map_location="cpu")
+        model, stored = load_model(ckpt, device), ckpt.get("train_scores")
+    protocol = _protocol(kw).for_model(model.config)
+    out = out if out is not None else Path.cwd() / f"{source_name(source)}-live"
+    cfg = model.config
+    with hold_folder(out, "vadgpu score"):
+        click.echo(f"scoring {source} live: {cfg.architecture} {cfg.channels} x {cfg.temporal} x {cfg.size[0]} x "
+                   f"{cfg.size[1]}, each score {cfg.temporal - 1 - cfg.temporal // 2} frame(s) after its frame; "
+                   f"{protocol.score}, trailing {protocol.smooth}"
+                   + (f" over {protocol.window}" if protocol.smooth == "median" else "") + f", norm {kw['norm']}; "
+                   "Ctrl-C stops", err=True)
+        summary = score_stream(source, model, out=out, protocol=protocol, norm=kw["norm"], threshold=threshold,
+                               stored=stored, video_out=video_out, device=device, retries=retries,
+                               retry_delay=retry_delay, max_frames=max_frames, echo=click.echo)
+    if summary.threshold is not None:
+        click.echo(f"threshold {summary.threshold:.3f}; {len(summary.events)} event(s)")
+    delay = f"{summary.delay_frames} frame(s)" + ("" if summary.delay_ms is None else f" = {summary.delay_ms:.0f} ms")
+    click.echo(f"{'interrupted after' if summary.interrupted else 'scored'} {summary.frames} frames in "
+               f"{summary.seconds:.1f} s ({summary.frames_per_s:.1f} frames/s); per frame {summary.compute_ms_mean:.1f}"
+               f" ms (95th percentile {summary.compute_ms_p95:.1f} ms) plus the clip delay of {delay}")
+    for path in (out / "scores.csv", out / "events.jsonl", video_out):
+        if path is not None and Path(path).exists():
             click.echo(f"wrote {path}")

@@ -46,6 +46,9 @@ def _register() -> None:
     from vadgpu.cli import presets
 
     cli.add_command(presets.presets)
+    from vadgpu.cli import export
+
+    cli.add_command(export.export)
 
 
 _register()

@@ -151,6 +151,39 @@ def _model_state(parts: Components, config: TrainConfig, position: TrainingPosit
             "epoch": position.epoch, "step": position.step, "config": config.to_dict()}
 
 
+def training_video_scores(parts: Components, config: TrainConfig, ctx: DistContext) -> dict | None:
+    """The trained model's raw scores on every training video (evaluation/train_scores.py), for model.pt: what
+    live scoring and `eval --norm train` normalise by. A failure costs only the statistics, never the run."""
+    import logging
+
+    from vadgpu.evaluation.train_scores import compute_train_scores
+    from vadgpu.pipelines.choose import resolve_loader
+
+    model = unwrap(parts.model)
+    videos = list(parts.loader.videos)
+    was_training = model.training
+    model.eval()
+    try:
+        objects = None
+        if model.config.clips == "objects":
+            from vadgpu.evaluation.protocol import Protocol
+            from vadgpu.evaluation.runner import object_scorer
+            from vadgpu.evaluation.scores import OBJECT_SCORE
+
+            objects = object_scorer(model, config.boxes, videos, "train", Protocol(score=OBJECT_SCORE),
+                                    config.dataset)
+        source = {"dataset": config.dataset, "root": str(config.root), "variant": config.variant}
+        return compute_train_scores(model, videos, ctx.device, loader=resolve_loader(config.loader)[0],
+                                    objects=objects, batch_size=config.batch_size, progress=config.progress,
+                                    source=source)
+    except VadgpuError as exc:
+        logging.getLogger("vadgpu").warning(f"model.pt is written without the training videos' scores ({exc}); "
+                                            "live scoring and --norm train will need them computed")
+        return None
+    finally:
+        model.train(was_training)
+
+
 def resume_from_checkpoint(parts: Components, state: dict, ctx: DistContext, steps_per_epoch: int) -> TrainingPosition:
     """Load a checkpoint into model, optimiser, scheduler, scaler and this rank's RNG; return where to continue."""
     try:
@@ -283,7 +316,9 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
     # A finished run resumed again trains nothing: its summary (the time it took) stays as it was.
     trained_now = position.clips > 0 or not (run_dir / SUMMARY_NAME).is_file()
     if ctx.is_main and not interrupted and trained_now:
-        ckpt.save_model_file(run_dir / ckpt.MODEL, _model_state(parts, config, position))
+        state = _model_state(parts, config, position)
+        state["train_scores"] = training_video_scores(parts, config, ctx)
+        ckpt.save_model_file(run_dir / ckpt.MODEL, state)
         atomic_write_json(run_dir / SUMMARY_NAME, {
             "epochs": position.epoch, "steps": position.step, "world_size": ctx.world_size,
             "seconds": round(seconds, 2), "clips_per_s": round(result.clips_per_s, 2), "device": parts.device_name,

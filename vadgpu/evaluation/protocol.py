@@ -107,11 +107,28 @@ def normalise_scores(scores: np.ndarray, protocol: Protocol, stats: TrainStats |
     return scores.copy()
 
 
-def fit_train_stats(train_scores: list[np.ndarray], protocol: Protocol) -> TrainStats:
-    """Mean/std of the training videos' scores after the same edge handling and smoothing as the test scores."""
+def trailing_smooth(scores: np.ndarray, protocol: Protocol) -> np.ndarray:
+    """Causal smoothing: each frame's value from it and the frames before it only, as a live stream allows.
+
+    `median`: the median of the last `window` scores, the video's first score standing in for the frames before
+    it (the same edge rule as the centred filter); `none`: unchanged. A gaussian is not causal (an error)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if protocol.smooth == "none" or scores.size == 0:
+        return scores.copy()
+    if protocol.smooth != "median":
+        raise VadgpuError(f"--smooth {protocol.smooth}: causal (live) scoring smooths with a trailing median or "
+                          "none; a gaussian needs the frames after each one")
+    padded = np.concatenate([np.full(protocol.window - 1, scores[0]), scores])
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, protocol.window), axis=1)
+
+
+def fit_train_stats(train_scores: list[np.ndarray], protocol: Protocol, smooth=None) -> TrainStats:
+    """Mean/std of the training videos' scores after the same edge handling and smoothing as the test scores
+    (`smooth(scores, protocol)`: another smoothing than the protocol's centred one, e.g. `trailing_smooth`)."""
     if not train_scores:
         raise VadgpuError("--norm train: the dataset has no training videos to take statistics from")
-    pooled = np.concatenate([smooth_scores(s, protocol) for s in train_scores])
+    smooth = smooth or smooth_scores
+    pooled = np.concatenate([smooth(s, protocol) for s in train_scores])
     std = float(pooled.std())
     if not std > 0:
         raise VadgpuError("--norm train: every training frame has the same score, so the std is 0; use --norm video")

@@ -266,8 +266,14 @@ def evaluate(
         for split in splits:
             videos_of = list(prepared.train) if split == "train" else test
             scorers[split] = object_scorer(model, boxes, videos_of, split, protocol, data.name)
-    stats = None
-    if protocol.norm == "train":
+    stats, stats_source = None, None
+    if protocol.norm == "train" and _fits(ckpt.get("train_scores"), data.name, root, variant):
+        from vadgpu.evaluation.train_scores import stats_for
+
+        stats = stats_for(ckpt["train_scores"], protocol, temporal)  # None: not stored for this score kind
+        stats_source = None if stats is None else "the weights file (scored at the end of training)"
+    if protocol.norm == "train" and stats is None:
+        stats_source = "a scoring pass over the training videos"
         train = list(prepared.train)
         raw_train = score_videos(model, train, protocol, device, batch_size, progress, desc="scoring train",
                                  objects=scorers["train"], loader=loader)
@@ -304,7 +310,7 @@ def evaluate(
             "dropped_frames_per_video_end": dropped,
             "dropped_frames_total": 2 * dropped * len(videos),
             "order": "edge drop, smoothing, normalisation, per video",
-            "train_stats": None if stats is None else vars(stats),
+            "train_stats": None if stats is None else {**vars(stats), "from": stats_source},
         },
         "checkpoint": _checkpoint_record(checkpoint, ckpt),
         "dataset": {"name": data.name, "root": str(Path(root).resolve()), "variant": variant,
@@ -320,6 +326,32 @@ def evaluate(
         record["objects"] = objects_record
     content = write_eval_outputs(out, videos, metrics, record)
     return EvalResult(out=out, metrics=metrics, videos=videos, record=content)
+
+
+def open_onnx_model(path: str | Path):
+    """An exported ONNX model (vadgpu.export.OnnxModel: onnxruntime on the CPU, the model's config and training
+    scores from its metadata)."""
+    from vadgpu.export import OnnxModel
+
+    return OnnxModel(path)
+
+
+def stored_stats(stored: dict | None, protocol: Protocol, temporal: int) -> TrainStats:
+    """--norm train without a dataset: the statistics of the training scores the model file holds."""
+    from vadgpu.evaluation.train_scores import stats_for
+
+    stats = stats_for(stored, protocol, temporal)
+    if stats is None:
+        raise VadgpuError(f"--norm train: the model file holds no training scores for --score {protocol.score} "
+                          "(they are written at the end of `vadgpu train`); use --norm video or none")
+    return stats
+
+
+def _fits(stored: dict | None, dataset: str, root: str | Path, variant: str | None) -> bool:
+    """Whether a weights file's stored training scores come from this dataset's training split."""
+    if not stored or stored.get("dataset") != dataset or stored.get("variant") != variant:
+        return False
+    return Path(str(stored.get("root"))).expanduser().resolve() == Path(root).expanduser().resolve()
 
 
 def _resolve_loader(requested: str) -> str:
@@ -358,8 +390,9 @@ def default_score_out(source: str | Path) -> Path:
 
 def score_input(
     source: str | Path,
-    checkpoint: str | Path,
+    checkpoint: str | Path | None = None,
     *,
+    model_file: str | Path | None = None,
     out: str | Path | None = None,
     protocol: Protocol = Protocol(),
     heatmap_mp4: bool = False,
@@ -374,20 +407,25 @@ def score_input(
     `out` defaults to ./NAME-scores (NAME = the input's file or folder name); the input is never modified. An
     object model needs the input's boxes: `boxes` (a cache whose test split holds the input), else background
     subtraction runs over the input first (cached like prepare), and objects.csv lists every scored box.
+    `model_file`: an ONNX file from `vadgpu export` instead of `checkpoint` (run in onnxruntime on the CPU).
+    `protocol.norm == "train"` normalises by the training videos' scores stored in the model file.
     """
     from vadgpu.evaluation.heatmap import HeatmapVideoWriter
 
-    if protocol.norm == "train":
-        raise VadgpuError("--norm train needs a dataset's training videos; `vadgpu score` supports video or none")
+    if (checkpoint is None) == (model_file is None):
+        raise VadgpuError("give exactly one of --checkpoint FILE and --model FILE.onnx")
     source = Path(source)
     device = resolve_device(device)
     loader = _resolve_loader(loader)
-    ckpt = load_checkpoint(checkpoint, map_location="cpu")
-    boxes = boxes_option(boxes, ckpt, checkpoint, "background subtraction runs over the input first, cached")
+    ckpt = load_checkpoint(checkpoint, map_location="cpu") if model_file is None else {}
+    boxes = boxes_option(boxes, ckpt, checkpoint or model_file,
+                         "background subtraction runs over the input first, cached")
     out = Path(out) if out is not None else default_score_out(source)
     video = prepare_input(source, device, progress=progress, loader=loader)
-    model = load_model(ckpt, device)
+    model = load_model(ckpt, device) if model_file is None else open_onnx_model(model_file)
     protocol = protocol.for_model(model.config)
+    stats = stored_stats(ckpt.get("train_scores") if model_file is None else model.train_scores, protocol,
+                         model.config.temporal) if protocol.norm == "train" else None
     name = safe_name(video.name)
     scorer = None
     if model.config.clips == "objects":
@@ -414,7 +452,7 @@ def score_input(
             writer.abort()
         raise
     heatmap = writer.close() if writer is not None else None
-    scored = _apply([video], raw, protocol, model.config.temporal, None, labelled=False)[0]
+    scored = _apply([video], raw, protocol, model.config.temporal, stats, labelled=False)[0]
     csv_path = write_scores_csv(out / "scores.csv", [scored])
     curve = write_curves(out, [scored], ylabel=_score_label(protocol))[0]
     if scorer is not None:

@@ -136,7 +136,7 @@ class DualPathModel(VadModel):
         """Inference path encoder -> M_n -> D_n: (N, C, T, H, W) -> reconstruction of the same shape."""
         self.check_clips(clips)
         feats = self.encoder(self.visible(clips))
-        return self.decoder_normal(self.memory_normal(feats[-1]).read, feats)
+        return self.decoder_normal(self.memory_normal.read(feats[-1]), feats)  # the read alone (exportable)
 
     def reconstruct(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return centre_frame(clips), centre_frame(self.reconstruct_clip(clips))

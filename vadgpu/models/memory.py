@@ -55,6 +55,16 @@ def address(query: torch.Tensor, items: torch.Tensor, shrink: float) -> torch.Te
     return weights
 
 
+def _positions_last(x: torch.Tensor) -> torch.Tensor:
+    """(N, D, *spatial) -> (N, *spatial, D), with explicit non-negative axes (ONNX exporters need them)."""
+    return x.permute(0, *range(2, x.dim()), 1)
+
+
+def _channels_first(x: torch.Tensor) -> torch.Tensor:
+    """(N, *spatial, D) -> (N, D, *spatial), the inverse of `_positions_last`."""
+    return x.permute(0, x.dim() - 1, *range(1, x.dim() - 1))
+
+
 class MemoryBank(nn.Module):
     """A memory of `items` prototypes of dimension `dim` (see module docstring for the two modes)."""
 
@@ -89,7 +99,7 @@ class MemoryBank(nn.Module):
         the read, so inference and training read the same way.
         """
         n, d = query.shape[:2]
-        flat = query.movedim(1, -1).reshape(n, -1, d)  # (N, L, D)
+        flat = _positions_last(query).reshape(n, -1, d)  # (N, L, D)
         if self.mode == "mnad":
             flat = F.normalize(flat, dim=-1)
             # a copy, so the in-place update below does not touch the tensor autograd saved for the read
@@ -105,8 +115,20 @@ class MemoryBank(nn.Module):
             compactness, separateness = self._mnad_losses(flat, items)
             if self.training and self.update:
                 self._mnad_update(flat.detach(), weight)
-        read = read.view(n, *query.shape[2:], d).movedim(-1, 1)  # (N, D, *spatial)
+        read = _channels_first(read.view(n, *query.shape[2:], d))  # (N, D, *spatial)
         return MemoryRead(read, weights, entropy, compactness, separateness)
+
+    def read(self, query: torch.Tensor) -> torch.Tensor:
+        """Only the read of `forward` (N, D, *spatial), without the entropy and MNAD terms: the inference path,
+        in operations every ONNX runtime has (no topk, no negative permutation axes)."""
+        n, d = query.shape[:2]
+        flat = _positions_last(query).reshape(-1, d)  # (N * L, D)
+        items = self.items
+        if self.mode == "mnad":
+            flat = F.normalize(flat, dim=-1)
+        read = address(flat, items, self.shrink) @ items  # (N * L, D)
+        return _channels_first(read.view(n, *query.shape[2:], d))
+
 
     def _mnad_losses(self, flat: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scores = flat @ items.t()  # (N, L, M)

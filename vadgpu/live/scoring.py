@@ -1,0 +1,374 @@
+"""Causal scoring of a stream: each frame's score as soon as its clip is complete, smoothed over the frames
+before it, normalised by the training videos' statistics, turned into alarms; files written as it goes.
+
+Per frame, in order:
+
+1. Clip. Frame t is the centre of the clip t - T//2 ... t + T - 1 - T//2 (the offline clips), so its score is
+   out when frame t + T - 1 - T//2 has arrived: a delay of T // 2 frames for odd T (T//2 - 1 for even T).
+   Frames before the first one are replaced by the first (edge replication, as the offline test loader does),
+   and at the end of the stream the last frame stands in for the frames after it. After a reconnect the clips
+   start again at the first new frame. Frames are converted as the torch loader converts them
+   (`pipelines.baseline.convert_frame`) and scored with the same functions as offline evaluation
+   (`model.reconstruct`, `scores.error_map`, `scores.scores_from_errors`), one clip per frame.
+2. Smoothing: a trailing median over the last `window` raw scores (`protocol.trailing_smooth`, the first score
+   standing in for the frames before it), or none.
+3. Normalisation: `train` = z-score with the mean and std of the training videos' scores under the same
+   trailing smoothing (from `train_scores` in the weights file); `none` = the smoothed raw score.
+4. Alarms: a frame whose score is at least the threshold is in an event; an event runs from the first such frame
+   to the last one before the score falls below it. The default threshold (`--norm train`) is the
+   `DEFAULT_PERCENTILE`th percentile of the training videos' normalised scores: training videos are normal, so
+   about 1 normal frame in 200 like them would pass it.
+
+Outputs in the output folder, each line written and flushed as it happens (a kill leaves complete lines):
+`scores.csv` (frame, time, raw_score, score, alarm), `events.jsonl` (one line per finished event: start and end
+frame and time, peak frame and score, frames), and with `video_out` an annotated H.264 MP4 (fragmented: playable
+even if the process is killed, and closed properly on Ctrl-C or at the end of the stream).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from vadgpu.errors import VadgpuError
+from vadgpu.evaluation.protocol import Protocol, TrainStats, trailing_smooth
+from vadgpu.evaluation.scores import error_map, scores_from_errors
+
+log = logging.getLogger("vadgpu")
+
+DEFAULT_PERCENTILE = 99.5
+LIVE_NORMS = ("train", "none")
+
+
+@dataclass
+class Event:
+    start_frame: int
+    start_time: float
+    end_frame: int
+    end_time: float
+    peak_frame: int
+    peak_score: float
+    frames: int = 1
+    ended_by: str = "score below threshold"
+
+
+@dataclass
+class LiveSummary:
+    frames: int = 0
+    events: list[Event] = field(default_factory=list)
+    seconds: float = 0.0
+    frames_per_s: float = 0.0
+    compute_ms_mean: float = 0.0  # per frame: conversion, model, score (decoding not included)
+    compute_ms_p95: float = 0.0
+    delay_frames: int = 0
+    fps: float | None = None
+    delay_ms: float | None = None  # delay_frames at the stream's frame rate
+    interrupted: bool = False
+    threshold: float | None = None
+    stats: TrainStats | None = None
+
+
+def live_settings(model, protocol: Protocol, norm: str, threshold: float | None, stored: dict | None
+                  ) -> tuple[TrainStats | None, float | None]:
+    """(training statistics, alarm threshold) for live scoring `model` with `protocol` and `norm`."""
+    from vadgpu.evaluation.train_scores import smoothed_train_scores, stats_for
+
+    if norm not in LIVE_NORMS:
+        raise VadgpuError(f"--norm {norm}: live scoring normalises by the training videos (train) or not at all "
+                          "(none); min-max per video needs the whole video")
+    trailing_smooth(np.zeros(1), protocol)  # a gaussian is refused here, before any frame
+    stats = None
+    if norm == "train":
+        stats = stats_for(stored, protocol, model.config.temporal, smooth=trailing_smooth)
+        if stats is None:
+            raise VadgpuError(f"--norm train: the model file holds no training scores for --score {protocol.score} "
+                              "(written at the end of `vadgpu train`); use --norm none with --threshold")
+    if threshold is None and stats is not None:
+        pooled = smoothed_train_scores(stored, protocol, trailing_smooth)
+        threshold = float(np.percentile((pooled - stats.mean) / stats.std, DEFAULT_PERCENTILE))
+    if threshold is not None and not math.isfinite(threshold):
+        raise VadgpuError(f"--threshold {threshold} must be a finite number")
+    return stats, threshold
+
+
+class CausalScorer:
+    """Clips, raw scores, trailing smoothing and normalisation of one stream; `push` frames, `finish` at the end
+    of the stream or of a segment (before a reconnect)."""
+
+    def __init__(self, model, protocol: Protocol, stats: TrainStats | None, device: torch.device):
+        cfg = model.config
+        if cfg.clips == "objects":
+            raise VadgpuError("live scoring of object models is not supported yet (it needs boxes per frame as "
+                              "they arrive); score a recorded file with `vadgpu score FILE`, or use a frame model")
+        self.model, self.protocol, self.stats, self.device = model, protocol, stats, device
+        self.temporal, self.behind = cfg.temporal, cfg.temporal // 2
+        self.ahead = cfg.temporal - 1 - self.behind  # frames after the centre: the delay of each score
+        self.channels, self.size = cfg.channels, tuple(cfg.size)
+        self.frames: dict[int, torch.Tensor] = {}  # this segment's recent converted frames (C, H, W) in [0, 1]
+        self.first: int | None = None  # the segment's first frame number
+        self.pending: deque[int] = deque()  # frame numbers received whose score is not out yet
+        self.window: deque[float] = deque(maxlen=protocol.window if protocol.smooth == "median" else 1)
+        self.compute_s: list[float] = []
+
+    def _convert(self, image: np.ndarray) -> torch.Tensor:
+        from vadgpu.pipelines.baseline import convert_frame
+
+        frame = convert_frame(image, self.channels, self.size)  # (H, W, C) uint8
+        return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div_(255.0)
+
+    def push(self, index: int, image: np.ndarray) -> list[tuple[int, float, float]]:
+        """Add frame `index`; returns the (frame, raw, score) that became ready (at most one)."""
+        started = time.perf_counter()
+        if self.first is None:
+            self.first = index
+        self.frames[index] = self._convert(image)
+        self.frames.pop(index - self.temporal - self.ahead, None)  # no pending clip reaches back that far
+        self.pending.append(index)
+        out = []
+        if len(self.pending) > self.ahead:  # the clip centred on the oldest pending frame is complete
+            out.append(self._score(self.pending.popleft(), index))
+        self.compute_s.append(time.perf_counter() - started)
+        return out
+
+    def finish(self) -> list[tuple[int, float, float]]:
+        """Score the frames still pending, the segment's last frame standing in for the frames after it."""
+        last = max(self.frames) if self.frames else None
+        out = [self._score(self.pending.popleft(), last) for _ in range(len(self.pending))]
+        self.frames.clear()
+        self.first = None
+        return out
+
+    def _score(self, centre: int, last: int) -> tuple[int, float, float]:
+        indices = [min(max(centre + j, self.first), last) for j in range(-self.behind, self.ahead + 1)]
+        clips = torch.stack([self.frames[i] for i in indices], dim=1)[None].to(self.device)  # (1, C, T, H, W)
+        with torch.inference_mode():
+            target, recon = self.model.reconstruct(clips)
+            raw = float(scores_from_errors(error_map(target, recon), self.protocol.score,
+                                           self.protocol.mix_weight)[0])
+        if not self.window:  # the first score stands in for the frames before it (trailing_smooth's rule)
+            self.window.extend([raw] * self.window.maxlen)
+        else:
+            self.window.append(raw)
+        smoothed = float(np.median(self.window))
+        score = smoothed if self.stats is None else (smoothed - self.stats.mean) / self.stats.std
+        return centre, raw, score
+
+
+class EventDetector:
+    """Scores -> events at a threshold; `on_start` / `on_end` are called as they happen."""
+
+    def __init__(self, threshold: float | None, on_start: Callable[[Event], None],
+                 on_end: Callable[[Event], None]):
+        self.threshold, self.on_start, self.on_end = threshold, on_start, on_end
+        self.current: Event | None = None
+        self.events: list[Event] = []
+
+    def update(self, frame: int, when: float, score: float) -> bool:
+        """Feed one frame's score; returns whether the frame is in an event."""
+        if self.threshold is None:
+            return False
+        if score >= self.threshold:
+            if self.current is None:
+                self.current = Event(frame, when, frame, when, frame, score)
+                self.on_start(self.current)
+            else:
+                event = self.current
+                event.end_frame, event.end_time, event.frames = frame, when, event.frames + 1
+                if score > event.peak_score:
+                    event.peak_frame, event.peak_score = frame, score
+            return True
+        self.close("score below threshold")
+        return False
+
+    def close(self, reason: str) -> None:
+        if self.current is not None:
+            event, self.current = self.current, None
+            event.ended_by = reason
+            self.events.append(event)
+            self.on_end(event)
+
+
+class LineFiles:
+    """scores.csv and events.jsonl in `out`, appended and flushed line by line."""
+
+    def __init__(self, out: Path):
+        out.mkdir(parents=True, exist_ok=True)
+        self.scores_path, self.events_path = out / "scores.csv", out / "events.jsonl"
+        try:
+            self._scores = open(self.scores_path, "w", newline="", encoding="utf-8")
+            self._events = open(self.events_path, "w", encoding="utf-8")
+        except OSError as exc:
+            raise VadgpuError(f"cannot write to {out}: {exc.strerror or exc}") from exc
+        self._csv = csv.writer(self._scores)
+        self._csv.writerow(["frame", "time", "raw_score", "score", "alarm"])
+        self._scores.flush()
+
+    def score(self, frame: int, when: float, raw: float, score: float, alarm: bool) -> None:
+        self._csv.writerow([frame, f"{when:.3f}", repr(raw), repr(score), int(alarm)])
+        self._scores.flush()
+
+    def event(self, event: Event) -> None:
+        self._events.write(json.dumps(asdict(event)) + "\n")
+        self._events.flush()
+
+    def close(self) -> None:
+        self._scores.close()
+        self._events.close()
+
+
+class AnnotatedVideo:
+    """The stream's frames with their score (and a red frame while an alarm is on), H.264 in a fragmented MP4."""
+
+    def __init__(self, path: Path, fps: float | None):
+        from fractions import Fraction
+
+        from vadgpu.optional import require
+
+        av = self.av = require("av", f"writing --video-out {path}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.container = av.open(str(self.path), mode="w", format="mp4",
+                                     options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+        except (av.error.FFmpegError, OSError) as exc:
+            raise VadgpuError(f"cannot write --video-out {path}: {exc}") from exc
+        self.rate = Fraction(fps if fps and fps > 0 else 25.0).limit_denominator(1001)
+        self.stream = None
+        self.frames = 0
+
+    def write(self, image: np.ndarray, frame: int, score: float, alarm: bool, threshold: float | None) -> None:
+        import cv2
+
+        picture = image.copy()
+        height, width = picture.shape[:2]
+        scale = max(0.4, min(height, width) / 400)
+        text = f"frame {frame}  score {score:.2f}" + ("" if threshold is None else f" / {threshold:.2f}")
+        cv2.putText(picture, text, (6, int(22 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale,
+                    (0, 0, 255) if alarm else (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
+        if alarm:
+            cv2.rectangle(picture, (0, 0), (width - 1, height - 1), (0, 0, 255), max(2, int(4 * scale)))
+        picture = picture[: height - height % 2, : width - width % 2]  # H.264 wants even sides
+        if self.stream is None:
+            self.stream = self.container.add_stream("libx264", rate=self.rate)
+            self.stream.height, self.stream.width = picture.shape[:2]
+            self.stream.pix_fmt = "yuv420p"
+            self.stream.options = {"preset": "veryfast"}
+        for packet in self.stream.encode(self.av.VideoFrame.from_ndarray(picture, format="bgr24")):
+            self.container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.stream is not None:
+            for packet in self.stream.encode(None):
+                self.container.mux(packet)
+        self.container.close()
+
+
+class _InterruptFlag:
+    """Notes Ctrl-C (SIGINT) while scoring, then raises KeyboardInterrupt as Python would (main thread only)."""
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.seen, self._previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, _signum, _frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def score_stream(source: str, model, *, out: Path, protocol: Protocol, norm: str = "train",
+                 threshold: float | None = None, stored: dict | None = None, video_out: Path | None = None,
+                 device: torch.device | None = None, retries: int = 3, retry_delay: float = 2.0,
+                 max_frames: int | None = None, echo: Callable[[str], None] = print) -> LiveSummary:
+    """Score `source` live (see the module docstring); returns when the stream ends, or on Ctrl-C
+    (KeyboardInterrupt: the files are closed, the open event ends there, and the summary says interrupted)."""
+    from vadgpu.live.stream import FrameStream, Gap
+
+    device = device or torch.device("cpu")
+    stats, threshold = live_settings(model, protocol, norm, threshold, stored)
+    scorer = CausalScorer(model, protocol, stats, device)
+    stream = FrameStream(source, retries=retries, retry_delay=retry_delay)
+    summary = LiveSummary(delay_frames=scorer.ahead, threshold=threshold, stats=stats)
+    files = LineFiles(Path(out))
+    video = None
+    images: deque[tuple[int, float, np.ndarray]] = deque()  # frames waiting for their score (video, times)
+
+    def started(event: Event) -> None:
+        echo(f"ALARM  frame {event.start_frame} ({event.start_time:.2f} s): score {event.peak_score:.2f}")
+
+    def ended(event: Event) -> None:
+        files.event(event)
+        echo(f"  end  frame {event.end_frame} ({event.end_time:.2f} s): {event.frames} frame(s), peak "
+             f"{event.peak_score:.2f} at frame {event.peak_frame} ({event.ended_by})")
+
+    detector = EventDetector(threshold, started, ended)
+
+    def emit(results: list[tuple[int, float, float]]) -> None:
+        nonlocal video
+        for index, raw, score in results:
+            frame_index, when, image = images.popleft()
+            assert frame_index == index
+            alarm = detector.update(index, when, score)
+            files.score(index, when, raw, score, alarm)
+            if video_out is not None:
+                if video is None:
+                    video = AnnotatedVideo(video_out, stream.fps)
+                video.write(image, index, score, alarm, threshold)
+            summary.frames += 1
+
+    begun = time.perf_counter()
+    interrupted = _InterruptFlag()
+    try:
+        for item in stream:
+            if isinstance(item, Gap):
+                emit(scorer.finish())
+                continue
+            if summary.fps is None and stream.fps:
+                summary.fps = stream.fps
+            images.append((item.index, item.time, item.image))
+            emit(scorer.push(item.index, item.image))
+            if max_frames is not None and item.index + 1 >= max_frames:
+                break
+        emit(scorer.finish())
+        # PyAV may end a read that Ctrl-C broke as if the stream had ended; the flag tells the two apart
+        summary.interrupted = interrupted.seen
+        detector.close("interrupted" if interrupted.seen else "end of stream")
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        detector.close("interrupted")
+    finally:
+        interrupted.restore()
+        stream.close()
+        files.close()
+        if video is not None:
+            video.close()
+    summary.events = detector.events
+    summary.seconds = time.perf_counter() - begun
+    summary.frames_per_s = summary.frames / max(summary.seconds, 1e-9)
+    if scorer.compute_s:
+        ms = 1000 * np.asarray(scorer.compute_s)
+        summary.compute_ms_mean, summary.compute_ms_p95 = float(ms.mean()), float(np.percentile(ms, 95))
+    if summary.fps:
+        summary.delay_ms = 1000 * scorer.ahead / summary.fps
+    return summary

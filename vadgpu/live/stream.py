@@ -1,0 +1,158 @@
+"""Frames from a live source, one at a time, with PyAV: a network stream (rtsp://, http(s)://, any URL FFmpeg
+reads), a capture device (/dev/video0, read with v4l2), `-` (a stream on stdin: MPEG-TS, MJPEG AVI, Matroska,
+fragmented MP4 ... anything FFmpeg reads without seeking) or a local file.
+
+A network stream or device that fails (cannot be opened, or a read error mid-way) is reopened up to `retries`
+times in a row, `retry_delay` seconds apart, each time with a message (a reopened stream that delivers frames gets
+its retries back); then it is an error naming the source. Frames keep
+their running index across a reconnect; the gap is reported to the caller (a `Gap` item), which restarts its clips
+there. A clean end of stream ends the iteration: a file or stdin simply ends, and so does a server that closes
+the stream properly.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from vadgpu.errors import VadgpuError
+from vadgpu.optional import require
+
+log = logging.getLogger("vadgpu")
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+KINDS = ("url", "device", "stdin", "file")
+OPEN_TIMEOUT_S, READ_TIMEOUT_S = 10.0, 10.0
+STDIN_PROBE = {"probesize": "32768", "analyzeduration": "500000"}  # bytes, microseconds
+
+
+@dataclass
+class Frame:
+    index: int  # running frame number from the start of scoring
+    time: float  # seconds since the first frame (the stream's timestamps when it has them)
+    image: np.ndarray  # (H, W, 3) uint8 BGR, as decoded
+
+
+@dataclass
+class Gap:
+    """The stream dropped and was reopened: the frames before and after are not consecutive."""
+
+    reason: str
+
+
+def source_kind(source: str) -> str:
+    """'url', 'device', 'stdin' or 'file' for a SOURCE argument."""
+    if source == "-":
+        return "stdin"
+    if _URL.match(source):
+        return "url"
+    if source.startswith("/dev/"):
+        return "device"
+    return "file"
+
+
+def is_live_source(source: str) -> bool:
+    return source_kind(source) != "file"
+
+
+def source_name(source: str) -> str:
+    """A short name for outputs: the file's stem, 'stdin', the device's name, or the URL's last path part."""
+    kind = source_kind(source)
+    if kind == "stdin":
+        return "stdin"
+    tail = re.sub(r"[?#].*$", "", source).rstrip("/").rsplit("/", 1)[-1]
+    tail = tail.rsplit(".", 1)[0] if "." in tail else tail
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", tail) or "stream"
+
+
+class FrameStream:
+    """Iterate `Frame`s (and `Gap`s after a reconnect) from `source`; see the module docstring."""
+
+    def __init__(self, source: str, retries: int = 3, retry_delay: float = 2.0):
+        if retries < 0 or retry_delay < 0:
+            raise VadgpuError(f"--retries {retries} and --retry-delay {retry_delay} must be >= 0")
+        self.av = require("av", f"reading the stream {source}")
+        self.source, self.kind = source, source_kind(source)
+        self.retries, self.retry_delay = retries, retry_delay
+        self.fps: float | None = None
+        self._container = None
+
+    def _open(self):
+        av = self.av
+        try:
+            if self.kind == "stdin":  # probe little: a pipe gives its first frames as they come
+                # unbuffered: a read returns what the pipe holds instead of waiting to fill PyAV's buffer
+                return av.open(open(sys.stdin.fileno(), "rb", buffering=0, closefd=False), mode="r",
+                               options=STDIN_PROBE)
+            if self.kind == "device":
+                return av.open(self.source, format="v4l2")
+            if self.kind == "url":
+                options = {"rtsp_transport": "tcp"} if self.source.lower().startswith("rtsp") else {}
+                return av.open(self.source, options=options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+            return av.open(self.source)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise _StreamFailed(f"cannot open {self.source}: {exc}") from exc
+
+    def _frames(self, container) -> Iterator[tuple[float | None, np.ndarray]]:
+        av = self.av
+        if not container.streams.video:
+            raise VadgpuError(f"{self.source} holds no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if stream.average_rate:
+            self.fps = float(stream.average_rate)
+        try:
+            for frame in container.decode(stream):
+                yield frame.time, frame.to_ndarray(format="bgr24")
+        except (av.error.FFmpegError, OSError) as exc:
+            if isinstance(exc, av.error.EOFError):
+                return
+            raise _StreamFailed(f"reading failed ({exc})") from exc
+
+    def __iter__(self) -> Iterator[Frame | Gap]:
+        index, failures, offset, last = 0, 0, 0.0, None
+        while True:
+            try:
+                self._container = self._open()
+                start, count = None, 0
+                for stamp, image in self._frames(self._container):
+                    step = 1.0 / (self.fps or 25.0)
+                    stamp = count * step if stamp is None else stamp
+                    start = stamp if start is None else start
+                    last = offset + max(0.0, stamp - start)
+                    failures, count = 0, count + 1
+                    yield Frame(index, last, image)
+                    index += 1
+                return
+            except _StreamFailed as exc:
+                failures += 1
+                if self.kind in ("file", "stdin") or failures > self.retries:
+                    tried = f" after {self.retries} retries" if self.kind in ("url", "device") else ""
+                    raise VadgpuError(f"stream {self.source} failed{tried}: {exc}") from exc
+                log.warning(f"stream {self.source} dropped ({exc}); reopening in {self.retry_delay:g} s (attempt "
+                            f"{failures} of {self.retries})")
+                time.sleep(self.retry_delay)
+                if last is not None:
+                    offset = last + 1.0 / (self.fps or 25.0)
+                if index:
+                    yield Gap(str(exc))
+            finally:
+                self.close()
+
+    def close(self) -> None:
+        if self._container is not None:
+            container, self._container = self._container, None
+            try:
+                container.close()
+            except Exception:  # closing a broken network stream can fail again; nothing is left to save
+                pass
+
+
+class _StreamFailed(Exception):
+    """A failure a reconnect may cure (internal)."""
