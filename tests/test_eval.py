@@ -174,8 +174,9 @@ def test_score_frame_folder_and_bad_inputs(setup, tmp_path):
     code, output = _invoke(["score", str(fake), "--checkpoint", ckpt, "--out", str(tmp_path / "x"), "--device",
                             "cpu"])
     assert code == 1 and str(fake) in output
-    code, output = _invoke(["score", str(folder), "--checkpoint", ckpt, "--norm", "train"])
-    assert code == 2 and "--norm" in output  # not a choice for an unlabelled input
+    code, output = _invoke(["score", str(folder), "--checkpoint", ckpt, "--norm", "train", "--out",
+                            str(tmp_path / "t"), "--device", "cpu", "--no-progress"])
+    assert code == 1 and "--norm train" in output and "no training scores" in output  # this file has none
 
 
 def _video(name: str, frames: int) -> PreparedVideo:
