@@ -15,6 +15,7 @@ as the torch loader does) and they become float only then: DALI's CPU resize cos
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -105,17 +106,27 @@ def _to_torch(tensor_list, device: torch.device) -> torch.Tensor:
     return out
 
 
-def host_frames(tensor_list, spec: ClipSpec) -> torch.Tensor:
+def host_frames(tensor_list, spec: ClipSpec, pool: ThreadPoolExecutor | None = None) -> torch.Tensor:
     """CPU backend: DALI's uint8 samples ((F,) H, W, C at their source size) -> (N, (F,) C, H, W) uint8 at spec.size,
-    resized like the torch loader resizes (loader.resize_frame); they become float per batch (assemble_batch)."""
+    resized like the torch loader resizes (loader.resize_frame), in `pool`'s threads where given (OpenCV releases
+    the GIL); they become float where first used (ClipBatch)."""
     height, width = spec.size
     samples = [np.asarray(sample) for sample in tensor_list]
     lead = samples[0].shape[:-3]  # (F,) for video runs, () for single frames
     out = np.empty((len(samples), *lead, height, width, spec.channels), dtype=np.uint8)
-    for sample, target in zip(samples, out):
-        for frame, into in zip(sample.reshape(-1, *sample.shape[-3:]), target.reshape(-1, height, width,
-                                                                                      spec.channels)):
-            into[...] = resize_frame(frame, spec.size).reshape(into.shape)
+    sources = [f for sample in samples for f in sample.reshape(-1, *sample.shape[-3:])]
+    targets = out.reshape(-1, height, width, spec.channels)
+
+    def resize(lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            targets[i] = resize_frame(sources[i], spec.size).reshape(targets[i].shape)
+
+    chunks = np.linspace(0, len(sources), (pool._max_workers if pool else 1) + 1).astype(int)
+    if pool is None or len(chunks) < 3:
+        resize(0, len(sources))
+    else:
+        for done in [pool.submit(resize, lo, hi) for lo, hi in zip(chunks[:-1], chunks[1:])]:
+            done.result()
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(out, -1, -3)))  # (N, (F,) C, H, W)
 
 
@@ -133,6 +144,8 @@ class RunDecoder:
                  device: torch.device, is_folder: bool, run_length: int, num_threads: int, seed: int,
                  shard_id: int, num_shards: int):
         self.videos, self.table, self.plan, self.device, self.spec = videos, table, plan, device, spec
+        # the host resize of the CPU backend, beside DALI's own threads
+        self._pool = None if is_cuda(device) or num_threads < 2 else ThreadPoolExecutor(num_threads)
         self.is_folder, self.run_length = is_folder, run_length
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._links: dict[str, str] = {}  # private link name -> source path, to name sources in errors
@@ -227,8 +240,8 @@ class RunDecoder:
             self._guard(self.pipe.schedule_run, groups[g])
         for g, group in enumerate(groups):
             outputs = self._guard(self.pipe.outputs, group)
-            frames = _to_torch(outputs[0], self.device) if is_cuda(self.device) else host_frames(outputs[0],
-                                                                                                 self.spec)
+            frames = (_to_torch(outputs[0], self.device) if is_cuda(self.device)
+                      else host_frames(outputs[0], self.spec, self._pool))
             if g + PREFETCH < len(groups):
                 self._guard(self.pipe.schedule_run, groups[g + PREFETCH])
             if self.is_folder:  # (F, C, H, W): the group's runs back to back
@@ -243,6 +256,9 @@ class RunDecoder:
 
     def close(self) -> None:
         self.pipe = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
