@@ -23,6 +23,7 @@ from tqdm import tqdm
 from vadgpu.data.probe import FOLDER_FPS, probe_video
 from vadgpu.data.types import Dataset, Video
 from vadgpu.errors import VadgpuError
+from vadgpu.io import current_umask
 from vadgpu.objects.frames import FrameSource
 from vadgpu.optional import require
 
@@ -70,21 +71,13 @@ def pack_dataset(dataset: Dataset, out: str | Path, codec: str = "h264", quality
                 (tmp / "testing" / "labels").mkdir(parents=True, exist_ok=True)
                 np.save(tmp / "testing" / "labels" / f"{video.name}.npy", np.asarray(video.labels, dtype=np.uint8))
             frames += written
-        tmp.chmod(0o777 & ~_umask())
+        tmp.chmod(0o777 & ~current_umask())
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return PackResult(out, len(jobs), frames, size)
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _encode(av, video: Video, path: Path, codec: str, quality: int) -> int:

@@ -106,10 +106,11 @@ def _to_torch(tensor_list, device: torch.device) -> torch.Tensor:
     return out
 
 
-def host_frames(tensor_list, spec: ClipSpec, pool: ThreadPoolExecutor | None = None) -> torch.Tensor:
+def host_frames(tensor_list, spec: ClipSpec, pool: ThreadPoolExecutor | None = None, parts: int = 1
+                ) -> torch.Tensor:
     """CPU backend: DALI's uint8 samples ((F,) H, W, C at their source size) -> (N, (F,) C, H, W) uint8 at spec.size,
-    resized like the torch loader resizes (loader.resize_frame), in `pool`'s threads where given (OpenCV releases
-    the GIL); they become float where first used (ClipBatch)."""
+    resized like the torch loader resizes (loader.resize_frame), in `parts` pieces on `pool`'s threads where given
+    (OpenCV releases the GIL); they become float where first used (ClipBatch)."""
     height, width = spec.size
     samples = [np.asarray(sample) for sample in tensor_list]
     lead = samples[0].shape[:-3]  # (F,) for video runs, () for single frames
@@ -121,10 +122,10 @@ def host_frames(tensor_list, spec: ClipSpec, pool: ThreadPoolExecutor | None = N
         for i in range(lo, hi):
             targets[i] = resize_frame(sources[i], spec.size).reshape(targets[i].shape)
 
-    chunks = np.linspace(0, len(sources), (pool._max_workers if pool else 1) + 1).astype(int)
-    if pool is None or len(chunks) < 3:
+    if pool is None or parts < 2:
         resize(0, len(sources))
     else:
+        chunks = np.linspace(0, len(sources), parts + 1).astype(int)
         for done in [pool.submit(resize, lo, hi) for lo, hi in zip(chunks[:-1], chunks[1:])]:
             done.result()
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(out, -1, -3)))  # (N, (F,) C, H, W)
@@ -145,6 +146,7 @@ class RunDecoder:
                  shard_id: int, num_shards: int):
         self.videos, self.table, self.plan, self.device, self.spec = videos, table, plan, device, spec
         # the host resize of the CPU backend, beside DALI's own threads
+        self._threads = num_threads
         self._pool = None if is_cuda(device) or num_threads < 2 else ThreadPoolExecutor(num_threads)
         self.is_folder, self.run_length = is_folder, run_length
         self._tmp: tempfile.TemporaryDirectory | None = None
@@ -220,14 +222,15 @@ class RunDecoder:
         from vadgpu.optional import available
 
         bad = []
-        for v in self.videos if available("av") else ():
+        if available("av"):  # find the culprits; without PyAV the message says less
             import av
 
-            try:
-                with av.open(str(v.decode_path)) as container:
-                    next(container.decode(video=0))
-            except (av.FFmpegError, StopIteration, IndexError) as exc:
-                bad.append(f"{v.decode_path} ({type(exc).__name__}: {exc})")
+            for v in self.videos:
+                try:
+                    with av.open(str(v.decode_path)) as container:
+                        next(container.decode(video=0))
+                except (av.FFmpegError, StopIteration, IndexError) as exc:
+                    bad.append(f"{v.decode_path} ({type(exc).__name__}: {exc})")
         if bad or expected is not None:
             raise VadgpuError("DALI's video reader could not open " + ("; ".join(bad) or "some of the files")
                               + "; check the files or rerun `vadgpu data prepare`")
@@ -241,7 +244,7 @@ class RunDecoder:
         for g, group in enumerate(groups):
             outputs = self._guard(self.pipe.outputs, group)
             frames = (_to_torch(outputs[0], self.device) if is_cuda(self.device)
-                      else host_frames(outputs[0], self.spec, self._pool))
+                      else host_frames(outputs[0], self.spec, self._pool, self._threads))
             if g + PREFETCH < len(groups):
                 self._guard(self.pipe.schedule_run, groups[g + PREFETCH])
             if self.is_folder:  # (F, C, H, W): the group's runs back to back

@@ -76,11 +76,6 @@ class ClipBatch:
     def window(self, value: torch.Tensor | None) -> None:
         self._window = value
 
-    @property
-    def pixels(self) -> torch.Tensor:
-        """The clips as the loader delivered them (uint8, or float32 where the DALI GPU graph normalised them)."""
-        return self._clips
-
     def __len__(self) -> int:
         return self._clips.shape[0]
 
