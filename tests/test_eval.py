@@ -3,16 +3,15 @@ tiny model saved with save_checkpoint, the real catalog / prepare / loader; plus
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+
+from cli_helpers import invoke, read_csv
 
 from vadgpu.checkpoint import save_checkpoint
-from vadgpu.cli.main import cli
 from vadgpu.data.catalog import open_dataset
 from vadgpu.data.prepare import load_prepared
 from vadgpu.data.synth import make_synthetic_dataset
@@ -47,16 +46,6 @@ def setup(tmp_path_factory):
         yield {"root": root, "run": run, "base": base, "state": state, "temporal": model.config.temporal}
 
 
-def _invoke(args):
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
-    return result.exit_code, result.output
-
-
-def _read_csv(path):
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
 def _check_png(path, min_size=(200, 150)):
     from PIL import Image
 
@@ -67,7 +56,7 @@ def _check_png(path, min_size=(200, 150)):
 
 
 def test_eval_run_writes_metrics_scores_and_plots(setup):
-    code, output = _invoke(["eval", "--run", str(setup["run"]), "--device", "cpu", "--no-progress"])
+    code, output = invoke(["eval", "--run", str(setup["run"]), "--device", "cpu", "--no-progress"])
     assert code == 0, output
     for line in ("micro AUC", "macro AUC", "EER", "AP", "01", "02"):
         assert line in output
@@ -85,7 +74,7 @@ def test_eval_run_writes_metrics_scores_and_plots(setup):
 
     # Alignment: every test frame exactly once, in video then frame order, with the catalog's label.
     dataset = open_dataset("synthetic", setup["root"], variant="avi")
-    rows = _read_csv(out / "scores.csv")
+    rows = read_csv(out / "scores.csv")
     expected = [(v.name, f, int(v.labels[f])) for v in dataset.test for f in range(FRAMES)]
     assert [(r["video"], int(r["frame"]), int(r["label"])) for r in rows] == expected
     scores = np.array([float(r["score"]) for r in rows])
@@ -101,7 +90,7 @@ def test_eval_run_writes_metrics_scores_and_plots(setup):
 def test_eval_options_are_applied_and_recorded(setup):
     out = setup["base"] / "eval-options"
     ckpt = setup["run"] / "checkpoints" / "last.pt"
-    code, output = _invoke(["eval", "--checkpoint", str(ckpt), "--out", str(out), "--device", "cpu", "--no-progress",
+    code, output = invoke(["eval", "--checkpoint", str(ckpt), "--out", str(out), "--device", "cpu", "--no-progress",
                             "--score", "psnr", "--norm", "train", "--smooth", "gaussian", "--sigma", "2",
                             "--drop-edges", "--batch-size", "5", "--variant", "frames"])
     assert code == 0, output
@@ -113,7 +102,7 @@ def test_eval_options_are_applied_and_recorded(setup):
     assert protocol["drop_edges"] and protocol["dropped_frames_per_video_end"] == half >= 1
     assert protocol["train_stats"]["frames"] == 2 * (FRAMES - 2 * half) and protocol["train_stats"]["std"] > 0
     assert metrics["dataset"]["variant"] == "frames"  # --variant overrides the checkpoint's "avi"
-    rows = _read_csv(out / "scores.csv")
+    rows = read_csv(out / "scores.csv")
     assert [int(r["frame"]) for r in rows if r["video"] == "01"] == list(range(half, FRAMES - half))
     assert metrics["totals"]["scored_frames"] == 2 * (FRAMES - 2 * half)
     # Raw scores do not depend on the batch size (5 above, 16 here) nor on the normalisation.
@@ -125,17 +114,17 @@ def test_eval_options_are_applied_and_recorded(setup):
 
 def test_eval_errors_name_the_problem(setup, tmp_path):
     ckpt = setup["run"] / "checkpoints" / "last.pt"
-    code, output = _invoke(["eval", "--run", str(setup["run"]), "--checkpoint", str(ckpt)])
+    code, output = invoke(["eval", "--run", str(setup["run"]), "--checkpoint", str(ckpt)])
     assert code == 1 and "exactly one of --run DIR and --checkpoint FILE" in output
-    code, output = _invoke(["eval", "--run", str(tmp_path)])
+    code, output = invoke(["eval", "--run", str(tmp_path)])
     assert code == 1 and "has no checkpoints/last.pt" in output
-    code, output = _invoke(["eval", "--run", str(setup["run"]), "--window", "4"])
+    code, output = invoke(["eval", "--run", str(setup["run"]), "--window", "4"])
     assert code == 1 and "--window 4" in output
     bare = tmp_path / "bare.pt"
     save_checkpoint(bare, {**setup["state"], "config": {}})
-    code, output = _invoke(["eval", "--checkpoint", str(bare), "--device", "cpu"])
+    code, output = invoke(["eval", "--checkpoint", str(bare), "--device", "cpu"])
     assert code == 1 and "records no dataset/root" in output and str(bare) in output
-    code, output = _invoke(["eval", "--checkpoint", str(bare), "--dataset", "synthetic", "--root", str(tmp_path)])
+    code, output = invoke(["eval", "--checkpoint", str(bare), "--dataset", "synthetic", "--root", str(tmp_path)])
     assert code == 1 and str(tmp_path) in output and "synthetic" in output
 
 
@@ -145,11 +134,11 @@ def test_score_h264_video_with_heatmap(setup, tmp_path):
     source = setup["root"] / "testing" / "videos_h264" / "01.mp4"  # H.264: prepare transcodes it for DALI's CPU
     before = source.read_bytes()
     out = tmp_path / "scored"
-    code, output = _invoke(["score", str(source), "--checkpoint", str(setup["run"] / "checkpoints" / "last.pt"),
+    code, output = invoke(["score", str(source), "--checkpoint", str(setup["run"] / "checkpoints" / "last.pt"),
                             "--out", str(out), "--heatmap-mp4", "--device", "cpu", "--no-progress"])
     assert code == 0, output
     assert source.read_bytes() == before  # the source is never modified
-    rows = _read_csv(out / "scores.csv")
+    rows = read_csv(out / "scores.csv")
     assert list(rows[0]) == ["video", "frame", "raw_score", "score"]  # unlabelled: no label column
     assert [int(r["frame"]) for r in rows] == list(range(FRAMES))
     _check_png(out / "01.png")
@@ -163,18 +152,18 @@ def test_score_h264_video_with_heatmap(setup, tmp_path):
 def test_score_frame_folder_and_bad_inputs(setup, tmp_path):
     ckpt = str(setup["run"] / "checkpoints" / "last.pt")
     folder = setup["root"] / "testing" / "frames" / "02"
-    code, output = _invoke(["score", str(folder), "--checkpoint", ckpt, "--out", str(tmp_path / "f"),
+    code, output = invoke(["score", str(folder), "--checkpoint", ckpt, "--out", str(tmp_path / "f"),
                             "--device", "cpu", "--no-progress", "--smooth", "none", "--norm", "none"])
     assert code == 0, output
-    rows = _read_csv(tmp_path / "f" / "scores.csv")
+    rows = read_csv(tmp_path / "f" / "scores.csv")
     assert [int(r["frame"]) for r in rows] == list(range(FRAMES))
     assert all(r["raw_score"] == r["score"] for r in rows)  # no smoothing, no normalisation
     fake = tmp_path / "notes.avi"
     fake.write_text("not a video")
-    code, output = _invoke(["score", str(fake), "--checkpoint", ckpt, "--out", str(tmp_path / "x"), "--device",
+    code, output = invoke(["score", str(fake), "--checkpoint", ckpt, "--out", str(tmp_path / "x"), "--device",
                             "cpu"])
     assert code == 1 and str(fake) in output
-    code, output = _invoke(["score", str(folder), "--checkpoint", ckpt, "--norm", "train", "--out",
+    code, output = invoke(["score", str(folder), "--checkpoint", ckpt, "--norm", "train", "--out",
                             str(tmp_path / "t"), "--device", "cpu", "--no-progress"])
     assert code == 1 and "--norm train" in output and "no training scores" in output  # this file has none
 
@@ -208,7 +197,7 @@ def test_ped2_labels_align_with_scored_frames(ped2_root, tmp_path, monkeypatch):
     raw = [np.arange(v.num_frames) + 1000.0 * i for i, v in enumerate(test)]
     scored = _apply(test, raw, Protocol(smooth="none", norm="none"), temporal=3, stats=None, labelled=True)
     write_scores_csv(tmp_path / "scores.csv", scored)
-    rows = _read_csv(tmp_path / "scores.csv")
+    rows = read_csv(tmp_path / "scores.csv")
     reference = np.load(ped2_root / "frame_labels_ped2.npy", allow_pickle=False).reshape(-1)
     assert len(rows) == reference.size == 2010
     assert np.array_equal([int(r["label"]) for r in rows], reference) and reference.sum() == 1648

@@ -4,7 +4,6 @@ scoring (`vadgpu score SOURCE`): from a local HTTP server, from stdin, a stream 
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
 import http.server
 import json
@@ -21,6 +20,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from cli_helpers import invoke, read_csv
+
 from vadgpu.checkpoint import save_checkpoint
 from vadgpu.cli.main import cli
 from vadgpu.errors import VadgpuError
@@ -28,16 +29,6 @@ from vadgpu.models.registry import build_model
 
 av = pytest.importorskip("av", reason="live scoring reads streams with PyAV")
 FRAMES = 30
-
-
-def _invoke(args):
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
-    return result.exit_code, result.output
-
-
-def _rows(path):
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 
 
 def _save(path, preset, train_scores=None, **extra):
@@ -133,7 +124,7 @@ def test_export_round_trips_equal_torch(preset, tmp_path):
         expected = model.reconstruct(clips)[1].numpy()
     for fmt in ("onnx", "torchscript"):
         out = tmp_path / f"model.{fmt}"
-        code, output = _invoke(["export", "--checkpoint", str(tmp_path / "model.pt"), "--format", fmt,
+        code, output = invoke(["export", "--checkpoint", str(tmp_path / "model.pt"), "--format", fmt,
                                 "--out", str(out)])
         assert code == 0, output
         assert "max abs difference to torch" in output and str(out) in output
@@ -164,20 +155,20 @@ def test_missing_export_extra_is_one_clear_error(tmp_path, monkeypatch):
 def test_score_with_the_onnx_model_equals_the_checkpoint(live, tmp_path):
     pytest.importorskip("onnxruntime")
     onnx_file = tmp_path / "model.onnx"
-    assert _invoke(["export", "--checkpoint", str(live["model"]), "--out", str(onnx_file)])[0] == 0
+    assert invoke(["export", "--checkpoint", str(live["model"]), "--out", str(onnx_file)])[0] == 0
     common = [str(live["avi"]), "--device", "cpu", "--no-progress", "--loader", "torch", "--norm", "train"]
-    code, output = _invoke(["score", *common, "--model", str(onnx_file), "--out", str(tmp_path / "onnx")])
+    code, output = invoke(["score", *common, "--model", str(onnx_file), "--out", str(tmp_path / "onnx")])
     assert code == 0, output
-    code, output = _invoke(["score", *common, "--checkpoint", str(live["model"]), "--out", str(tmp_path / "pt")])
+    code, output = invoke(["score", *common, "--checkpoint", str(live["model"]), "--out", str(tmp_path / "pt")])
     assert code == 0, output
-    a, b = _rows(tmp_path / "onnx" / "scores.csv"), _rows(tmp_path / "pt" / "scores.csv")
+    a, b = read_csv(tmp_path / "onnx" / "scores.csv"), read_csv(tmp_path / "pt" / "scores.csv")
     assert len(a) == len(b) == FRAMES
     np.testing.assert_allclose([float(r["score"]) for r in a], [float(r["score"]) for r in b], rtol=1e-4, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------------- live
 def _live(live, source, out, *extra):
-    return _invoke(["score", str(source), "--checkpoint", str(live["model"]), "--out", str(out), "--device", "cpu",
+    return invoke(["score", str(source), "--checkpoint", str(live["model"]), "--out", str(out), "--device", "cpu",
                     *extra])
 
 
@@ -194,7 +185,7 @@ def test_live_http_stream_equals_the_file_and_the_offline_scores(live, tmp_path)
     assert "frames/s" in output and "clip delay of 1 frame(s)" in output
     code, output = _live(live, live["mp4"], tmp_path / "file", "--live")
     assert code == 0, output
-    streamed, filed = _rows(tmp_path / "http" / "scores.csv"), _rows(tmp_path / "file" / "scores.csv")
+    streamed, filed = read_csv(tmp_path / "http" / "scores.csv"), read_csv(tmp_path / "file" / "scores.csv")
     assert [int(r["frame"]) for r in streamed] == list(range(FRAMES))
     assert streamed == filed  # the same frames, the same causal settings: the same numbers
     # the raw scores agree with the offline loader's within decoding and conversion rounding
@@ -211,7 +202,7 @@ def test_live_scores_follow_the_causal_protocol(live, tmp_path):
 
     code, output = _live(live, live["avi"], tmp_path / "x", "--live", "--window", "5", "--threshold", "0")
     assert code == 0, output
-    rows = _rows(tmp_path / "x" / "scores.csv")
+    rows = read_csv(tmp_path / "x" / "scores.csv")
     raw = np.array([float(r["raw_score"]) for r in rows])
     protocol = Protocol(window=5)
     stats = stats_for(torch.load(live["model"], weights_only=True)["train_scores"], protocol, 3,
@@ -229,7 +220,7 @@ def test_live_from_stdin(live, tmp_path):
                                "--out", str(tmp_path / "stdin"), "--device", "cpu"], stdin=stdin,
                               capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert len(_rows(tmp_path / "stdin" / "scores.csv")) == FRAMES
+    assert len(read_csv(tmp_path / "stdin" / "scores.csv")) == FRAMES
 
 
 def test_a_stream_that_stops_midway_is_retried_then_a_clear_error(live, tmp_path):
@@ -242,7 +233,7 @@ def test_a_stream_that_stops_midway_is_retried_then_a_clear_error(live, tmp_path
         server.close()
     assert result.exit_code == 1
     assert "failed after 1 retries" in result.output and "Server Error" in result.output
-    rows = _rows(tmp_path / "cut" / "scores.csv")
+    rows = read_csv(tmp_path / "cut" / "scores.csv")
     assert 0 < len(rows) < FRAMES and all(len(r) == 5 and r["score"] for r in rows)
 
 
@@ -255,12 +246,12 @@ def test_ctrl_c_leaves_complete_jsonl_and_a_playable_video(live, tmp_path):
     proc.stdin.write(data[:-2048])  # all but the end, and the pipe stays open: the stream goes on
     proc.stdin.flush()
     deadline = time.time() + 60
-    while time.time() < deadline and (not (out / "scores.csv").exists() or len(_rows(out / "scores.csv")) < 3):
+    while time.time() < deadline and (not (out / "scores.csv").exists() or len(read_csv(out / "scores.csv")) < 3):
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr.decode()
-    rows = _rows(out / "scores.csv")
+    rows = read_csv(out / "scores.csv")
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert len(events) == 1 and events[0]["ended_by"] == "interrupted"
     assert events[0]["frames"] == len(rows) >= 3
