@@ -224,7 +224,7 @@ class OnnxModel:
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(clips, dtype=np.float32)})[0]
 
     def reconstruct(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from vadgpu.models.base import centre_frame
+        from vadgpu.models.base import centre_frame, model_input
 
         cfg = self.config
         expected = (cfg.channels, cfg.temporal, *cfg.size)
@@ -232,7 +232,7 @@ class OnnxModel:
             raise VadgpuError(f"--model {self.path} expects clips (N, {', '.join(map(str, expected))}), got "
                               f"{tuple(clips.shape)}")
         recon = torch.from_numpy(self.run(clips.detach().float().cpu().numpy())).to(clips.device)
-        return centre_frame(clips), recon
+        return centre_frame(model_input(cfg, clips)), recon  # the target as the model saw it
 
     # the nn.Module calls scoring makes on a model
     def to(self, *_args, **_kwargs) -> "OnnxModel":

@@ -6,11 +6,15 @@ from pathlib import Path
 
 import click
 
+from vadgpu.evaluation.authors_protocol import NAME as AUTHORS
+from vadgpu.evaluation.authors_protocol import PROTOCOL_NAMES
 from vadgpu.evaluation.protocol import GAUSSIAN_SIGMA, MEDIAN_WINDOW, NORMALISATIONS, SMOOTHINGS, Protocol
 from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, SCORE_KINDS
 from vadgpu.pipelines.choose import LOADERS
 
 
+# The options a named protocol (--protocol) sets itself.
+SCORING_OPTIONS = ("score", "mix_weight", "norm", "smooth", "window", "sigma", "drop_edges")
 NORM_HELP = {"video": "min-max per video (the papers)", "train": "z-score with training-set statistics",
              "none": "the smoothed raw score"}
 
@@ -67,8 +71,14 @@ def _protocol(kw: dict) -> Protocol:
 @click.option("--boxes", type=click.Path(path_type=Path, dir_okay=False), help="Object models: box cache holding "
               "the test split (default: the training run's, else the dataset's background-subtraction cache). An "
               "object model cannot go without ('none' is an error); a frame model reads no boxes.")
+@click.option("--protocol", "protocol_name", type=click.Choice(PROTOCOL_NAMES), default="vadgpu",
+              show_default=True, help=f"vadgpu: the options below; {AUTHORS}: the dual-path authors' scoring for the "
+              "dataset (0.6 x one-grid patch-max + 0.4 x global MSE on Ped2 and Avenue, per-video min-max then a "
+              "gaussian of sigma 32 / 20 / 10 frames, only frames with a whole clip; see metrics.json), which "
+              "sets every scoring option itself.")
 @_protocol_options(NORMALISATIONS)
-def eval_command(run, checkpoint, dataset, root, variant, out, boxes, **kw) -> None:
+@click.pass_context
+def eval_command(ctx, run, checkpoint, dataset, root, variant, out, boxes, protocol_name, **kw) -> None:
     """Evaluate a checkpoint on a dataset's test split: frame-level micro/macro AUC, EER, AP.
 
     Writes metrics.json (with the whole protocol), scores.csv, curves/VIDEO.png and roc.png, and prints a table.
@@ -79,6 +89,12 @@ def eval_command(run, checkpoint, dataset, root, variant, out, boxes, **kw) -> N
     from vadgpu.folder_lock import hold_folder
 
     protocol = _protocol(kw)
+    if protocol_name != "vadgpu":
+        given = [f"--{name.replace('_', '-')}" for name in SCORING_OPTIONS
+                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"--protocol {protocol_name} sets the scoring itself; leave out {', '.join(given)}")
+        protocol = protocol_name  # resolved for the dataset and model in evaluate()
     path, run_dir = resolve_checkpoint(run, checkpoint)
     out = out if out is not None else run_dir / EVAL_DIR
     with hold_folder(out, "vadgpu eval", tidy=("curves", "objects")):  # one evaluation per output folder

@@ -118,8 +118,13 @@ def with_preset_values(config: TrainConfig) -> TrainConfig:
 @click.option("--batch-size", "--training_batch_size", "batch_size", type=int,
               help="Clips per step on each process." + _default("batch_size"))
 @click.option("--lr", type=float, help="Adam learning rate." + _default("lr"))
-@click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule over all steps."
-              + _default("schedule"))
+@click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule: constant, cosine (over all "
+              "steps to 0) or cosine-epochs (per epoch, to --lr-floor x lr over --decay-epochs, the dual-path "
+              "authors' form)." + _default("schedule"))
+@click.option("--lr-floor", type=float, help="cosine-epochs: the final lr as a fraction of --lr."
+              + _default("lr_floor"))
+@click.option("--decay-epochs", type=int, help="cosine-epochs: epochs the decay takes, then the lr stays at the floor "
+              "[default: all epochs].")
 @click.option("--temporal", type=int, help="Frames per clip T (centre frame T // 2)." + _default("temporal"))
 @click.option("--resize", type=int, nargs=2, metavar="H W", help="Frame size the clips are resized to."
               + _default("size"))

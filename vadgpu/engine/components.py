@@ -56,7 +56,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _lr_lambda(schedule: str, total_steps: int):
+def _lr_lambda(schedule: str, total_steps: int, steps_per_epoch: int = 1, floor: float = 0.0,
+               decay_epochs: int | None = None):
+    """The lr multiplier of each optimiser step (engine/config.py SCHEDULES says what each schedule is)."""
+    if schedule == "cosine-epochs":
+        decay = max(decay_epochs or math.ceil(total_steps / max(steps_per_epoch, 1)), 1)
+
+        def per_epoch(step: int) -> float:
+            progress = min(step // max(steps_per_epoch, 1), decay) / decay
+            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        return per_epoch
     if schedule == "cosine":
         # math, not numpy: a numpy scalar in the scheduler's state would make the checkpoint unreadable with
         # torch.load(weights_only=True)
@@ -194,14 +204,17 @@ def assemble(model: nn.Module, config: TrainConfig, ctx: DistContext, loader, bo
     if ctx.distributed:
         # Every parameter takes part in every step (the models route samples with masks, not branches, and DDL
         # keeps anomaly_logit in its loss even when no sample drew its blend), so DDP can skip the search for
-        # unused parameters.
-        objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=False)
+        # unused parameters, except where a model routes by index.
+        # The dual-path model's split routing (routing="split") skips a path that has no sample in the batch.
+        split = getattr(model.config, "routing", "masked") == "split"
+        objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=split)
     params = [p for p in model.parameters() if p.requires_grad]
     # fused Adam on CUDA: one kernel, and with a GradScaler it reads found_inf on the device (no sync)
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay,
                                  **({"fused": True} if ctx.device.type == "cuda" else {}))
     total_steps = config.max_steps or config.epochs * len(loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.schedule, total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.schedule, total_steps, len(loader),
+                                                                        config.lr_floor, config.decay_epochs))
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     generator = torch.Generator(device=ctx.device)
     generator.manual_seed(config.seed * 1_000_003 + ctx.rank + 1)  # different pseudo-anomalies on each rank

@@ -26,13 +26,17 @@ from vadgpu.models.registry import ARCHITECTURES
 from vadgpu.objects.default_boxes import NO_BOXES
 from vadgpu.pipelines.choose import LOADERS
 
-SCHEDULES = ("constant", "cosine")
+# constant; cosine: over all steps down to 0 (vadgpu's); cosine-epochs: the dual-path authors' form, the lr of an
+# epoch = lr * (floor + (1 - floor) * 0.5 (1 + cos(pi min(epoch, decay_epochs) / decay_epochs))), constant within
+# the epoch (their `cosine_decay_multiplier`, stepped once per epoch), floor = lr_floor
+SCHEDULES = ("constant", "cosine", "cosine-epochs")
 AMP_DTYPES = ("bf16", "fp16")
 CONFIG_NAME = "config.yaml"
 
 # Fields that define what is trained: a resumed run may not change them (the checkpoint would not fit).
 LOCKED_ON_RESUME = ("dataset", "root", "variant", "model", "preset", "temporal", "size", "channels", "clips",
-                    "batch_size", "tubes_per_clip", "lr", "weight_decay", "schedule", "boxes", "patches", "seed")
+                    "batch_size", "tubes_per_clip", "lr", "weight_decay", "schedule", "lr_floor", "decay_epochs",
+                    "boxes", "patches", "seed")
 
 
 @dataclass
@@ -62,7 +66,9 @@ class TrainConfig:
     batch_size: int = 8  # clips per step per process
     lr: float = 2e-4
     weight_decay: float = 0.0
-    schedule: str = "constant"  # constant | cosine (over all steps)
+    schedule: str = "constant"  # constant | cosine (over all steps) | cosine-epochs (SCHEDULES)
+    lr_floor: float = 0.0  # cosine-epochs: the lr it ends at, as a fraction of lr (the dual-path authors: 0.1)
+    decay_epochs: int | None = None  # cosine-epochs: epochs the decay takes, then lr stays at the floor; None: all
     grad_clip: float | None = None  # max grad norm; None: no clipping
     seed: int = 0
     # device and speed
@@ -112,6 +118,12 @@ class TrainConfig:
                 raise VadgpuError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 0")
         if not math.isfinite(self.lr) or self.lr <= 0:
             raise VadgpuError(f"--lr {self.lr}: must be a number > 0")
+        if not (math.isfinite(self.lr_floor) and 0 <= self.lr_floor <= 1):
+            raise VadgpuError(f"--lr-floor {self.lr_floor}: a fraction of --lr in [0, 1]")
+        if self.decay_epochs is not None and self.decay_epochs < 1:
+            raise VadgpuError(f"--decay-epochs {self.decay_epochs}: must be >= 1 (or left out: all epochs)")
+        if self.schedule != "cosine-epochs" and (self.lr_floor != 0 or self.decay_epochs is not None):
+            raise VadgpuError(f"--lr-floor / --decay-epochs shape the cosine-epochs schedule, not {self.schedule}")
         if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
             raise VadgpuError(f"weight_decay {self.weight_decay}: must be a number >= 0")
         if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):

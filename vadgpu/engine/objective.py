@@ -5,6 +5,9 @@
     objective = TrainingObjective(model, policy, boxes, patches, amp_dtype)
     losses = objective(batch, generator)                    # dict of 0-dim tensors, "loss" the total
 
+A model whose `input_norm` is not "unit" gets its batch normalised first (`in_model_space`), so the sources act on
+the frames as the model sees them, as in the dual-path authors' code (they z-score at load time).
+
 `TrainingObjective` puts the whole per-step computation inside one `forward`, so DDP (which hooks only `forward`)
 sees every parameter, DDL's `anomaly_logit` included (it is used by the ddl_blend kernel, before the network).
 `make_pseudo_anomalies` is its first half on its own (the boxes -> policy step), which the benchmarks time apart.
@@ -16,15 +19,40 @@ import torch
 from torch import nn
 
 from vadgpu.kernels import PseudoAnomalies, PseudoAnomalyPolicy
-from vadgpu.models.base import ModelConfig
+from vadgpu.models.base import ModelConfig, model_input
 from vadgpu.objects.tubes import TubeBatch
+
+
+# The value range of the frames the pseudo-anomalies act on, per input normalisation: noise is clamped to it
+# ([-1, 1] for z-scored frames, as the dual-path authors' `gaussian` clamps).
+VALUE_RANGES = {"unit": (0.0, 1.0), "zscore": (-1.0, 1.0)}
 
 
 def build_policy(config: ModelConfig) -> PseudoAnomalyPolicy:
     """The pseudo-anomaly policy a model config asks for (pseudo_p, pseudo_kinds, pseudo_weights, noise_sigma,
-    skips)."""
+    skips, pseudo_kind_draw, shuffle_draw, skip_source; the noise clamp from input_norm)."""
     return PseudoAnomalyPolicy(config.pseudo_p, config.pseudo_kinds, config.pseudo_weights, config.noise_sigma,
-                               config.skips)
+                               config.skips, kind_draw=config.pseudo_kind_draw, shuffle_draw=config.shuffle_draw,
+                               skip_source=config.skip_source, value_range=VALUE_RANGES[config.input_norm])
+
+
+class ModelInputBatch:
+    """A batch as a model with `input_norm="zscore"` sees it: `clips` and `window` z-scored frame by frame, every
+    other attribute (video, frame, boxes, valid) the batch's own."""
+
+    def __init__(self, batch, config: ModelConfig):
+        self._batch = batch
+        self.clips = model_input(config, batch.clips)
+        window = getattr(batch, "window", None)
+        self.window = None if window is None else model_input(config, window)
+
+    def __getattr__(self, name: str):
+        return getattr(self._batch, name)
+
+
+def in_model_space(batch, config: ModelConfig):
+    """`batch` itself for [0, 1] models; a `ModelInputBatch` for the others."""
+    return batch if config.input_norm == "unit" else ModelInputBatch(batch, config)
 
 
 def load_patches(config: ModelConfig, source: str | None, device: torch.device, seed: int) -> torch.Tensor | None:
@@ -71,13 +99,15 @@ class TrainingObjective(nn.Module):
         """The first half of `forward`: the batch's pseudo-anomalies (with the model's logit, where it has one).
         A batch of tubes brings its object's boxes along; a batch of frames takes them from `boxes`."""
         logit = getattr(self.model, "anomaly_logit", None)
-        if isinstance(batch, TubeBatch):
+        source = batch._batch if isinstance(batch, ModelInputBatch) else batch
+        if isinstance(source, TubeBatch):
             return self.policy(batch, batch.boxes, batch.valid, self.patches, generator, logit=logit)
         return make_pseudo_anomalies(batch, self.policy, self.boxes, self.patches, generator, logit)
 
     def forward(self, batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         if self.tubes is not None:
             batch = self.tubes(batch, generator)  # (N clips) -> (N * per_clip tubes)
+        batch = in_model_space(batch, self.model.config)  # the pseudo-anomalies act on what the model sees
         anomalies = self.pseudo_anomalies(batch, generator)
         clips = batch.clips
         with torch.autocast(clips.device.type, dtype=self.amp_dtype or torch.float32,

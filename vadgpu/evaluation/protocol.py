@@ -4,14 +4,20 @@ Published numbers on these benchmarks differ as much by protocol as by model, so
 `Protocol` and lands in metrics.json. Per video, in this order:
 
 1. Edges. Every frame is scored (frames near the ends come from edge-replicated clips). With `drop_edges` the
-   first and last T // 2 frames of each video are removed from scores *and* labels, as DDL's reference code does.
+   first and last T // 2 frames of each video are removed from scores *and* labels, as DDL's reference code does;
+   with `full_clips` only frames whose clip lies wholly inside the video count: T // 2 dropped at the start and
+   T - 1 - T // 2 at the end (the dual-path authors' frames 8 .. len - 8 at T = 16).
 2. Smoothing (scipy.ndimage, edges extended with the nearest value): `median` over a window of 17 frames (DDL),
    `gaussian` with standard deviation `sigma` frames (the dual-path code), or `none`.
 3. Normalisation: `video` = min-max over the test video (the papers' protocol; it uses the video's own range, which
    a live system would not have), `train` = z-score with the mean and std of the (smoothed) training-set scores
    (needs a scoring pass over the training videos), or `none`. A constant curve normalises to zeros under `video`:
    it carries no ranking information.
-Smoothing comes before normalisation so that per-video min-max scores end in [0, 1].
+Smoothing comes before normalisation (`order="smooth-first"`) so that per-video min-max scores end in [0, 1];
+`order="normalise-first"` swaps the two, as the dual-path authors' scripts do (min-max, then gaussian_filter1d).
+`patch_size`, `patch_grid`, `patch_stride`: patch-max's patch (pixels at the model's size; None: scaled from DDL's
+16 at 256) and grid (scores.py). `name` says which named protocol set the fields (authors_protocol.py), `numbers`
+whose published numbers it took; both land in metrics.json with the rest.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ import numpy as np
 from scipy import ndimage
 
 from vadgpu.errors import VadgpuError
-from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, check_score_kind
+from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, PATCH_GRIDS, check_score_kind
 
 NORMALISATIONS = ("video", "train", "none")
 SMOOTHINGS = ("median", "gaussian", "none")
 MEDIAN_WINDOW = 17  # DDL
 GAUSSIAN_SIGMA = 3.0  # frames
+ORDERS = ("smooth-first", "normalise-first")
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,13 @@ class Protocol:
     sigma: float = GAUSSIAN_SIGMA
     drop_edges: bool = False
     mix_weight: float = MIX_WEIGHT
+    full_clips: bool = False
+    order: str = "smooth-first"
+    patch_size: int | None = None
+    patch_grid: str = "offset"
+    patch_stride: int | None = None
+    name: str = "vadgpu"
+    numbers: str | None = None
 
     def __post_init__(self) -> None:
         if self.score is not None:  # None: the model's default (`for_model`)
@@ -54,6 +68,22 @@ class Protocol:
             raise VadgpuError(f"--window {self.window} must be a positive odd number of frames")
         if not self.sigma > 0 or math.isinf(self.sigma):
             raise VadgpuError(f"--sigma {self.sigma} must be a positive number of frames")
+        if self.drop_edges and self.full_clips:
+            raise VadgpuError("--drop-edges and full_clips are two edge rules: choose one")
+        if self.order not in ORDERS:
+            raise VadgpuError(f"protocol order {self.order!r}: choose from {', '.join(ORDERS)}")
+        if self.order == "normalise-first" and self.norm == "train":
+            raise VadgpuError("--norm train fits its statistics on smoothed scores; it goes with order smooth-first")
+        if self.patch_grid not in PATCH_GRIDS:
+            raise VadgpuError(f"patch grid {self.patch_grid!r}: choose from {', '.join(PATCH_GRIDS)}")
+        for field in ("patch_size", "patch_stride"):
+            value = getattr(self, field)
+            if value is not None and value < 1:
+                raise VadgpuError(f"protocol {field} {value}: must be at least 1 pixel")
+
+    def grid(self) -> dict:
+        """patch-max's patch, grid and stride, as `scores.scores_from_errors` takes them."""
+        return {"patch": self.patch_size, "grid": self.patch_grid, "stride": self.patch_stride}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +112,25 @@ def kept_frames(num_frames: int, temporal: int, drop_edges: bool, name: str = ""
         raise VadgpuError(f"--drop-edges: video {name or '?'} has {num_frames} frames, none left after dropping "
                           f"{margin} at each end")
     return slice(margin, num_frames - margin)
+
+
+def scored_frames(num_frames: int, temporal: int, protocol: Protocol, name: str = "") -> slice:
+    """The frames of a video that the metrics see under `protocol`'s edge rule (module docstring, step 1)."""
+    if not protocol.full_clips:
+        return kept_frames(num_frames, temporal, protocol.drop_edges, name)
+    start, end = temporal // 2, num_frames - (temporal - 1 - temporal // 2)
+    if end - start < 1:
+        raise VadgpuError(f"full clips only: video {name or '?'} has {num_frames} frames, fewer than one "
+                          f"{temporal}-frame clip")
+    return slice(start, end)
+
+
+def edge_frames(temporal: int, protocol: Protocol) -> tuple[int, int]:
+    """How many frames the edge rule drops at the start and at the end of each video."""
+    if protocol.full_clips:
+        return temporal // 2, temporal - 1 - temporal // 2
+    margin = temporal // 2 if protocol.drop_edges else 0
+    return margin, margin
 
 
 def smooth_scores(scores: np.ndarray, protocol: Protocol) -> np.ndarray:
@@ -136,5 +185,8 @@ def fit_train_stats(train_scores: list[np.ndarray], protocol: Protocol, smooth=N
 
 
 def apply_protocol(raw: np.ndarray, protocol: Protocol, stats: TrainStats | None = None) -> np.ndarray:
-    """Smooth then normalise one video's raw scores (after any edge drop): (frames,) -> (frames,) float64."""
+    """Smooth then normalise (or the other way round, `order`) one video's raw scores (after any edge drop):
+    (frames,) -> (frames,) float64."""
+    if protocol.order == "normalise-first":
+        return smooth_scores(normalise_scores(raw, protocol, stats), protocol)
     return normalise_scores(smooth_scores(raw, protocol), protocol, stats)

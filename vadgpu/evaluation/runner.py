@@ -24,7 +24,8 @@ from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.metrics import FrameMetrics, frame_metrics
 from vadgpu.evaluation.object_scores import (ObjectScorer, boxes_option, fill_frames_without_objects,
                                              write_object_csvs)
-from vadgpu.evaluation.protocol import Protocol, TrainStats, apply_protocol, fit_train_stats, kept_frames
+from vadgpu.evaluation.protocol import (Protocol, TrainStats, apply_protocol, edge_frames, fit_train_stats,
+                                        scored_frames)
 from vadgpu.evaluation.report import VideoScores, safe_name, write_curves, write_eval_outputs, write_scores_csv
 from vadgpu.evaluation.scores import error_map, patch_size_for, scores_from_errors
 from vadgpu.objects.tubes import FrameBoxes
@@ -112,7 +113,7 @@ def score_videos(
             else:
                 target, recon = model.reconstruct(batch.clips)  # (N, C, H, W) x 2
                 errors = error_map(target, recon)  # (N, 1, H, W)
-                scores.append(scores_from_errors(errors, protocol.score, protocol.mix_weight))
+                scores.append(scores_from_errors(errors, protocol.score, protocol.mix_weight, **protocol.grid()))
                 if on_batch is not None:
                     on_batch(target, errors, batch.video, batch.frame)
             video_ids.append(batch.video)
@@ -178,7 +179,7 @@ def _apply(videos: Sequence[PreparedVideo], raw: list[np.ndarray], protocol: Pro
            stats: TrainStats | None, labelled: bool) -> list[VideoScores]:
     result = []
     for video, scores in zip(videos, raw):
-        keep = kept_frames(video.num_frames, temporal, protocol.drop_edges, video.name)
+        keep = scored_frames(video.num_frames, temporal, protocol, video.name)
         labels = None
         if labelled:
             labels = np.asarray(video.labels).reshape(-1)
@@ -202,7 +203,7 @@ def evaluate(
     dataset: str | None = None,
     root: str | Path | None = None,
     variant: str | None = None,
-    protocol: Protocol = Protocol(),
+    protocol: Protocol | str = Protocol(),
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | torch.device = "auto",
     out: str | Path | None = None,
@@ -217,7 +218,8 @@ def evaluate(
     RUN/eval (RUN = `run_dir`, or the run folder the checkpoint lies in). An object model reads the test boxes
     from `boxes`, else from the training run's box cache, else from the dataset's background-subtraction cache
     (made when missing), and also writes objects/VIDEO.csv: every scored box of every frame, best first.
-    `loader`: the clip loader (dali, torch or auto; pipelines/choose.py).
+    `loader`: the clip loader (dali, torch or auto; pipelines/choose.py). `protocol`: a Protocol, or the name of
+    one whose fields depend on the dataset and model ("dualpath-authors": authors_protocol.py).
     """
     from vadgpu.data.catalog import open_dataset
     from vadgpu.data.prepare import load_prepared
@@ -250,6 +252,10 @@ def evaluate(
         raise VadgpuError(f"dataset {dataset} at {root}: test videos without labels: {', '.join(unlabelled)}")
 
     model = load_model(ckpt, device)
+    if isinstance(protocol, str):
+        from vadgpu.evaluation.authors_protocol import named_protocol
+
+        protocol = named_protocol(protocol, data.name, model.config)
     protocol = protocol.for_model(model.config)
     temporal = model.config.temporal
     scorers = {"train": None, "test": None}
@@ -277,7 +283,7 @@ def evaluate(
         train = list(prepared.train)
         raw_train = score_videos(model, train, protocol, device, batch_size, progress, desc="scoring train",
                                  objects=scorers["train"], loader=loader)
-        stats = fit_train_stats([s[kept_frames(v.num_frames, temporal, protocol.drop_edges, v.name)]
+        stats = fit_train_stats([s[scored_frames(v.num_frames, temporal, protocol, v.name)]
                                  for v, s in zip(train, raw_train)], protocol)
     raw = score_videos(model, test, protocol, device, batch_size, progress, desc="scoring test",
                        objects=scorers["test"], loader=loader)
@@ -298,18 +304,23 @@ def evaluate(
                                          "lowest score"}
 
     height, width = model.config.size
-    dropped = temporal // 2 if protocol.drop_edges else 0
+    dropped_start, dropped_end = edge_frames(temporal, protocol)
+    edges = ("dropped" if protocol.drop_edges else
+             "only centres of clips wholly inside the video" if protocol.full_clips else
+             "scored from edge-replicated clips")
     record = {
         "protocol": {
             **protocol.to_dict(),
             "score_label": _score_label(protocol),
-            "patch_size": None if protocol.score == "psnr" else patch_size_for(height, width),
+            "patch_size": None if protocol.score == "psnr" else protocol.patch_size or patch_size_for(height, width),
             "temporal": temporal,
             "model_size": [height, width],
-            "edge_frames": "dropped" if protocol.drop_edges else "scored from edge-replicated clips",
-            "dropped_frames_per_video_end": dropped,
-            "dropped_frames_total": 2 * dropped * len(videos),
-            "order": "edge drop, smoothing, normalisation, per video",
+            "edge_frames": edges,
+            "dropped_frames_per_video_end": dropped_start if dropped_start == dropped_end else [dropped_start,
+                                                                                                 dropped_end],
+            "dropped_frames_total": (dropped_start + dropped_end) * len(videos),
+            "order": "edge drop, " + ("normalisation, smoothing" if protocol.order == "normalise-first"
+                                      else "smoothing, normalisation") + ", per video",
             "train_stats": None if stats is None else {**vars(stats), "from": stats_source},
         },
         "checkpoint": _checkpoint_record(checkpoint, ckpt),

@@ -13,3 +13,10 @@ KIND_NAMES = {KIND_NONE: "none", KIND_SKIP: "skip", KIND_SHUFFLE: "shuffle", KIN
 KIND_BY_NAME = {name: kind for kind, name in KIND_NAMES.items() if kind != KIND_NONE}
 # Kinds that perturb an object's box: a sample without an object (valid=False) stays normal.
 OBJECT_KINDS = frozenset({KIND_PATCH, KIND_DDL})
+
+# How often a pseudo-anomaly parameter is drawn: once per sample, or once per batch (the dual-path authors pick one
+# source per batch and one frame permutation per batch).
+DRAWS = ("sample", "batch")
+# Where a skip clip's frames come from: the sample's own frames around its centre, or another clip of the batch
+# (the dual-path authors take their skip clips from a second, shuffled loader: another random clip).
+SKIP_SOURCES = ("same", "other")

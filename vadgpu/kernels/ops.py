@@ -114,12 +114,18 @@ def skip_frames(window: torch.Tensor, skips: torch.Tensor, temporal: int, *, bac
     return _implementation(backend, window).gather_frames(window, index)
 
 
-def shuffle_motion(clips: torch.Tensor, generator: torch.Generator, *, backend: str = "auto") -> torch.Tensor:
+def shuffle_motion(clips: torch.Tensor, generator: torch.Generator, *, backend: str = "auto",
+                   one_permutation: bool = False) -> torch.Tensor:
     """Reorder each clip's frames by a random permutation in which no two neighbouring positions hold
-    consecutive frames (|p[i+1] - p[i]| != 1). Needs T >= 4 (shorter clips have no such permutation)."""
+    consecutive frames (|p[i+1] - p[i]| != 1). Needs T >= 4 (shorter clips have no such permutation).
+    `one_permutation`: the same permutation for every clip (the dual-path authors' one draw per batch)."""
     check_clips("clips", clips)
     check_generator(generator, clips.device)
-    perms = params.draw_permutations(clips.shape[0], clips.shape[2], generator, clips.device)  # (N, T)
+    n, t = clips.shape[0], clips.shape[2]
+    if one_permutation:
+        perms = params.draw_permutations(1, t, generator, clips.device).expand(n, t).contiguous()  # (N, T)
+    else:
+        perms = params.draw_permutations(n, t, generator, clips.device)  # (N, T)
     return _implementation(backend, clips).gather_frames(clips, perms)
 
 

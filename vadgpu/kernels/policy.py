@@ -7,6 +7,14 @@ model step on a GPU. On the CPU there is no host to synchronise with, so each ki
 that drew it (with p = 0.25 and three kinds that is about a twelfth of the work; on a 2-core CPU the whole-batch
 form cost 10.7 % of a dual-path T = 16 training step). The two forms pick the same kinds from the same draws.
 
+Three options follow the dual-path authors' code where it differs (defaults: vadgpu's): `kind_draw="batch"` gives
+every pseudo sample of a batch the same source (their one `random.choice` per batch), `shuffle_draw="batch"` one
+frame permutation for all shuffled samples of a batch (their one `shuffle_index` call), `skip_source="other"` takes
+each skip clip from the window of another clip of the batch (sample i from sample i - 1; theirs come from a second,
+shuffled loader, i.e. from another random clip; with a shuffled loader the neighbour in the batch is one too).
+`value_range` is the range noise is clamped to: [0, 1] for the loader's pixels, [-1, 1] for z-scored frames (their
+`gaussian` clamps the noisy clip to [-1, 1], which, z-scored frames reaching beyond it, it practically always does).
+
 Samples that drew "patch" or "ddl" but have no object (valid=False) fall back to normal: kind 0, clip and mask
 unchanged. Losses route samples by `kind`.
 """
@@ -20,8 +28,8 @@ import torch
 
 from vadgpu.errors import VadgpuError
 from vadgpu.kernels import ops, params
-from vadgpu.kernels.kinds import (KIND_BY_NAME, KIND_DDL, KIND_NAMES, KIND_NOISE, KIND_NONE, KIND_PATCH, KIND_SHUFFLE,
-                                  KIND_SKIP, OBJECT_KINDS)
+from vadgpu.kernels.kinds import (DRAWS, KIND_BY_NAME, KIND_DDL, KIND_NAMES, KIND_NOISE, KIND_NONE, KIND_PATCH,
+                                  KIND_SHUFFLE, KIND_SKIP, OBJECT_KINDS, SKIP_SOURCES)
 
 DEFAULT_SKIPS = (2, 3, 4, 5)
 
@@ -59,6 +67,11 @@ class PseudoAnomalyPolicy:
         sigma: float = 0.1,
         skips: Sequence[int] = DEFAULT_SKIPS,
         backend: str = "auto",
+        *,
+        kind_draw: str = "sample",
+        shuffle_draw: str = "sample",
+        skip_source: str = "same",
+        value_range: tuple[float, float] = (0.0, 1.0),
     ):
         if not 0.0 <= p <= 1.0:
             raise VadgpuError(f"pseudo-anomaly probability p must be in [0, 1], got {p}")
@@ -81,6 +94,15 @@ class PseudoAnomalyPolicy:
             raise VadgpuError(f"skips must be a non-empty set of integers >= 2 (1 is the normal clip), got {skips}")
         ops.resolve_backend(backend, torch.empty(0))  # reject unknown names now
         self.p, self.weights, self.sigma, self.backend = float(p), tuple(weights), float(sigma), backend
+        for name, value, choices in (("kind_draw", kind_draw, DRAWS), ("shuffle_draw", shuffle_draw, DRAWS),
+                                     ("skip_source", skip_source, SKIP_SOURCES)):
+            if value not in choices:
+                raise VadgpuError(f"pseudo-anomaly {name}={value!r}: choose from {list(choices)}")
+        low, high = (float(v) for v in value_range)
+        if not high > low:
+            raise VadgpuError(f"pseudo-anomaly value_range {tuple(value_range)}: needs low < high")
+        self.kind_draw, self.shuffle_draw, self.skip_source = kind_draw, shuffle_draw, skip_source
+        self.value_range = (low, high)
 
     def __repr__(self) -> str:
         names = [KIND_NAMES[k] for k in self.kinds]
@@ -89,6 +111,8 @@ class PseudoAnomalyPolicy:
     def _draw_kind(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
         perturbed = torch.rand(n, generator=generator, device=device) < self.p  # (N,)
         u = torch.rand(n, generator=generator, device=device)  # (N,)
+        if self.kind_draw == "batch":
+            u = u[:1].expand(n)  # one source for the whole batch
         if not self.kinds:  # no kinds: every sample stays normal
             return torch.zeros(n, dtype=torch.int64, device=device)
         kind = torch.full((n,), self.kinds[0], dtype=torch.int64, device=device)
@@ -117,6 +141,8 @@ class PseudoAnomalyPolicy:
             # No object -> no patch/ddl: such samples stay normal.
             kind = torch.where((kind == KIND_PATCH) | (kind == KIND_DDL), torch.where(valid, kind, KIND_NONE), kind)
 
+        if self.skip_source == "other" and window is not None:
+            window = window.roll(1, dims=0)  # sample i's skip clip from sample i - 1's frames
         out, mask = clips, torch.zeros((n, 1, t, h, w), device=clips.device, dtype=clips.dtype)
         for k in self.kinds:  # fixed order: the same generator stream for the same policy
             rows = _rows_of_kind(kind, k)
@@ -163,12 +189,22 @@ class PseudoAnomalyPolicy:
             skips = params.draw_skips(n, self.skips, generator, clips.device)
             return ops.skip_frames(window, skips, t, backend=self.backend), whole
         if k == KIND_SHUFFLE:
-            return ops.shuffle_motion(clips, generator, backend=self.backend), whole
+            return ops.shuffle_motion(clips, generator, backend=self.backend,
+                                      one_permutation=self.shuffle_draw == "batch"), whole
         if k == KIND_NOISE:
-            return ops.gaussian_noise(clips, self.sigma, generator, backend=self.backend), whole
+            return self._noise(clips, generator), whole
         if k == KIND_PATCH:
             return ops.paste_patches(clips, boxes, valid, patches, generator, backend=self.backend)
         return ops.ddl_blend(clips, boxes, valid, logit, generator, backend=self.backend)
+
+    def _noise(self, clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """clamp(x + sigma z, low, high): the [0, 1] kernel on the clips mapped to [0, 1] and back (the same z)."""
+        low, high = self.value_range
+        if (low, high) == (0.0, 1.0):
+            return ops.gaussian_noise(clips, self.sigma, generator, backend=self.backend)
+        span = high - low
+        unit = ops.gaussian_noise((clips - low) / span, self.sigma / span, generator, backend=self.backend)
+        return unit * span + low
 
 
 def _rows_of_kind(kind: torch.Tensor, k: int) -> torch.Tensor | None:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from vadgpu.errors import VadgpuError
-from vadgpu.kernels.kinds import KIND_BY_NAME
+from vadgpu.kernels.kinds import DRAWS, KIND_BY_NAME, SKIP_SOURCES
 
 # Pseudo-anomaly kinds by name, as users write them in presets and YAML: the kernels' names.
 PSEUDO_KINDS = tuple(KIND_BY_NAME)
@@ -29,6 +29,11 @@ PSEUDO_KINDS = tuple(KIND_BY_NAME)
 CLIP_MODES = ("frames", "objects")
 # What the network makes of the centre frame: rebuild it from the whole clip, or predict it with the centre hidden.
 TARGETS = ("reconstruct", "predict")
+# What the network sees: the loader's [0, 1] pixels ("unit"), or each frame z-scored on its own ("zscore": the
+# dual-path authors' data.py, (frame - its mean) / its std over all pixels and channels). The training objective
+# applies it before the pseudo-anomalies, so they act in the model's input space (see `model_input`).
+INPUT_NORMS = ("unit", "zscore")
+ZSCORE_MIN_STD = 1e-6  # a constant frame is not divided by 0 (the authors' data.py floor)
 
 
 class Anomalies(Protocol):
@@ -57,6 +62,10 @@ class ModelConfig:
     clips: str = "frames"  # CLIP_MODES
     target: str = "reconstruct"  # TARGETS
     window: int = 48  # objects: side of the tube window in the video's own pixels
+    input_norm: str = "unit"  # INPUT_NORMS
+    pseudo_kind_draw: str = "sample"  # DRAWS: each pseudo sample draws its source, or one source per batch
+    shuffle_draw: str = "sample"  # DRAWS: one frame permutation per shuffled sample, or one per batch
+    skip_source: str = "same"  # SKIP_SOURCES
 
     def __post_init__(self) -> None:
         # YAML and JSON give lists; the dataclass keeps tuples so configs compare and hash predictably.
@@ -118,6 +127,10 @@ class ModelConfig:
             self._bad("window", "must be at least 8 pixels")
         if self.clips == "objects" and self.size[0] != self.size[1]:
             self._bad("size", "object tubes are square: give H == W")
+        for option, choices in (("input_norm", INPUT_NORMS), ("pseudo_kind_draw", DRAWS), ("shuffle_draw", DRAWS),
+                                ("skip_source", SKIP_SOURCES)):
+            if getattr(self, option) not in choices:
+                self._bad(option, f"choose from {list(choices)}")
         if self.noise_sigma < 0:
             self._bad("noise_sigma", "must be >= 0")
         if any((not isinstance(s, int)) or s < 2 for s in self.skips):
@@ -154,6 +167,20 @@ class ModelConfig:
     def replace(self, **overrides: Any) -> "ModelConfig":
         """A copy with some fields changed (validated like a fresh config)."""
         return type(self).from_dict({**self.to_dict(), **overrides})
+
+
+def zscore_frames(clips: torch.Tensor) -> torch.Tensor:
+    """Each frame minus its mean, over its std (population std over C, H, W, at least ZSCORE_MIN_STD):
+    (N, C, T, H, W) -> the same shape. Works on skip windows (N, C, L, H, W) alike. Scale-free, so frames in [0, 1]
+    give what the authors' code gets from 0..255 pixels."""
+    mean = clips.mean(dim=(1, 3, 4), keepdim=True)
+    std = clips.std(dim=(1, 3, 4), keepdim=True, correction=0).clamp_min(ZSCORE_MIN_STD)
+    return (clips - mean) / std
+
+
+def model_input(config: "ModelConfig", clips: torch.Tensor) -> torch.Tensor:
+    """The loader's [0, 1] clips as the model of `config` sees them (its `input_norm`)."""
+    return zscore_frames(clips) if config.input_norm == "zscore" else clips
 
 
 def channels_last_convolutions(module: nn.Module) -> None:
@@ -195,11 +222,14 @@ class VadModel(nn.Module):
     config: ModelConfig
 
     def training_losses(self, clips: torch.Tensor, anomalies: Anomalies) -> dict[str, torch.Tensor]:
-        """Loss terms for one batch: 'loss' is the total; all 0-dim tensors on the clips' device."""
+        """Loss terms for one batch: 'loss' is the total; all 0-dim tensors on the clips' device. `clips` and
+        `anomalies.clips` are in the model's input space (`model_input`: the engine normalises a batch before it
+        makes the pseudo-anomalies)."""
         raise NotImplementedError
 
     def reconstruct(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(target, recon), both (N, C, H, W): the centre frame of each clip and its reconstruction in [0, 1]."""
+        """(target, recon), both (N, C, H, W), from the loader's [0, 1] clips: the centre frame of each clip as the
+        model sees it (`model_input`) and its reconstruction (in [0, 1] where the output passes a sigmoid)."""
         raise NotImplementedError
 
     def check_clips(self, clips: torch.Tensor) -> None:

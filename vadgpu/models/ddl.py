@@ -69,6 +69,8 @@ class DDLConfig(ModelConfig):
             self._bad("distinction", f"choose from {list(FORMS)}")
         if self.blend_weight not in BLEND_WEIGHTS:
             self._bad("blend_weight", f"choose from {list(BLEND_WEIGHTS)}")
+        if self.input_norm != "unit":
+            self._bad("input_norm", "DDL blends noise into [0, 1] frames and ends in a sigmoid: only 'unit'")
         if self.lambda_dist < 0 or self.eps <= 0:
             self._bad("lambda_dist", "lambda_dist must be >= 0 and eps > 0")
 

@@ -4,11 +4,35 @@ Paper presets (for a GPU):
     ddl-paper              DDL as published: 256x256 RGB, T = 3, widths 64-128-256-512 (the reference code's
                            latent_dim = 512), lambda = 1e-2, the paper's region-norm distinction loss
                            (`distinction="pixel"` selects the reference code's form; see ddl_loss.py).
-    dualpath-ped2          128x128 gray, F = 16, 500 memory items, T = 16, skips {2, 3, 4, 5}.
-    dualpath-avenue        as dualpath-ped2 but RGB: the authors' code changes only the input channels (and the
-    dualpath-shanghaitech  learning rate and epoch count, which are training settings) between datasets. Their
-                           public code also shows F = 32, 2000 items and shrink 0.0005 at 256x256; we keep the
-                           Ped2 numbers above for all three and say so here.
+    dualpath-ped2          the dual-path network at the authors' Ped2 geometry (128x128 gray, T = 16, F = 16,
+                           500 memory items, shrinkage 0.0025) with vadgpu's training form: [0, 1] input, sigmoid
+                           output, both paths for every sample with masked losses, vadgpu's loss terms, pseudo_p
+                           0.25, one source per sample, skips {2, 3, 4, 5} around the clip's own centre.
+    dualpath-avenue        as dualpath-ped2 but RGB. Not the authors' geometry: their later scripts train Avenue at
+    dualpath-shanghaitech  192x192 (F = 16, 500 items) and ShanghaiTech at 256x256 with F = 24 and 1000 items, with
+                           the shrinkage threshold 0.0025 everywhere (their `Mem` default; no script passes another).
+                           Kept as they were so that runs made with them stay comparable; the -authors presets below
+                           have the authors' numbers.
+The authors' form (SVIL2024/DualPath-PseudoAnomaly-VAD, main_ped2.py / main_avenue.py / main_shanghai.py, read
+in this project's issue 19; written anew, nothing copied). Model settings, all presets:
+    input_norm zscore (data.py: each frame minus its mean over its std), output linear (no sigmoid), routing split
+    (index_select: D_n's BatchNorm sees only normal samples), loss_terms authors (signed MSE over the batch,
+    loss_feas, kl_fea, kl_out3, entropy, each memory term x 2e-4; dualpath_authors.py), pseudo_kind_draw batch (one
+    `random.choice` of the source per batch), shuffle_draw batch (one `shuffle_index` per batch), skips {2} taken
+    from another clip (skip_source other; theirs: a second, shuffled loader with jump 2), noise std 0.81 in z-units
+    (their sigma_noise 0.9, squared before use) clamped to [-1, 1], the deepest skip only, shrinkage 0.0025.
+    dualpath-ped2-authors          128x128 gray, T = 16, F = 16, 500 items, pseudo_p 0.02
+    dualpath-avenue-authors        192x192 RGB, T = 16, F = 16, 500 items, pseudo_p 0.01
+    dualpath-shanghaitech-authors  256x256 RGB, T = 16, F = 24, 1000 items, pseudo_p 0.01
+    dualpath-ped2-authors-cpu      the authors' form at dualpath-ped2-cpu's geometry (64x64 gray, T = 8, F = 6,
+                                   100 items), pseudo_p 0.02: the CPU comparison of the two loss forms
+  Their training settings are `vadgpu train` options, not model settings: AUTHORS_TRAINING below holds them
+  (batch 2, Adam, fp16 autocast, cosine per epoch to 0.1 x lr; Ped2 lr 1e-4, 20 epochs, decay over 10, seed 2026;
+  Avenue lr 1e-5, 10 epochs, decay over 20, seed 42; ShanghaiTech lr 1e-5, 10 epochs, decay over 10, seed 42) and
+  the README gives the commands. Not followed: their main training loader does not shuffle (DataLoader
+  shuffle=False; vadgpu's does); their object source (YOLOv3-SPP boxes at confidence 0.3 in each frame, CIFAR-100
+  crops of random size, a sub-box per box and frame, a linear distance blend) is vadgpu's patch source instead;
+  they keep the epoch with the best test AUC, which vadgpu does not do (the last checkpoint is the model).
 CPU presets (for a 2-core CPU; sizes measured in the README's table):
     ddl-tiny-cpu, dualpath-tiny-cpu   32x32 gray, tiny widths: tests and the demo.
     ddl-ped2-cpu           64x64 gray, T = 3, widths 8-16-32-64: 1.5-2.4 min per Ped2 epoch (315 steps of 8
@@ -33,6 +57,15 @@ from __future__ import annotations
 
 from typing import Any
 
+# The dual-path authors' model settings (see the docstring); each preset adds its geometry and pseudo-anomaly rate.
+_AUTHORS: dict[str, Any] = {
+    "size": (128, 128), "temporal": 16, "channels": 1, "features": 16, "memory_items": 500, "shrink": 0.0025,
+    "skip_concat": (True, False, False), "input_norm": "zscore", "output": "linear", "routing": "split",
+    "loss_terms": "authors", "w_feas": 2e-4, "w_kl_fea": 2e-4, "w_kl_out3": 2e-4, "w_entropy": 2e-4,
+    "pseudo_p": 0.01, "pseudo_kinds": ("skip", "shuffle", "noise", "patch"), "pseudo_kind_draw": "batch",
+    "shuffle_draw": "batch", "skips": (2,), "max_skip": 2, "skip_source": "other", "noise_sigma": 0.81,
+}
+
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "ddl-paper": ("ddl", {}),
     "ddl-ped2-cpu": ("ddl", {"size": (64, 64), "channels": 1, "width": 8}),
@@ -50,6 +83,12 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
                                           "max_skip": 3}),
     "dualpath-objects": ("dualpath", {"clips": "objects", "target": "predict", "window": 48, "size": (64, 64),
                                       "temporal": 9, "features": 16, "memory_items": 500}),
+    "dualpath-ped2-authors": ("dualpath", {**_AUTHORS, "pseudo_p": 0.02}),
+    "dualpath-avenue-authors": ("dualpath", {**_AUTHORS, "size": (192, 192), "channels": 3}),
+    "dualpath-shanghaitech-authors": ("dualpath", {**_AUTHORS, "size": (256, 256), "channels": 3, "features": 24,
+                                                   "memory_items": 1000}),
+    "dualpath-ped2-authors-cpu": ("dualpath", {**_AUTHORS, "pseudo_p": 0.02, "size": (64, 64), "temporal": 8,
+                                               "features": 6, "memory_items": 100}),
     "dualpath-tiny-cpu": (
         "dualpath",
         {"size": (32, 32), "temporal": 4, "features": 4, "memory_items": 20, "skips": (2, 3), "max_skip": 3},
@@ -70,6 +109,20 @@ PURPOSES: dict[str, str] = {
     "dualpath-objects-cpu": "the dual-path model on object tubes on a CPU",
     "dualpath-objects": "the dual-path model on object tubes at a GPU's scale",
     "dualpath-tiny-cpu": "tests and quick trials",
+    "dualpath-ped2-authors": "the dual-path model as its authors' later code trains it on Ped2 (GPU)",
+    "dualpath-avenue-authors": "the dual-path model as its authors' later code trains it on Avenue (GPU)",
+    "dualpath-shanghaitech-authors": "the dual-path model as its authors' later code trains it on ShanghaiTech (GPU)",
+    "dualpath-ped2-authors-cpu": "the authors' loss form at dualpath-ped2-cpu's size (CPU comparison)",
+}
+
+# The authors' training settings for their presets, as `vadgpu train` options (TrainConfig fields): what their
+# scripts' argparse defaults are. `--schedule cosine-epochs` is their cosine_decay_multiplier stepped per epoch.
+# The CPU preset has none: it is compared with dualpath-ped2-cpu under one and the same schedule.
+_AUTHORS_COMMON: dict[str, Any] = {"batch_size": 2, "schedule": "cosine-epochs", "lr_floor": 0.1, "amp_dtype": "fp16"}
+AUTHORS_TRAINING: dict[str, dict[str, Any]] = {
+    "dualpath-ped2-authors": {**_AUTHORS_COMMON, "lr": 1e-4, "epochs": 20, "decay_epochs": 10, "seed": 2026},
+    "dualpath-avenue-authors": {**_AUTHORS_COMMON, "lr": 1e-5, "epochs": 10, "decay_epochs": 20, "seed": 42},
+    "dualpath-shanghaitech-authors": {**_AUTHORS_COMMON, "lr": 1e-5, "epochs": 10, "decay_epochs": 10, "seed": 42},
 }
 
 # The preset `--model M` trains when no --preset is given: {architecture: {"cpu": ..., "cuda": ...}}.
