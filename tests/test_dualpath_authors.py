@@ -30,12 +30,7 @@ AUTHORS_PRESETS = ("dualpath-ped2-authors", "dualpath-avenue-authors", "dualpath
                    "dualpath-ped2-authors-cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------- loss terms, by hand
