@@ -1,4 +1,4 @@
-"""The dual-path model as its authors' later code trains and scores it (issue 19): the loss terms against values
+"""The dual-path model as its authors' later code trains and scores it: the loss terms against values
 worked out by hand, split routing and D_n's BatchNorm, the pseudo-anomaly options, the presets and their training
 settings, the cosine-epochs schedule, and the `dualpath-authors` protocol on toy curves and in a short run."""
 

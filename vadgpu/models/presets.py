@@ -14,7 +14,7 @@ Paper presets (for a GPU):
                            Kept as they were so that runs made with them stay comparable; the -authors presets below
                            have the authors' numbers.
 The authors' form (SVIL2024/DualPath-PseudoAnomaly-VAD, main_ped2.py / main_avenue.py / main_shanghai.py, read
-in this project's issue 19; written anew, nothing copied). Model settings, all presets:
+side by side with vadgpu; written anew, nothing copied). Model settings, all presets:
     input_norm zscore (data.py: each frame minus its mean over its std), output linear (no sigmoid), routing split
     (index_select: D_n's BatchNorm sees only normal samples), loss_terms authors (signed MSE over the batch,
     loss_feas, kl_fea, kl_out3, entropy, each memory term x 2e-4; dualpath_authors.py), pseudo_kind_draw batch (one
@@ -32,7 +32,9 @@ in this project's issue 19; written anew, nothing copied). Model settings, all p
   the README gives the commands. Not followed: their main training loader does not shuffle (DataLoader
   shuffle=False; vadgpu's does); their object source (YOLOv3-SPP boxes at confidence 0.3 in each frame, CIFAR-100
   crops of random size, a sub-box per box and frame, a linear distance blend) is vadgpu's patch source instead;
-  they keep the epoch with the best test AUC, which vadgpu does not do (the last checkpoint is the model).
+  they keep the epoch with the best test AUC, which vadgpu does not do (the last checkpoint is the model). Their
+  CIFAR patches are [0, 1] tensors pasted into z-scored frames, as vadgpu's patch bank is here; whether their
+  detector code (Yolov3/mynewdetect.py, not read line by line) rescales them was not verified.
 CPU presets (for a 2-core CPU; sizes measured in the README's table):
     ddl-tiny-cpu, dualpath-tiny-cpu   32x32 gray, tiny widths: tests and the demo.
     ddl-ped2-cpu           64x64 gray, T = 3, widths 8-16-32-64: 1.5-2.4 min per Ped2 epoch (315 steps of 8
@@ -100,9 +102,9 @@ PURPOSES: dict[str, str] = {
     "ddl-paper": "DDL as published (GPU)",
     "ddl-ped2-cpu": "DDL on full frames on a CPU (the CPU default for --model ddl)",
     "ddl-tiny-cpu": "tests and quick trials",
-    "dualpath-ped2": "the dual-path paper settings for Ped2 (GPU)",
-    "dualpath-avenue": "the dual-path paper settings for Avenue, RGB (GPU)",
-    "dualpath-shanghaitech": "the dual-path paper settings for ShanghaiTech, RGB (GPU)",
+    "dualpath-ped2": "the dual-path model at the authors' Ped2 size, vadgpu's training form (GPU)",
+    "dualpath-avenue": "dualpath-ped2 in RGB, vadgpu's training form (GPU)",
+    "dualpath-shanghaitech": "dualpath-ped2 in RGB, vadgpu's training form (GPU)",
     "dualpath-ped2-cpu": "the dual-path model on full frames on a CPU (the CPU default for --model dualpath)",
     "ddl-objects-cpu": "DDL on object tubes on a CPU (the Ped2 recipe, `make demo`)",
     "ddl-objects": "DDL on object tubes at a GPU's scale",
