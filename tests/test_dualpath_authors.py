@@ -301,3 +301,16 @@ def test_tiny_authors_form_trains_and_evaluates_with_the_authors_protocol(synth,
     assert record["dropped_frames_per_video_end"] == [4, 3] and record["order"].startswith("edge drop, normal")
     for video in result.videos:
         assert video.frames[0] == 4 and video.frames[-1] == video.num_frames - 4  # T = 8: frames 4 .. len - 4
+
+
+def test_eval_protocol_option_refuses_scoring_options_it_sets(tmp_path):
+    from click.testing import CliRunner
+
+    from vadgpu.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["eval", "--run", str(tmp_path), "--protocol", "dualpath-authors",
+                                      "--sigma", "3", "--score", "mixed"])
+    assert result.exit_code == 2
+    assert "--protocol dualpath-authors sets the scoring itself; leave out --score, --sigma" in result.output
+    help_text = CliRunner().invoke(cli, ["eval", "--help"], terminal_width=200).output
+    assert "--protocol [vadgpu|dualpath-authors]" in help_text
