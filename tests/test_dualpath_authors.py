@@ -221,6 +221,11 @@ def test_authors_training_settings_are_valid_train_options_and_schedule():
         config.validate()
         assert (config.batch_size, config.schedule, config.lr_floor, config.amp_dtype) == \
             (2, "cosine-epochs", 0.1, "fp16")
+    from vadgpu.engine.components import _authors_training_notice
+
+    notice = _authors_training_notice("dualpath-ped2-authors", TrainConfig(batch_size=2))
+    assert notice and "--lr 0.0001" in notice[0] and "--batch-size" not in notice[0]
+    assert _authors_training_notice("dualpath-ped2-cpu", TrainConfig()) == []
     lam = _lr_lambda("cosine-epochs", total_steps=100, steps_per_epoch=5, floor=0.1, decay_epochs=10)
     assert [lam(0), lam(4), lam(25), lam(50), lam(99)] == pytest.approx([1.0, 1.0, 0.55, 0.1, 0.1])
     with pytest.raises(VadgpuError, match="--lr-floor"):

@@ -132,6 +132,7 @@ def resolve_model(config: TrainConfig, ctx: DistContext, saved_model_config: dic
         raise VadgpuError(f"--preset {preset} builds a {model.config.architecture} model, but --model is "
                           f"{config.model}")
     mcfg = model.config
+    notices += _authors_training_notice(preset, config)
     amp = config.amp if config.amp is not None else ctx.device.type == "cuda"
     if amp and ctx.device.type != "cuda":
         notices.append("--amp is for CUDA; training in float32 on the CPU")
@@ -139,6 +140,19 @@ def resolve_model(config: TrainConfig, ctx: DistContext, saved_model_config: dic
     config = config.replace(preset=preset, temporal=mcfg.temporal, size=tuple(mcfg.size), channels=mcfg.channels,
                             clips=mcfg.clips, amp=amp)
     return model, config, notices
+
+
+def _authors_training_notice(preset: str, config: TrainConfig) -> list[str]:
+    """A notice when an -authors preset trains with other settings than the authors' (presets.AUTHORS_TRAINING):
+    presets hold model settings only, so the training options stay the user's, but the user should know."""
+    from vadgpu.models.presets import AUTHORS_TRAINING
+
+    wanted = AUTHORS_TRAINING.get(preset, {})
+    differ = [f"--{name.replace('_', '-')} {value}" for name, value in wanted.items() if getattr(config, name) != value]
+    if not differ:
+        return []
+    return [f"preset {preset}: the authors' training settings this run does not use: {' '.join(differ)} "
+            "(README, 'The dual-path model as its authors wrote it')"]
 
 
 def build_components(config: TrainConfig, ctx: DistContext, saved_model_config: dict | None = None
