@@ -74,8 +74,9 @@ def test_frame_score_is_the_max_over_its_objects_and_empty_frames_take_the_video
     assert raw[0] == pytest.approx(1.0) and raw[1] == pytest.approx(0.0) and raw[2] == -np.inf
     filled, empty = fill_frames_without_objects(raw)
     assert empty == 1 and filled[2] == pytest.approx(0.0)
-    video, frame, box, score = scorer.records[0]
+    video, frame, box, raw_tube, score = scorer.records[0]
     assert frame.tolist() == [0, 0, 1] and score.tolist() == pytest.approx([1.0, 0.25, 0.0])
+    assert raw_tube.tolist() == score.tolist()  # no location statistics: the score is the raw one
 
 
 @pytest.fixture(scope="module")
@@ -110,19 +111,28 @@ def test_object_mode_trains_and_evaluates_end_to_end(object_run, monkeypatch):
     result = runner.invoke(cli, ["eval", "--run", str(run), "--no-progress"])
     assert result.exit_code == 0, result.output
     record = json.loads((run / "eval" / "metrics.json").read_text())
-    assert record["protocol"]["score"] == "mse"  # the object models' default
+    assert record["protocol"]["score"] == "mse"  # the object models' defaults
+    assert record["protocol"]["tube_norm"] == "location" and record["protocol"]["norm"] == "none"
+    assert record["objects"]["location_stats"]["from"].startswith("the weights file")
     objects = record["objects"]
     assert objects["window"] == 48 and objects["tube_size"] == [32, 32] and objects["tubes_scored"] > 0
     rows = (run / "eval" / "objects" / "01.csv").read_text().splitlines()
-    assert rows[0] == "frame,rank,score,x1,y1,x2,y2" and len(rows) > 1
+    assert rows[0] == "frame,rank,score,raw_score,x1,y1,x2,y2" and len(rows) > 1
     frames = [int(r.split(",")[0]) for r in rows[1:]]
     assert frames == sorted(frames)
     # scoring an unlabelled video runs background subtraction over it first
     video = root / "testing" / "videos" / "02.avi"
-    result = runner.invoke(cli, ["score", str(video), "--checkpoint", str(run / "checkpoints" / "last.pt"),
+    result = runner.invoke(cli, ["score", str(video), "--checkpoint", str(run / "model.pt"),
                                  "--out", str(base / "scored"), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert (base / "scored" / "objects.csv").is_file() and (base / "scored" / "scores.csv").is_file()
+    # a training checkpoint has no location statistics: a notice, and the raw tube scores
+    result = runner.invoke(cli, ["score", str(video), "--checkpoint", str(run / "checkpoints" / "last.pt"),
+                                 "--out", str(base / "scored-last"), "--no-progress"])
+    assert result.exit_code == 0 and "--tube-norm none" in result.output, result.output
+    result = runner.invoke(cli, ["score", str(video), "--checkpoint", str(run / "checkpoints" / "last.pt"),
+                                 "--tube-norm", "location", "--out", str(base / "scored-x"), "--no-progress"])
+    assert result.exit_code != 0 and "no location statistics" in result.output, result.output
 
 
 def test_box_cache_of_another_dataset_or_detector_is_refused(object_run, monkeypatch, tmp_path):

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from vadgpu import __version__
+from vadgpu.evaluation.train_scores import location_kind
 from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_path
 from vadgpu.optional import require
@@ -88,6 +89,8 @@ def train_scores_to_json(scores: dict | None) -> dict | None:
     for key, value in scores.items():
         if isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
             out[key] = [v.double().tolist() for v in value]
+        elif isinstance(value, dict):  # the location statistics of object models
+            out[key] = {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in value.items()}
         else:
             out[key] = value
     return out
@@ -98,7 +101,7 @@ def train_scores_from_json(scores: dict | None) -> dict | None:
     if not scores:
         return None
     out = dict(scores)
-    for kind in ("patch-max", "psnr", "mse"):
+    for kind in ("patch-max", "psnr", "mse", location_kind("mse")):
         if kind in out:
             out[kind] = [torch.tensor(v, dtype=torch.float64) for v in out[kind]]
     return out

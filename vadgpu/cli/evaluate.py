@@ -10,11 +10,12 @@ from vadgpu.evaluation.authors_protocol import NAME as AUTHORS
 from vadgpu.evaluation.authors_protocol import PROTOCOL_NAMES
 from vadgpu.evaluation.protocol import GAUSSIAN_SIGMA, MEDIAN_WINDOW, NORMALISATIONS, SMOOTHINGS, Protocol
 from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, SCORE_KINDS
+from vadgpu.evaluation.tube_location import TUBE_NORMS
 from vadgpu.pipelines.choose import LOADERS
 
 
 # The options a named protocol (--protocol) sets itself.
-SCORING_OPTIONS = ("score", "mix_weight", "norm", "smooth", "window", "sigma", "drop_edges")
+SCORING_OPTIONS = ("score", "mix_weight", "norm", "smooth", "window", "sigma", "drop_edges", "tube_norm")
 NORM_HELP = {"video": "min-max per video (the papers)", "train": "z-score with training-set statistics",
              "none": "the smoothed raw score"}
 
@@ -28,8 +29,13 @@ def _protocol_options(norms: tuple[str, ...]):
                      "for object models]"),
         click.option("--mix-weight", type=float, default=MIX_WEIGHT, show_default=True,
                      help="--score mixed: weight of patch-max against the global MSE."),
-        click.option("--norm", type=click.Choice(norms), default="video", show_default=True,
-                     help="; ".join(f"{n}: {NORM_HELP[n]}" for n in norms) + "."),
+        click.option("--norm", type=click.Choice(norms), default=None,
+                     help="; ".join(f"{n}: {NORM_HELP[n]}" for n in norms) + ". [default: video for frame "
+                     "models, none for object models (their tube scores are normalised by place already)]"),
+        click.option("--tube-norm", type=click.Choice(TUBE_NORMS), default=None,
+                     help="Object models: location = each tube's score as a z-score (of its log) against the "
+                     "training tubes in the same cell of a 6 x 4 grid over the frame, so that near and far "
+                     "objects share one scale; none = the raw tube score. [default: location]"),
         click.option("--smooth", type=click.Choice(SMOOTHINGS), default="median", show_default=True,
                      help="Temporal smoothing: median (DDL), gaussian (dual-path code) or none."),
         click.option("--window", type=int, default=MEDIAN_WINDOW, show_default=True,
@@ -56,7 +62,7 @@ def _protocol_options(norms: tuple[str, ...]):
 
 def _protocol(kw: dict) -> Protocol:
     return Protocol(score=kw["score"], norm=kw["norm"], smooth=kw["smooth"], window=kw["window"], sigma=kw["sigma"],
-                    drop_edges=kw["drop_edges"], mix_weight=kw["mix_weight"])
+                    drop_edges=kw["drop_edges"], mix_weight=kw["mix_weight"], tube_norm=kw["tube_norm"])
 
 
 @click.command("eval")

@@ -1,11 +1,12 @@
 """Scores in object mode: one tube per box of a frame, the frame's score is the largest of its tubes' scores.
 
-For each test batch (clips at the video's resolution, centred on consecutive frames) the boxes of every centre
-frame come from the box cache; each box gives a tube (objects/tubes.py), the model reconstructs or predicts the
-tube's centre frame, and the tube's score is the chosen score of that error map. A frame's raw score is the max
-over its tubes. A frame without any box has nothing to be anomalous: it gets the lowest score of its video, so that
-it ranks as normal without inventing a scale (documented in the README). Every box keeps its score, so that a user
-can see *what* was flagged (`objects.csv`).
+For each test batch (clips at the video's resolution, centred on consecutive frames) the boxes of every centre frame
+come from the box cache; each box gives a tube (objects/tubes.py), the model reconstructs or predicts the tube's
+centre frame, and the tube's score is the chosen score of that error map, normalised by the training tubes at its
+place in the frame where the protocol says so (`tube_norm="location"`, tube_location.py). A frame's raw score is the
+max over its tubes. A frame without any box has nothing to be anomalous: it gets the lowest score of its video, so
+that it ranks as normal without inventing a scale (documented in the README). Every box keeps its score, so that a
+user can see *what* was flagged (`objects.csv`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.scores import error_map, scores_from_errors
+from vadgpu.evaluation.tube_location import LocationStats
 from vadgpu.log import logger
 from vadgpu.objects.tubes import FrameBoxes, crop_tubes, tube_windows
 
@@ -33,12 +35,14 @@ class ObjectScorer:
     size: int
     score: str
     mix_weight: float
-    records: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    location: LocationStats | None = None
+    records: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def __call__(self, model, clips: torch.Tensor, video: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """(N,) raw frame scores for clips (N, C, T, H, W) centred at (video, frame); -inf where a frame has no box.
 
-        Also records (video, frame, box, score) of every tube for the per-object report."""
+        Also records (video, frame, box, raw score, score) of every tube for the per-object report; the score is
+        the location-normalised one when `location` is set, else the raw one."""
         height, width = clips.shape[-2:]
         video_np, frame_np = video.cpu().numpy(), frame.cpu().numpy()
         owner_np, boxes_np = self.boxes.select(video_np, frame_np)
@@ -54,15 +58,17 @@ class ObjectScorer:
             tubes = crop_tubes(clips, owner[part], windows[part], self.size)  # (m, C, T, S, S)
             target, recon = model.reconstruct(tubes)
             scores.append(scores_from_errors(error_map(target, recon), self.score, self.mix_weight))
-        tube_scores = torch.cat(scores)  # (M,)
+        raw = torch.cat(scores)  # (M,)
+        tube_scores = raw if self.location is None else self.location.apply(centres, raw)
         best = best.scatter_reduce(0, owner, tube_scores, reduce="amax")
-        self.records.append((video_np[owner_np], frame_np[owner_np], boxes_np, tube_scores.cpu().numpy()))
+        self.records.append((video_np[owner_np], frame_np[owner_np], boxes_np, raw.cpu().numpy(),
+                             tube_scores.cpu().numpy()))
         return best
 
 
 def write_object_csvs(out_dir, video_names: list[str], records, frame_hw: tuple[int, int]) -> list:
-    """One CSV per video in `out_dir`: every scored box, frame by frame, best first (frame, rank, score, x1, y1,
-    x2, y2 in the video's pixels, the window's centre box). Returns the paths written."""
+    """One CSV per video in `out_dir`: every scored box, frame by frame, best first (frame, rank, score, raw_score,
+    x1, y1, x2, y2 in the video's pixels, the window's centre box). Returns the paths written."""
     import csv
     import io
 
@@ -73,9 +79,9 @@ def write_object_csvs(out_dir, video_names: list[str], records, frame_hw: tuple[
     out_dir.mkdir(parents=True, exist_ok=True)
     height, width = frame_hw
     if records:
-        video, frame, boxes, score = (np.concatenate(part) for part in zip(*records))
+        video, frame, boxes, raw, score = (np.concatenate(part) for part in zip(*records))
     else:
-        video = frame = score = np.zeros(0)
+        video = frame = raw = score = np.zeros(0)
         boxes = np.zeros((0, 4))
     pixels = boxes * np.array([width, height, width, height])
     paths = []
@@ -84,11 +90,12 @@ def write_object_csvs(out_dir, video_names: list[str], records, frame_hw: tuple[
         mine = mine[np.lexsort((-score[mine], frame[mine]))]  # by frame, then best first
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["frame", "rank", "score", "x1", "y1", "x2", "y2"])
+        writer.writerow(["frame", "rank", "score", "raw_score", "x1", "y1", "x2", "y2"])
         rank = 0
         for j, row in enumerate(mine):
             rank = rank + 1 if j and frame[mine[j - 1]] == frame[row] else 1
-            writer.writerow([int(frame[row]), rank, f"{score[row]:.6g}", *(f"{v:.1f}" for v in pixels[row])])
+            writer.writerow([int(frame[row]), rank, f"{score[row]:.6g}", f"{raw[row]:.6g}",
+                             *(f"{v:.1f}" for v in pixels[row])])
         path = out_dir / f"{safe_name(name)}.csv"
         atomic_write_text(path, text.getvalue())
         paths.append(path)

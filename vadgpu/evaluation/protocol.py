@@ -12,7 +12,9 @@ Published numbers on these benchmarks differ as much by protocol as by model, so
 3. Normalisation: `video` = min-max over the test video (the papers' protocol; it uses the video's own range, which
    a live system would not have), `train` = z-score with the mean and std of the (smoothed) training-set scores
    (needs a scoring pass over the training videos), or `none`. A constant curve normalises to zeros under `video`:
-   it carries no ranking information.
+   it carries no ranking information. The default depends on the model (`for_model`): `video` for frame models,
+   `none` for object models, whose tube scores are already normalised by the training tubes at the same place
+   (`tube_norm="location"`, tube_location.py) and so share one scale across videos.
 Smoothing comes before normalisation (`order="smooth-first"`) so that per-video min-max scores end in [0, 1];
 `order="normalise-first"` swaps the two, as the dual-path authors' scripts do (min-max, then gaussian_filter1d).
 `patch_size`, `patch_grid`, `patch_stride`: patch-max's patch (pixels at the model's size; None: scaled from DDL's
@@ -30,6 +32,7 @@ from scipy import ndimage
 
 from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, PATCH_GRIDS, check_score_kind
+from vadgpu.evaluation.tube_location import TUBE_NORMS
 
 NORMALISATIONS = ("video", "train", "none")
 SMOOTHINGS = ("median", "gaussian", "none")
@@ -43,7 +46,7 @@ class Protocol:
     """Every choice between raw reconstruction errors and the scores the metrics see."""
 
     score: str | None = DEFAULT_SCORE
-    norm: str = "video"
+    norm: str | None = None  # None: the model's default (`for_model`)
     smooth: str = "median"
     window: int = MEDIAN_WINDOW
     sigma: float = GAUSSIAN_SIGMA
@@ -56,12 +59,15 @@ class Protocol:
     patch_stride: int | None = None
     name: str = "vadgpu"
     numbers: str | None = None
+    tube_norm: str | None = None  # object models: "location" or "none"; None: the model's default
 
     def __post_init__(self) -> None:
         if self.score is not None:  # None: the model's default (`for_model`)
             check_score_kind(self.score)
-        if self.norm not in NORMALISATIONS:
+        if self.norm is not None and self.norm not in NORMALISATIONS:
             raise VadgpuError(f"--norm {self.norm!r} is not a normalisation (choose from {', '.join(NORMALISATIONS)})")
+        if self.tube_norm is not None and self.tube_norm not in TUBE_NORMS:
+            raise VadgpuError(f"--tube-norm {self.tube_norm!r}: choose from {', '.join(TUBE_NORMS)}")
         if self.smooth not in SMOOTHINGS:
             raise VadgpuError(f"--smooth {self.smooth!r} is not a smoothing (choose from {', '.join(SMOOTHINGS)})")
         if self.window < 1 or self.window % 2 == 0:
@@ -89,11 +95,17 @@ class Protocol:
         return asdict(self)
 
     def for_model(self, config) -> "Protocol":
-        """This protocol with the model's default score filled in where none was chosen: patch-max for frame
-        models, the tube's mean squared error for object models."""
-        if self.score is not None:
-            return self
-        return replace(self, score=OBJECT_SCORE if getattr(config, "clips", "frames") == "objects" else DEFAULT_SCORE)
+        """This protocol with the model's defaults filled in where nothing was chosen. Frame models: patch-max,
+        min-max per video. Object models: the tube's mean squared error, normalised by the training tubes at the
+        same place (tube_location.py), and no per-video normalisation (those scores are on one scale in every
+        video). A frame model cannot take `tube_norm="location"` (it has no tubes)."""
+        objects = getattr(config, "clips", "frames") == "objects"
+        if not objects and self.tube_norm == "location":
+            raise VadgpuError("--tube-norm location normalises the tubes of an object model; this is a frame model")
+        chosen = {"score": self.score or (OBJECT_SCORE if objects else DEFAULT_SCORE),
+                  "norm": self.norm or ("none" if objects else "video"),
+                  "tube_norm": self.tube_norm or ("location" if objects else "none")}
+        return replace(self, **chosen)
 
 
 @dataclass(frozen=True)
@@ -144,9 +156,10 @@ def smooth_scores(scores: np.ndarray, protocol: Protocol) -> np.ndarray:
 
 
 def normalise_scores(scores: np.ndarray, protocol: Protocol, stats: TrainStats | None = None) -> np.ndarray:
-    """Normalise one video's (smoothed) scores; `stats` is required for `norm="train"`."""
+    """Normalise one video's (smoothed) scores; `stats` is required for `norm="train"`. A protocol whose norm was
+    left to the model and not resolved (`for_model`) normalises as frame models do, per video."""
     scores = np.asarray(scores, dtype=np.float64)
-    if protocol.norm == "video":
+    if (protocol.norm or "video") == "video":
         low, high = scores.min(), scores.max()
         return np.zeros_like(scores) if high <= low else (scores - low) / (high - low)
     if protocol.norm == "train":

@@ -8,7 +8,7 @@ protocol (protocol.py) per video. The model runs in eval mode under torch.infere
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,11 +28,15 @@ from vadgpu.evaluation.protocol import (Protocol, TrainStats, apply_protocol, ed
                                         scored_frames)
 from vadgpu.evaluation.report import VideoScores, safe_name, write_curves, write_eval_outputs, write_scores_csv
 from vadgpu.evaluation.scores import error_map, patch_size_for, scores_from_errors
+from vadgpu.evaluation.tube_location import LocationStats
 from vadgpu.objects.tubes import FrameBoxes
 
 log = logging.getLogger("vadgpu")
 
 DEFAULT_BATCH_SIZE = 16
+# Where training statistics came from (metrics.json)
+FROM_FILE = "the weights file (scored at the end of training)"
+FROM_PASS = "a scoring pass over the training videos"
 # (target (N, C, H, W), squared errors (N, 1, H, W), video (N,), frame (N,)) of each batch, for the heatmap video
 BatchHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
@@ -128,11 +132,50 @@ def score_videos(
 
 
 def object_scorer(model: torch.nn.Module, boxes: str | Path, videos: Sequence[PreparedVideo], split: str,
-                  protocol: Protocol, dataset: str | None = None) -> ObjectScorer:
-    """The tube scorer of an object model for `videos` (a split of the box cache at `boxes`)."""
+                  protocol: Protocol, dataset: str | None = None, location: LocationStats | None = None
+                  ) -> ObjectScorer:
+    """The tube scorer of an object model for `videos` (a split of the box cache at `boxes`); `location`: the
+    training tubes' statistics by place, to normalise each tube's score (tube_location.py)."""
     cfg = model.config
     frame_boxes = FrameBoxes.load(boxes, videos, split=split, dataset=dataset)
-    return ObjectScorer(frame_boxes, cfg.window, cfg.size[0], protocol.score, protocol.mix_weight)
+    return ObjectScorer(frame_boxes, cfg.window, cfg.size[0], protocol.score, protocol.mix_weight, location)
+
+
+def _object_train_statistics(model, train: list[PreparedVideo], boxes, protocol: Protocol, stored: dict | None,
+                             device, batch_size: int, progress: bool, loader: str, dataset: str):
+    """What an object model's evaluation needs from its training videos: the location statistics of their tubes
+    (`tube_norm="location"`) and the frame-score statistics (`norm="train"`), each from the weights file when it
+    holds them for this dataset, else from one scoring pass over the training videos (shared by both).
+    Returns (location, its source, stats, their source), None where not needed."""
+    from vadgpu.evaluation.train_scores import stats_for
+    from vadgpu.evaluation.tube_location import KEY, fit_from_records, frame_maxima
+
+    location = location_source = stats = stats_source = None
+    records = None
+
+    def training_records():
+        scorer = object_scorer(model, boxes, train, "train", protocol, dataset)
+        score_videos(model, train, protocol, device, batch_size, progress, desc="scoring train", objects=scorer,
+                     loader=loader)
+        return scorer.records
+
+    if protocol.tube_norm == "location":
+        location = LocationStats.from_record((stored or {}).get(KEY), protocol.score)
+        location_source = FROM_FILE
+        if location is None:
+            records = training_records()
+            location, location_source = fit_from_records(records, protocol.score), FROM_PASS
+    if protocol.norm == "train":
+        stats = stats_for(stored, protocol, model.config.temporal) if stored else None
+        stats_source = FROM_FILE
+        if stats is None:
+            records = records if records is not None else training_records()
+            raw = [fill_frames_without_objects(r)[0] for r in frame_maxima(records, [v.num_frames for v in train],
+                                                                            location)]
+            stats = fit_train_stats([s[scored_frames(v.num_frames, model.config.temporal, protocol, v.name)]
+                                     for v, s in zip(train, raw)], protocol)
+            stats_source = FROM_PASS
+    return location, location_source, stats, stats_source
 
 
 def _check_same_detector(boxes: str | Path, trained_with: str | None) -> None:
@@ -260,6 +303,8 @@ def evaluate(
     temporal = model.config.temporal
     scorers = {"train": None, "test": None}
     objects_record = None
+    stored = ckpt.get("train_scores") if _fits(ckpt.get("train_scores"), data.name, root, variant) else None
+    stats, stats_source, location, location_source = None, None, None, None
     if model.config.clips == "objects":
         if boxes is None and config.get("boxes") and Path(config["boxes"]).is_file() and trained_on:
             boxes = config["boxes"]
@@ -268,23 +313,21 @@ def evaluate(
 
             boxes = ensure_box_cache(data, {"train": list(prepared.train), "test": test}, progress=progress)
         _check_same_detector(boxes, config.get("boxes"))
-        splits = ("train", "test") if protocol.norm == "train" else ("test",)
-        for split in splits:
-            videos_of = list(prepared.train) if split == "train" else test
-            scorers[split] = object_scorer(model, boxes, videos_of, split, protocol, data.name)
-    stats, stats_source = None, None
-    if protocol.norm == "train" and _fits(ckpt.get("train_scores"), data.name, root, variant):
+        location, location_source, stats, stats_source = _object_train_statistics(
+            model, list(prepared.train), boxes, protocol, stored, device, batch_size, progress, loader, data.name)
+        scorers["test"] = object_scorer(model, boxes, test, "test", protocol, data.name, location)
+    elif protocol.norm == "train":
         from vadgpu.evaluation.train_scores import stats_for
 
-        stats = stats_for(ckpt["train_scores"], protocol, temporal)  # None: not stored for this score kind
-        stats_source = None if stats is None else "the weights file (scored at the end of training)"
-    if protocol.norm == "train" and stats is None:
-        stats_source = "a scoring pass over the training videos"
-        train = list(prepared.train)
-        raw_train = score_videos(model, train, protocol, device, batch_size, progress, desc="scoring train",
-                                 objects=scorers["train"], loader=loader)
-        stats = fit_train_stats([s[scored_frames(v.num_frames, temporal, protocol, v.name)]
-                                 for v, s in zip(train, raw_train)], protocol)
+        stats = stats_for(stored, protocol, temporal) if stored else None  # None: not stored for this score kind
+        stats_source = None if stats is None else FROM_FILE
+        if stats is None:
+            stats_source = FROM_PASS
+            train = list(prepared.train)
+            raw_train = score_videos(model, train, protocol, device, batch_size, progress, desc="scoring train",
+                                     loader=loader)
+            stats = fit_train_stats([s[scored_frames(v.num_frames, temporal, protocol, v.name)]
+                                     for v, s in zip(train, raw_train)], protocol)
     raw = score_videos(model, test, protocol, device, batch_size, progress, desc="scoring test",
                        objects=scorers["test"], loader=loader)
     videos = _apply(test, raw, protocol, temporal, stats, labelled=True)
@@ -301,7 +344,11 @@ def evaluate(
                           "tube_size": list(model.config.size), "tubes_scored": sum(len(r[3]) for r in scorer.records),
                           "frames_without_boxes": without, "anomalous_frames_without_boxes": anomalous_without,
                           "frame_score": "max over the frame's tubes; a frame without a box gets its video's "
-                                         "lowest score"}
+                                         "lowest score",
+                          "tube_norm": protocol.tube_norm,
+                          "location_stats": None if location is None else {
+                              "grid": list(location.grid), "training_tubes": int(location.count.sum()),
+                              "from": location_source}}
 
     height, width = model.config.size
     dropped_start, dropped_end = edge_frames(temporal, protocol)
@@ -356,6 +403,21 @@ def stored_stats(stored: dict | None, protocol: Protocol, temporal: int) -> Trai
         raise VadgpuError(f"--norm train: the model file holds no training scores for --score {protocol.score} "
                           "(they are written at the end of `vadgpu train`); use --norm video or none")
     return stats
+
+
+def stored_location(stored: dict | None, protocol: Protocol, required: bool = True) -> LocationStats | None:
+    """--tube-norm location without a dataset: the training tubes' statistics the model file holds (None when
+    the protocol does not normalise by place, or when they are absent and not `required`)."""
+    from vadgpu.evaluation.tube_location import KEY
+
+    if protocol.tube_norm != "location":
+        return None
+    location = LocationStats.from_record((stored or {}).get(KEY), protocol.score)
+    if location is None and required:
+        raise VadgpuError(f"--tube-norm location: the model file holds no location statistics of its training "
+                          f"tubes for --score {protocol.score} (they are written at the end of `vadgpu train`); "
+                          "use --tube-norm none")
+    return location
 
 
 def _fits(stored: dict | None, dataset: str, root: str | Path, variant: str | None) -> bool:
@@ -434,9 +496,15 @@ def score_input(
     out = Path(out) if out is not None else default_score_out(source)
     video = prepare_input(source, device, progress=progress, loader=loader)
     model = load_model(ckpt, device) if model_file is None else open_onnx_model(model_file)
+    tube_norm_chosen = protocol.tube_norm is not None
     protocol = protocol.for_model(model.config)
-    stats = stored_stats(ckpt.get("train_scores") if model_file is None else model.train_scores, protocol,
-                         model.config.temporal) if protocol.norm == "train" else None
+    stored = ckpt.get("train_scores") if model_file is None else model.train_scores
+    if protocol.tube_norm == "location" and not tube_norm_chosen and stored_location(stored, protocol, False) is None:
+        log.warning(f"{checkpoint or model_file} holds no location statistics of its training tubes (model.pt of a "
+                    "finished run has them; a training checkpoint does not): tube scores are not normalised by "
+                    "place (--tube-norm none)")
+        protocol = replace(protocol, tube_norm="none")
+    stats = stored_stats(stored, protocol, model.config.temporal) if protocol.norm == "train" else None
     name = safe_name(video.name)
     scorer = None
     if model.config.clips == "objects":
@@ -450,7 +518,7 @@ def score_input(
 
             single = Dataset(INPUT_DATASET, video.video.path.parent, train=(), test=(video.video,))
             boxes = ensure_box_cache(single, {"test": [video]}, progress=progress)
-        scorer = object_scorer(model, boxes, [video], "test", protocol)
+        scorer = object_scorer(model, boxes, [video], "test", protocol, location=stored_location(stored, protocol))
 
     writer = None
     if heatmap_mp4:  # encoded as batches arrive (in frame order: the test loader's contract)

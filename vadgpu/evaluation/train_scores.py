@@ -10,7 +10,8 @@ trained model over every training video in test order (every frame once as a cen
     patch-max, psnr, mse   one float64 tensor of raw scores per video (frame models: all three from one pass;
                the dual-path `mixed` score is w * patch-max + (1 - w) * mse of these, for any w)
     score kinds of object models: only `mse`, the object default (their frame score is a max over tubes, which
-               has to be taken per kind)
+               has to be taken per kind), and `mse-location`, the same max over the location-normalised tubes
+    tube_location  object models: the training tubes' statistics by place (tube_location.py)
     dataset, root, variant   where they come from, so a reader can tell whether they fit its data
 
 Stored raw, the scores give the statistics of any smoothing and edge handling exactly (`stats_for`): the same
@@ -41,9 +42,18 @@ def compute_train_scores(model: torch.nn.Module, videos: Sequence[PreparedVideo]
     videos = list(videos)
     record = {"names": [v.name for v in videos], **(source or {})}
     if model.config.clips == "objects":
+        from vadgpu.evaluation.object_scores import fill_frames_without_objects
+        from vadgpu.evaluation.tube_location import KEY as LOCATION_KEY
+        from vadgpu.evaluation.tube_location import fit_from_records, frame_maxima
+
         raw = score_videos(model, videos, Protocol(score=OBJECT_SCORE), device, batch_size, progress,
                            desc="scoring the training videos", objects=objects, loader=loader)
         record[OBJECT_SCORE] = [torch.from_numpy(r) for r in raw]
+        location = fit_from_records(objects.records, OBJECT_SCORE)
+        record[LOCATION_KEY] = location.to_record()
+        normalised = frame_maxima(objects.records, [v.num_frames for v in videos], location)
+        record[location_kind(OBJECT_SCORE)] = [torch.from_numpy(fill_frames_without_objects(r)[0])
+                                               for r in normalised]
         return record
     extra: dict[str, list[torch.Tensor]] = {"patch-max": [], "psnr": []}
     ids: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -62,11 +72,18 @@ def compute_train_scores(model: torch.nn.Module, videos: Sequence[PreparedVideo]
     return record
 
 
+def location_kind(kind: str) -> str:
+    """The stored key of an object model's frame scores from location-normalised tubes of score `kind`."""
+    return f"{kind}-location"
+
+
 def raw_train_scores(stored: dict | None, protocol: Protocol) -> list[np.ndarray] | None:
     """The stored raw training scores of `protocol.score` (mixed: from patch-max and mse), or None if absent."""
     if not stored:
         return None
     kind = protocol.score
+    if protocol.tube_norm == "location":
+        kind = location_kind(kind)
     if kind == "mixed":
         if "patch-max" not in stored or "mse" not in stored:
             return None

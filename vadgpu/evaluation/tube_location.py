@@ -1,0 +1,131 @@
+"""Location-normalised tube scores: each tube's error against the training tubes seen at the same place.
+
+A fixed camera sees an object near it large and moving many pixels per frame, a far one small and slow, so the raw
+error of predicting a tube's centre frame depends on where the object stands as much as on what it does: a
+pedestrian close to the camera can score above a cyclist far from it, and videos whose people walk in different
+parts of the scene end up on different scales. Object models therefore score a tube by how unusual its error is
+*for that place*: the frame is cut into a grid of `GRID` cells (columns x rows), every training tube (one per box of
+every training frame, the same tubes evaluation cuts) falls in the cell of its box centre, and a tube's score is
+
+    (f(s) - mean[cell]) / std[cell],     f = log for the error scores (mse, patch-max, mixed),
+                                         identity for psnr (already a log of the mse)
+
+with the mean and std of f over the cell's training tubes. A cell with few training tubes borrows from the whole
+frame: its statistics are those of its own tubes plus `SHRINK` pseudo-tubes that have the global mean and
+variance, so an empty cell uses the global statistics. The statistics are fitted once at the end of training and
+stored in model.pt (`train_scores["tube_location"]`, train_scores.py); `vadgpu eval` fits them by a scoring pass
+over the training videos when the weights file has none for its dataset. A frame's score is then the max over its
+tubes of these normalised scores, on a scale that is the same in every video, which is why object models need no
+per-video normalisation (their default `--norm none`; the README's object-mode section).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vadgpu.errors import VadgpuError
+
+GRID = (6, 4)  # columns x rows over the frame
+SHRINK = 20.0  # pseudo-tubes with the global statistics added to every cell
+TUBE_NORMS = ("location", "none")
+KEY = "tube_location"  # under train_scores in model.pt
+LOG_FREE_KINDS = ("psnr",)  # scores already on a log scale
+MIN_ERROR = 1e-12  # floor before the log (an exact prediction)
+
+
+def transform(scores: torch.Tensor, kind: str) -> torch.Tensor:
+    """f(score) of the module docstring, in float64."""
+    scores = scores.double()
+    return scores if kind in LOG_FREE_KINDS else scores.clamp_min(MIN_ERROR).log()
+
+
+def cells(boxes: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """The grid cell (row-major, int64) of each frame-normalised xyxy box's centre: (M, 4) -> (M,)."""
+    columns, rows = grid
+    cx = ((boxes[:, 0] + boxes[:, 2]) / 2).double()
+    cy = ((boxes[:, 1] + boxes[:, 3]) / 2).double()
+    col = (cx * columns).floor().long().clamp(0, columns - 1)
+    row = (cy * rows).floor().long().clamp(0, rows - 1)
+    return row * columns + col
+
+
+@dataclass(frozen=True)
+class LocationStats:
+    """Per-cell mean and std of f(score) over the training tubes (module docstring)."""
+
+    kind: str
+    grid: tuple[int, int]
+    mean: torch.Tensor  # (rows * columns,) float64
+    std: torch.Tensor  # (rows * columns,) float64
+    count: torch.Tensor  # (rows * columns,) int64: training tubes per cell
+
+    @classmethod
+    def fit(cls, boxes, scores, kind: str, grid: tuple[int, int] = GRID, shrink: float = SHRINK
+            ) -> "LocationStats":
+        """Statistics of training tubes with frame-normalised centre boxes (M, 4) and scores (M,) of `kind`."""
+        boxes, scores = torch.as_tensor(boxes), torch.as_tensor(scores)
+        if scores.numel() < 2:
+            raise VadgpuError(f"location-normalised tube scores need training tubes: the training videos gave "
+                              f"{scores.numel()} (are there boxes in the box cache's train split?)")
+        value = transform(scores, kind)
+        cell = cells(boxes, grid)
+        size = grid[0] * grid[1]
+        count = torch.bincount(cell, minlength=size)
+        total = torch.zeros(size, dtype=torch.float64).index_add_(0, cell, value)
+        squares = torch.zeros(size, dtype=torch.float64).index_add_(0, cell, value * value)
+        mu, var = value.mean(), value.var(unbiased=False)
+        mean = (total + shrink * mu) / (count + shrink)
+        second = (squares + shrink * (var + mu * mu)) / (count + shrink)
+        std = (second - mean * mean).clamp_min(0).sqrt()
+        if not bool((std > 0).all()):
+            raise VadgpuError("location-normalised tube scores: every training tube has the same score, so the "
+                              "std is 0; use --tube-norm none")
+        return cls(kind, tuple(grid), mean, std, count)
+
+    def apply(self, boxes: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Normalised scores (M,) of tubes with centre boxes (M, 4) and raw scores (M,), on their device."""
+        cell = cells(boxes, self.grid)
+        mean, std = self.mean.to(scores.device), self.std.to(scores.device)
+        return ((transform(scores, self.kind) - mean[cell]) / std[cell]).to(scores.dtype)
+
+    def to_record(self) -> dict:
+        """For model.pt (tensors and plain values only: loadable with weights_only)."""
+        return {"kind": self.kind, "grid": list(self.grid), "mean": self.mean, "std": self.std,
+                "count": self.count}
+
+    @classmethod
+    def from_record(cls, record: dict | None, kind: str) -> "LocationStats | None":
+        """The stored statistics (a `to_record` dict, tensors or lists), or None when absent or of another kind."""
+        if not record or record.get("kind") != kind:
+            return None
+        grid = tuple(int(g) for g in record["grid"])
+        mean, std = (torch.as_tensor(record[k], dtype=torch.float64) for k in ("mean", "std"))
+        count = torch.as_tensor(record["count"], dtype=torch.int64)
+        if len(grid) != 2 or not all(t.shape == (grid[0] * grid[1],) for t in (mean, std, count)):
+            raise VadgpuError(f"the stored location statistics do not fit their grid {grid}")
+        return cls(kind, grid, mean, std, count)
+
+
+def fit_from_records(records, kind: str) -> LocationStats:
+    """LocationStats from an ObjectScorer's records of the training videos (raw tube scores)."""
+    if not records:
+        raise VadgpuError("location-normalised tube scores need training tubes: the training videos gave none")
+    boxes = np.concatenate([r[2] for r in records])
+    scores = np.concatenate([r[3] for r in records])
+    return LocationStats.fit(torch.from_numpy(boxes), torch.from_numpy(scores.astype(np.float64)), kind)
+
+
+def frame_maxima(records, num_frames: list[int], location: LocationStats | None = None) -> list[np.ndarray]:
+    """Per video, each frame's max over its tubes (location-normalised when `location` is given), from an
+    ObjectScorer's records of raw tube scores; -inf where a frame has no tube."""
+    out = [np.full(n, -np.inf) for n in num_frames]
+    for video, frame, boxes, scores, _ in records:
+        if location is not None:
+            scores = location.apply(torch.from_numpy(boxes), torch.from_numpy(np.asarray(scores))).numpy()
+        for index in np.unique(video):
+            mine = video == index
+            np.maximum.at(out[int(index)], frame[mine], scores[mine])
+    return out
