@@ -63,10 +63,18 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely (weights_only=True); a missing or unreadable file is a VadgpuError naming it."""
+    """Read a checkpoint safely (weights_only=True); a missing or unreadable file is a VadgpuError naming it.
+
+    `path` may also name weights shipped with vadgpu (vadgpu/weights: e.g. "ped2-ddl") when no such file exists."""
+    from vadgpu.weights import SHIPPED, shipped_weights
+
     path = Path(path)
     if not path.is_file():
-        raise VadgpuError(f"checkpoint {path} does not exist")
+        named = shipped_weights(path)
+        if named is None:
+            raise VadgpuError(f"checkpoint {path} does not exist (weights shipped with vadgpu, loadable by name: "
+                              f"{', '.join(SHIPPED)})")
+        path = named
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated / foreign files

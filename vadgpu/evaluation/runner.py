@@ -65,6 +65,10 @@ def resolve_checkpoint(run: str | Path | None, checkpoint: str | Path | None) ->
     if run is not None:
         return find_run_model(run), Path(run)
     path = Path(checkpoint)
+    from vadgpu.weights import shipped_weights
+
+    if not path.is_file() and shipped_weights(path) is not None:  # shipped weights: outputs under ./NAME/
+        return path, Path.cwd() / str(checkpoint)
     # DIR/checkpoints/last.pt belongs to run DIR; a loose checkpoint file gets its outputs beside it.
     run_dir = path.parent.parent if path.parent.name == checkpoint_dir("").name else path.parent
     return path, run_dir
