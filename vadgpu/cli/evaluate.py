@@ -69,7 +69,7 @@ def _protocol(kw: dict) -> Protocol:
 @click.option("--run", type=click.Path(path_type=Path, file_okay=False),
               help="Run folder: evaluates RUN/model.pt (RUN/checkpoints/last.pt while the run is unfinished), "
               "writes RUN/eval/.")
-@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), help="A checkpoint file instead.")
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), help="A checkpoint file instead (or shipped weights by name: ped2-ddl).")
 @click.option("--dataset", help="Catalog name (default: the dataset the checkpoint was trained on).")
 @click.option("--root", type=click.Path(path_type=Path), help="Dataset root (default: from the checkpoint).")
 @click.option("--variant", help="Dataset variant (default: from the checkpoint).")
@@ -116,7 +116,8 @@ def eval_command(ctx, run, checkpoint, dataset, root, variant, out, boxes, proto
 @click.command("score")
 @click.argument("source", metavar="SOURCE")
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
-              help="The trained model: RUN/model.pt (or a checkpoint such as RUN/checkpoints/last.pt).")
+              help="The trained model: RUN/model.pt (or a checkpoint such as RUN/checkpoints/last.pt), or the "
+              "name of weights shipped with vadgpu (ped2-ddl).")
 @click.option("--model", "model_file", type=click.Path(path_type=Path, dir_okay=False),
               help="An ONNX file from `vadgpu export` instead of --checkpoint (onnxruntime on the CPU).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),

@@ -11,7 +11,8 @@ from vadgpu.export import FORMATS, TOLERANCE
 
 @click.command("export")
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="The trained model: RUN/model.pt (or a checkpoint such as RUN/checkpoints/last.pt).")
+              help="The trained model: RUN/model.pt (or a checkpoint such as RUN/checkpoints/last.pt), or the "
+              "name of weights shipped with vadgpu (ped2-ddl).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="onnx", show_default=True,
               help="onnx (onnxruntime, TensorRT, OpenVINO ...; needs the export extra) or torchscript (LibTorch).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
