@@ -69,7 +69,8 @@ def _protocol(kw: dict) -> Protocol:
 @click.option("--run", type=click.Path(path_type=Path, file_okay=False),
               help="Run folder: evaluates RUN/model.pt (RUN/checkpoints/last.pt while the run is unfinished), "
               "writes RUN/eval/.")
-@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), help="A checkpoint file instead (or shipped weights by name: ped2-ddl).")
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
+              help="A checkpoint file instead (or shipped weights by name: ped2-ddl).")
 @click.option("--dataset", help="Catalog name (default: the dataset the checkpoint was trained on).")
 @click.option("--root", type=click.Path(path_type=Path), help="Dataset root (default: from the checkpoint).")
 @click.option("--variant", help="Dataset variant (default: from the checkpoint).")
