@@ -9,7 +9,9 @@ Per frame, in order:
    and at the end of the stream the last frame stands in for the frames after it. After a reconnect the clips
    start again at the first new frame. Frames are converted as the torch loader converts them
    (`pipelines.baseline.convert_frame`) and scored with the same functions as offline evaluation
-   (`model.reconstruct`, `scores.error_map`, `scores.scores_from_errors`), one clip per frame.
+   (`model.reconstruct`, `scores.error_map`, `scores.scores_from_errors`), one clip per frame. Object models
+   take clips at the stream's own resolution and score the tubes around the boxes of each centre frame
+   (live/objects.py); their events carry the peak frame's best boxes.
 2. Smoothing: a trailing median over the last `window` raw scores (`protocol.trailing_smooth`, the first score
    standing in for the frames before it), or none.
 3. Normalisation: `train` = z-score with the mean and std of the training videos' scores under the same
@@ -60,6 +62,7 @@ class Event:
     peak_score: float
     frames: int = 1
     ended_by: str = "score below threshold"
+    peak_boxes: list | None = None  # object models: the peak frame's best boxes, [x1, y1, x2, y2, tube score]
 
 
 @dataclass
@@ -105,15 +108,19 @@ class CausalScorer:
     """Clips, raw scores, trailing smoothing and normalisation of one stream; `push` frames, `finish` at the end
     of the stream or of a segment (before a reconnect)."""
 
-    def __init__(self, model, protocol: Protocol, stats: TrainStats | None, device: torch.device):
+    def __init__(self, model, protocol: Protocol, stats: TrainStats | None, device: torch.device,
+                 stored: dict | None = None):
         cfg = model.config
-        if cfg.clips == "objects":
-            raise VadgpuError("live scoring of object models is not supported yet (it needs boxes per frame as "
-                              "they arrive); score a recorded file with `vadgpu score FILE`, or use a frame model")
         self.model, self.protocol, self.stats, self.device = model, protocol, stats, device
         self.temporal, self.behind = cfg.temporal, cfg.temporal // 2
         self.ahead = cfg.temporal - 1 - self.behind  # frames after the centre: the delay of each score
-        self.channels, self.size = cfg.channels, tuple(cfg.size)
+        self.channels = cfg.channels
+        self.objects = None
+        self.size: tuple[int, int] | None = tuple(cfg.size)  # object models: the stream's own, from its first frame
+        if cfg.clips == "objects":
+            self.objects = _object_scorer(model, protocol, stored)
+            self.size = None
+        self.images: dict[int, np.ndarray] = {}  # object models: the recent frames as they came (boxes)
         self.frames: dict[int, torch.Tensor] = {}  # this segment's recent converted frames (C, H, W) in [0, 1]
         self.first: int | None = None  # the segment's first frame number
         self.pending: deque[int] = deque()  # frame numbers received whose score is not out yet
@@ -126,11 +133,21 @@ class CausalScorer:
         frame = convert_frame(image, self.channels, self.size)  # (H, W, C) uint8
         return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div_(255.0)
 
-    def push(self, index: int, image: np.ndarray) -> list[tuple[int, float, float]]:
-        """Add frame `index`; returns the (frame, raw, score) that became ready (at most one)."""
+    def push(self, index: int, image: np.ndarray) -> list[tuple[int, float, float, list | None]]:
+        """Add frame `index`; returns the (frame, raw, score, boxes) that became ready (at most one); boxes: the
+        best boxes of an object model's frame ([x1, y1, x2, y2, tube score] in pixels), else None."""
         started = time.perf_counter()
         if self.first is None:
             self.first = index
+        if self.objects is not None:
+            if self.size is None:
+                self.size = tuple(image.shape[:2])
+            elif tuple(image.shape[:2]) != self.size:
+                raise VadgpuError(f"the stream's frame size changed from {self.size[1]}x{self.size[0]} to "
+                                  f"{image.shape[1]}x{image.shape[0]}; an object model's tubes need one size")
+            self.objects.boxes.observe(image)
+            self.images[index] = image
+            self.images.pop(index - self.temporal - self.ahead, None)
         self.frames[index] = self._convert(image)
         self.frames.pop(index - self.temporal - self.ahead, None)  # no pending clip reaches back that far
         self.pending.append(index)
@@ -140,28 +157,46 @@ class CausalScorer:
         self.compute_s.append(time.perf_counter() - started)
         return out
 
-    def finish(self) -> list[tuple[int, float, float]]:
+    def finish(self) -> list[tuple[int, float, float, list | None]]:
         """Score the frames still pending, the segment's last frame standing in for the frames after it."""
         last = max(self.frames) if self.frames else None
         out = [self._score(self.pending.popleft(), last) for _ in range(len(self.pending))]
         self.frames.clear()
+        self.images.clear()
         self.first = None
         return out
 
-    def _score(self, centre: int, last: int) -> tuple[int, float, float]:
+    def _score(self, centre: int, last: int) -> tuple[int, float, float, list | None]:
         indices = [min(max(centre + j, self.first), last) for j in range(-self.behind, self.ahead + 1)]
         clips = torch.stack([self.frames[i] for i in indices], dim=1)[None].to(self.device)  # (1, C, T, H, W)
+        boxes = None
         with torch.inference_mode():
-            target, recon = self.model.reconstruct(clips)
-            raw = float(scores_from_errors(error_map(target, recon), self.protocol.score,
-                                           self.protocol.mix_weight)[0])
+            if self.objects is not None:
+                raw, boxes = self.objects.score(clips, self.images[centre])
+            else:
+                target, recon = self.model.reconstruct(clips)
+                raw = float(scores_from_errors(error_map(target, recon), self.protocol.score,
+                                               self.protocol.mix_weight)[0])
         if not self.window:  # the first score stands in for the frames before it (trailing_smooth's rule)
             self.window.extend([raw] * self.window.maxlen)
         else:
             self.window.append(raw)
         smoothed = float(np.median(self.window))
         score = smoothed if self.stats is None else (smoothed - self.stats.mean) / self.stats.std
-        return centre, raw, score
+        return centre, raw, score, boxes
+
+
+def _object_scorer(model, protocol: Protocol, stored: dict | None):
+    """The live tube scorer of an object model: its location statistics (when the protocol asks for them) and the
+    lowest training frame score (a frame without a box before any with one) from the weights file."""
+    from vadgpu.evaluation.runner import stored_location
+    from vadgpu.evaluation.train_scores import raw_train_scores
+    from vadgpu.live.objects import LiveObjectScorer
+
+    location = stored_location(stored, protocol)
+    train = raw_train_scores(stored, protocol)
+    floor = float(min(s.min() for s in train)) if train else 0.0
+    return LiveObjectScorer(model, protocol, location, floor)
 
 
 class EventDetector:
@@ -173,19 +208,19 @@ class EventDetector:
         self.current: Event | None = None
         self.events: list[Event] = []
 
-    def update(self, frame: int, when: float, score: float) -> bool:
-        """Feed one frame's score; returns whether the frame is in an event."""
+    def update(self, frame: int, when: float, score: float, boxes: list | None = None) -> bool:
+        """Feed one frame's score (and an object model's boxes); returns whether the frame is in an event."""
         if self.threshold is None:
             return False
         if score >= self.threshold:
             if self.current is None:
-                self.current = Event(frame, when, frame, when, frame, score)
+                self.current = Event(frame, when, frame, when, frame, score, peak_boxes=boxes)
                 self.on_start(self.current)
             else:
                 event = self.current
                 event.end_frame, event.end_time, event.frames = frame, when, event.frames + 1
                 if score > event.peak_score:
-                    event.peak_frame, event.peak_score = frame, score
+                    event.peak_frame, event.peak_score, event.peak_boxes = frame, score, boxes
             return True
         self.close("score below threshold")
         return False
@@ -218,7 +253,10 @@ class LineFiles:
         self._scores.flush()
 
     def event(self, event: Event) -> None:
-        self._events.write(json.dumps(asdict(event)) + "\n")
+        record = asdict(event)
+        if record["peak_boxes"] is None:  # a frame model's event has no boxes
+            del record["peak_boxes"]
+        self._events.write(json.dumps(record) + "\n")
         self._events.flush()
 
     def close(self) -> None:
@@ -307,7 +345,7 @@ def score_stream(source: str, model, *, out: Path, protocol: Protocol, norm: str
 
     device = device or torch.device("cpu")
     stats, threshold = live_settings(model, protocol, norm, threshold, stored)
-    scorer = CausalScorer(model, protocol, stats, device)
+    scorer = CausalScorer(model, protocol, stats, device, stored)
     stream = FrameStream(source, retries=retries, retry_delay=retry_delay)
     summary = LiveSummary(delay_frames=scorer.ahead, threshold=threshold, stats=stats)
     files = LineFiles(Path(out))
@@ -324,12 +362,12 @@ def score_stream(source: str, model, *, out: Path, protocol: Protocol, norm: str
 
     detector = EventDetector(threshold, started, ended)
 
-    def emit(results: list[tuple[int, float, float]]) -> None:
+    def emit(results: list[tuple[int, float, float, list | None]]) -> None:
         nonlocal video
-        for index, raw, score in results:
+        for index, raw, score, boxes in results:
             frame_index, when, image = images.popleft()
             assert frame_index == index
-            alarm = detector.update(index, when, score)
+            alarm = detector.update(index, when, score, boxes)
             files.score(index, when, raw, score, alarm)
             if video_out is not None:
                 if video is None:
