@@ -184,3 +184,58 @@ class HeatmapVideoWriter:
         self._container.close()
         self._source.close()
         self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+def write_object_heatmap(path: str | Path, video: PreparedVideo, records, raw_scores: np.ndarray) -> Path:
+    """The heatmap video of an object model, written once the video is scored: each source frame with its scored
+    boxes (the best one red, the others white) beside the same frame with every box filled by its tube's score,
+    and the raw score curve under them (the HeatmapLayout of frame models). `records` are an ObjectScorer's
+    (video, frame, boxes, raw, score) of this one video, `raw_scores` the per-frame raw scores. The colours span
+    the video's own range of tube scores (lowest transparent, highest opaque yellow): unlike the frame models'
+    writer this one sees the whole video first."""
+    av = require("av", f"writing the heatmap video {path}")
+    path = Path(path)
+    if records:
+        _, frames, boxes, _, scores = (np.concatenate(part) for part in zip(*records))
+    else:
+        frames, boxes, scores = np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0)
+    low, high = (float(scores.min()), float(scores.max())) if scores.size else (0.0, 1.0)
+    level = (scores - low) / (high - low) if high > low else np.ones_like(scores)
+    fps = video.fps if video.fps and video.fps > 0 else 25.0
+    layout = None
+    source_frames = iter_frames(video.video)
+    with atomic_path(path) as tmp:
+        container = av.open(str(tmp), mode="w", format="mp4")
+        try:
+            stream = None
+            for index in range(video.num_frames):
+                source = next(source_frames, None)
+                if source is None:
+                    raise VadgpuError(f"{video.video.path}: the source ended after {index} frames, but "
+                                      f"{video.num_frames} were scored; cannot draw the heatmap video")
+                if layout is None:
+                    layout = HeatmapLayout(source.shape[0], source.shape[1], video.num_frames)
+                    stream = container.add_stream(CODEC, rate=Fraction(fps).limit_denominator(1001))
+                    stream.height, stream.width = layout.size
+                    stream.pix_fmt = "yuv420p"
+                    stream.options = dict(CODEC_OPTIONS)
+                height, width = source.shape[:2]
+                heat = np.zeros((height, width), np.float32)
+                mine = np.flatnonzero(frames == index)
+                mine = mine[np.argsort(level[mine])]  # the best box drawn last, on top
+                drawn = source.copy()
+                for rank, row in enumerate(mine[::-1]):
+                    x1, y1, x2, y2 = (int(round(v)) for v in boxes[row] * np.array([width, height, width, height]))
+                    region = heat[max(y1, 0):y2, max(x1, 0):x2]
+                    np.maximum(region, level[row], out=region)
+                    colour = (60, 60, 255) if rank == 0 else (235, 235, 235)
+                    cv2.rectangle(drawn, (x1, y1), (x2, y2), colour, 1)
+                image = layout.draw(drawn, heat, index, np.asarray(raw_scores[:index + 1], np.float64))
+                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                    container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+        finally:
+            container.close()
+            source_frames.close()
+    return path

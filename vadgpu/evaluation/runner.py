@@ -512,9 +512,6 @@ def score_input(
     name = safe_name(video.name)
     scorer = None
     if model.config.clips == "objects":
-        if heatmap_mp4:
-            raise VadgpuError("--heatmap-mp4 draws full-frame error maps; an object model's scores are per box "
-                              "(see objects.csv)")
         if boxes is None:
             from vadgpu.data.prepare import INPUT_DATASET
             from vadgpu.data.types import Dataset
@@ -525,7 +522,7 @@ def score_input(
         scorer = object_scorer(model, boxes, [video], "test", protocol, location=stored_location(stored, protocol))
 
     writer = None
-    if heatmap_mp4:  # encoded as batches arrive (in frame order: the test loader's contract)
+    if heatmap_mp4 and scorer is None:  # encoded as batches arrive (in frame order: the test loader's contract)
         writer = HeatmapVideoWriter(out / f"{name}-heatmap.mp4", video, protocol.score, protocol.mix_weight)
     try:
         raw = score_videos(model, [video], protocol, device, batch_size, progress, desc=f"scoring {video.name}",
@@ -539,7 +536,10 @@ def score_input(
     csv_path = write_scores_csv(out / "scores.csv", [scored])
     curve = write_curves(out, [scored], ylabel=_score_label(protocol))[0]
     if scorer is not None:
+        from vadgpu.evaluation.heatmap import write_object_heatmap
         from vadgpu.objects.tubes import native_frame_size
 
         write_object_csvs(out, ["objects"], scorer.records, native_frame_size([video]))
+        if heatmap_mp4:  # drawn after scoring: the boxes' colours span the whole video's tube scores
+            heatmap = write_object_heatmap(out / f"{name}-heatmap.mp4", video, scorer.records, raw[0])
     return ScoreResult(out=out, video=scored, csv=csv_path, curve=curve, heatmap=heatmap)
