@@ -305,7 +305,7 @@ def evaluate(
         protocol = named_protocol(protocol, data.name, model.config)
     protocol = protocol.for_model(model.config)
     temporal = model.config.temporal
-    scorers = {"train": None, "test": None}
+    test_scorer = None  # object models: the tubes of the test frames
     objects_record = None
     stored = ckpt.get("train_scores") if _fits(ckpt.get("train_scores"), data.name, root, variant) else None
     stats, stats_source, location, location_source = None, None, None, None
@@ -319,7 +319,7 @@ def evaluate(
         _check_same_detector(boxes, config.get("boxes"))
         location, location_source, stats, stats_source = _object_train_statistics(
             model, list(prepared.train), boxes, protocol, stored, device, batch_size, progress, loader, data.name)
-        scorers["test"] = object_scorer(model, boxes, test, "test", protocol, data.name, location)
+        test_scorer = object_scorer(model, boxes, test, "test", protocol, data.name, location)
     elif protocol.norm == "train":
         from vadgpu.evaluation.train_scores import stats_for
 
@@ -333,19 +333,19 @@ def evaluate(
             stats = fit_train_stats([s[scored_frames(v.num_frames, temporal, protocol, v.name)]
                                      for v, s in zip(train, raw_train)], protocol)
     raw = score_videos(model, test, protocol, device, batch_size, progress, desc="scoring test",
-                       objects=scorers["test"], loader=loader)
+                       objects=test_scorer, loader=loader)
     videos = _apply(test, raw, protocol, temporal, stats, labelled=True)
     metrics = frame_metrics({v.name: (v.labels, v.score) for v in videos})
-    if scorers["test"] is not None:
+    if test_scorer is not None:
         from vadgpu.objects.tubes import native_frame_size
 
-        scorer = scorers["test"]
-        write_object_csvs(out / "objects", [v.name for v in test], scorer.records, native_frame_size(test))
-        boxless = [scorer.boxes.count(i) == 0 for i in range(len(test))]  # (frames,) per video
+        write_object_csvs(out / "objects", [v.name for v in test], test_scorer.records, native_frame_size(test))
+        boxless = [test_scorer.boxes.count(i) == 0 for i in range(len(test))]  # (frames,) per video
         without = {v.name: int(empty.sum()) for v, empty in zip(test, boxless)}
         anomalous_without = sum(int((empty & (np.asarray(v.labels) > 0)).sum()) for v, empty in zip(test, boxless))
         objects_record = {"boxes": str(Path(boxes).resolve()), "window": model.config.window,
-                          "tube_size": list(model.config.size), "tubes_scored": sum(len(r[3]) for r in scorer.records),
+                          "tube_size": list(model.config.size),
+                          "tubes_scored": sum(len(r[3]) for r in test_scorer.records),
                           "frames_without_boxes": without, "anomalous_frames_without_boxes": anomalous_without,
                           "frame_score": "max over the frame's tubes; a frame without a box gets its video's "
                                          "lowest score",
