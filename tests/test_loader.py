@@ -85,8 +85,8 @@ def _compare(a_batches, b_batches):
 # different converters (DALI's kernels vs swscale), which changes gray by at most 1-2 levels and RGB by ~4 levels
 # on average: OpenCV upsamples the 4:2:0 chroma more coarsely (measured: DALI is 1.5 levels from the source pattern
 # on average, OpenCV 3.7).
-# Resizing uses DALI's antialiased linear filter vs OpenCV's INTER_AREA box filter: equal on flat areas, a few
-# levels apart on edges, so resized clips are compared by mean and 99th percentile.
+# On the CPU both loaders resize with OpenCV's INTER_AREA (on CUDA, DALI's antialiased linear filter: equal on
+# flat areas, a few levels apart on edges), so resized clips are compared by mean and 99th percentile.
 NATIVE_TOL = {("jpg", 1): (1e-4, 1e-5), ("tif", 1): (1e-4, 1e-5), ("jpg", 3): (1e-4, 1e-5), ("tif", 3): (1e-4, 1e-5),
               ("avi", 1): (0.008, 2.5 / 255), ("vp9", 1): (0.008, 2.5 / 255),
               ("avi", 3): (0.02, 0.06), ("vp9", 3): (0.02, 0.06)}
@@ -257,3 +257,42 @@ def test_runs_hold_several_spans_of_a_long_skip_window(media):
     loader = make_loader(media["avi"], spec, batch_size=2, device="cpu", train=True)
     assert loader.run_length == SPANS_PER_RUN * 76
     assert make_loader(media["avi"], ClipSpec(3, (H, W), 1), device="cpu").run_length == 64
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_float_clips_equal_the_uint8_gather_after_normalisation(channels):
+    """The DALI loader hands over frames + rows and gathers straight into float: bit for bit what gathering the
+    uint8 clips and normalising them gives."""
+    from vadgpu.pipelines.loader import ClipBatch, FrameSpans, gather_spans, gather_unit_float, unit_float
+
+    rng = np.random.default_rng(channels)
+    frames = torch.from_numpy(rng.integers(0, 256, (20, channels, 9, 11), dtype=np.uint8))
+    rows = torch.from_numpy(np.sort(rng.integers(0, 20, (6, 7)), axis=1))
+    uint8 = gather_spans(frames, rows)
+    assert uint8.dtype == torch.uint8 and uint8.shape == (6, channels, 7, 9, 11)
+    for k in range(6):
+        for s in range(7):
+            assert torch.equal(uint8[k, :, s], frames[rows[k, s]])
+    assert torch.equal(gather_unit_float(frames, rows), unit_float(uint8))
+    # a batch over two decode groups, with a skip window (T = 3, max_skip 3: a span of 7, the clip at 2..4)
+    spec = ClipSpec(3, (9, 11), channels, max_skip=3)
+    pieces = [(frames, rows[:4]), (frames.flip(0), rows[4:])]
+    batch = ClipBatch(None, torch.zeros(6), torch.zeros(6), spans=FrameSpans(pieces, spec))
+    want = torch.cat([unit_float(gather_spans(f, r)) for f, r in pieces])
+    assert len(batch) == 6 and torch.equal(batch.window, want) and torch.equal(batch.clips, want[:, :, 2:5])
+    assert batch._spans is None  # both gathered: the decoded frames are let go
+
+
+def test_ped2_pipeline_equals_baseline_at_users_geometries(ped2_root):
+    """256x256 RGB and 128x128 gray, T = 16, real Ped2 jpgs: the same libjpeg-turbo decode and the same OpenCV
+    resize on both loaders, so the clips are equal (documented tolerance: 1 level, for DALI's and OpenCV's
+    colour conversions; measured 0)."""
+    files = tuple(sorted((ped2_root / "training" / "frames" / "03").glob("*.jpg")))[:40]
+    video = PreparedVideo(Video("03", files[0].parent, files), files[0].parent, len(files), 25.0, 360, 240, "jpeg")
+    for size, channels in (((256, 256), 3), ((128, 128), 1)):
+        spec = ClipSpec(16, size, channels)
+        kw = dict(batch_size=8, train=True, seed=1, device="cpu", run_length=24, runs_per_group=2)
+        dali, base = list(make_loader([video], spec, **kw)), list(make_baseline_loader([video], spec, **kw))
+        assert dali[0].clips.shape == (8, channels, 16, *size)
+        diff = _compare(dali, base)
+        assert float(diff.max()) <= 1 / 255 + 1e-6, (size, channels)

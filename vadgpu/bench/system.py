@@ -65,26 +65,61 @@ def describe_system(device: torch.device) -> dict:
     return info
 
 
-class PeakMemory:
-    """Peak host RSS (this process and its largest finished child) and, on CUDA, peak torch GPU memory per stage.
+def _proc_status_mib(field: str) -> float | None:
+    """A memory field of /proc/self/status (VmHWM, VmRSS) in MiB; None where there is no such file."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
-    Host RSS peaks are process-lifetime maxima (getrusage), so a stage's value is the peak *so far*; the GPU peak
-    is reset at each stage start. DALI's own GPU allocations are outside torch's allocator and not included.
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS to its current RSS (Linux: writing 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakMemory:
+    """Peak host RSS of each stage (this process; and its largest finished child) and, on CUDA, peak torch GPU
+    memory per stage.
+
+    On Linux the process's peak is reset at each stage start (/proc/self/clear_refs), so `host_rss_peak_mib` is the
+    stage's own peak, counting what the process held before it (the libraries: `host_rss_start_mib`); elsewhere it
+    is the process-lifetime maximum (getrusage) and `host_rss_scope` says "process". The child peak is always a
+    lifetime maximum over finished children (the torch loader's workers). DALI's own GPU allocations are outside
+    torch's allocator and not included.
     """
 
     def __init__(self, device: torch.device):
         self.device = device
+        self.scope = "process"
+        self.start_rss: float | None = None
 
     def start_stage(self) -> None:
         if is_cuda(self.device):
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+        self.scope = "stage" if _reset_peak_rss() and _proc_status_mib("VmHWM") is not None else "process"
+        self.start_rss = _proc_status_mib("VmRSS")
 
-    def read(self) -> dict[str, float]:
+    def read(self) -> dict:
         scale = 1024 if sys.platform != "darwin" else 1  # ru_maxrss is KiB on Linux, bytes on macOS
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+        if self.scope == "stage":
+            own = _proc_status_mib("VmHWM")
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
-        out = {"host_rss_peak_mib": round(own / 2**20, 1), "child_rss_peak_mib": round(children / 2**20, 1)}
+        out = {"host_rss_peak_mib": round(own, 1), "host_rss_scope": self.scope,
+               "child_rss_peak_mib": round(children / 2**20, 1)}
+        if self.start_rss is not None:
+            out["host_rss_start_mib"] = round(self.start_rss, 1)
         if is_cuda(self.device):
             out["gpu_torch_peak_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
         return out

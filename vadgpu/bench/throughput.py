@@ -3,7 +3,11 @@
     decode            every frame of the training split decoded once (decode.py): 1 process and all cores; the
                       limit is the faster of the two
     baseline          the torch DataLoader reference (pipelines/baseline.py), num_workers = cores: clips/s
-    pipeline          the DALI clip loader (pipelines/loader.py): clips/s and frames decoded per clip
+    pipeline          the DALI clip loader (pipelines/loader.py): clips/s and frames decoded per clip, as it
+                      delivers them (the decoded frames and each clip's rows in them; the baseline delivers
+                      materialised uint8 clips)
+    baseline+clips    the same two, each batch's float32 clips (and skip window) then materialised: what a model
+    pipeline+clips    reads, so the like-for-like comparison of the two loaders
     baseline+kernels  the same two, each batch then turned into pseudo-anomalies by the preset's policy
     pipeline+kernels
     train             full training steps (engine.train.train_step: kernels, forward, backward, optimiser) fed by
@@ -36,7 +40,8 @@ from vadgpu.device import is_cuda, resolve_device
 from vadgpu.errors import VadgpuError
 from vadgpu.optional import available
 
-STAGES = ("decode", "baseline", "pipeline", "baseline+kernels", "pipeline+kernels", "train")
+STAGES = ("decode", "baseline", "pipeline", "baseline+clips", "pipeline+clips", "baseline+kernels",
+          "pipeline+kernels", "train")
 # The throughput targets (for a 2-core CPU): pipeline/baseline by clip length, and the two below
 SPEEDUP_TARGETS = {3: 1.5, 16: 3.0}
 DECODE_LIMIT_TARGET = 0.7  # pipeline clips/s >= 0.7 x decode-limit frames/s (all cores)
@@ -137,6 +142,11 @@ class LoaderStream:
             finally:  # also when closed mid-epoch: the loader's counters cover the part it ran
                 self.frames_decoded += self.loader.frames_decoded
                 self.clips_emitted += self.loader.clips_emitted
+
+
+def materialise(batch) -> None:
+    """What a model's first layer reads: the float32 clips, and the skip window where there is one."""
+    _ = batch.clips, batch.window  # ClipBatch gathers and converts on access
 
 
 def cycle_stream(batches: list, call: Callable) -> Iterator[int]:
@@ -277,21 +287,27 @@ class ThroughputBench:
                 "limit_from": "pool" if best is pool else "one process",
                 "decoder": "cv2.imdecode" if is_folder else "PyAV (1 thread)", "processes": self.workers}
 
-    def _loader_stage(self, kind: str, kernels: bool) -> dict:
+    def _loader_stage(self, kind: str, kernels: bool = False, clips: bool = False) -> dict:
         loader = self.loader(kind)
-        step = self.kernel_step() if kernels else None
+        step = self.kernel_step() if kernels else materialise if clips else None
         stream = LoaderStream(loader, step)
         rate = self.rate(stream)
         return {"unit": "clips/s", "rate": rate.to_dict(), "batches_per_epoch": len(loader),
                 "frames_decoded_per_clip": round(stream.frames_decoded_per_clip, 3)}
 
     def _stage_baseline(self) -> dict:
-        return self._loader_stage("baseline", kernels=False)
+        return self._loader_stage("baseline")
 
     def _stage_pipeline(self) -> dict:
-        out = self._loader_stage("pipeline", kernels=False)
+        out = self._loader_stage("pipeline")
         out["same_as_baseline"] = compare_first_batches(self.loader("baseline"), self.loader("pipeline"))
         return out
+
+    def _stage_baseline_clips(self) -> dict:
+        return self._loader_stage("baseline", clips=True)
+
+    def _stage_pipeline_clips(self) -> dict:
+        return self._loader_stage("pipeline", clips=True)
 
     def _stage_baseline_kernels(self) -> dict:
         return self._loader_stage("baseline", kernels=True)
@@ -332,7 +348,7 @@ def ratios_and_targets(stages: dict, temporal: int) -> tuple[dict, dict]:
         return stages[name]["rate"]["median"] if name in stages else None
 
     ratios, targets = {}, {}
-    for plain in ("", "+kernels"):
+    for plain in ("", "+clips", "+kernels"):
         p, b = median("pipeline" + plain), median("baseline" + plain)
         if p is not None and b:
             ratios[f"pipeline{plain}/baseline{plain}"] = round(p / b, 3)

@@ -27,7 +27,7 @@ from vadgpu.data.types import PreparedVideo
 from vadgpu.device import dali_device_id, is_cuda
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.clip_index import ClipSpec, EpochPlan, RunTable, shard_bounds
-from vadgpu.pipelines.loader import resize_frame
+from vadgpu.pipelines.loader import resize_into
 
 READER_NAME = "runs"
 PREFETCH = 2  # DALI iterations in flight: one decoding while the previous one is cut into clips
@@ -109,18 +109,18 @@ def _to_torch(tensor_list, device: torch.device) -> torch.Tensor:
 def host_frames(tensor_list, spec: ClipSpec, pool: ThreadPoolExecutor | None = None, parts: int = 1
                 ) -> torch.Tensor:
     """CPU backend: DALI's uint8 samples ((F,) H, W, C at their source size) -> (N, (F,) C, H, W) uint8 at spec.size,
-    resized like the torch loader resizes (loader.resize_frame), in `parts` pieces on `pool`'s threads where given
+    resized like the torch loader resizes (loader.resize_into), in `parts` pieces on `pool`'s threads where given
     (OpenCV releases the GIL); they become float where first used (ClipBatch)."""
     height, width = spec.size
     samples = [np.asarray(sample) for sample in tensor_list]
     lead = samples[0].shape[:-3]  # (F,) for video runs, () for single frames
-    out = np.empty((len(samples), *lead, height, width, spec.channels), dtype=np.uint8)
+    out = np.empty((len(samples), *lead, spec.channels, height, width), dtype=np.uint8)
     sources = [f for sample in samples for f in sample.reshape(-1, *sample.shape[-3:])]
-    targets = out.reshape(-1, height, width, spec.channels)
+    targets = out.reshape(-1, spec.channels, height, width)
 
     def resize(lo: int, hi: int) -> None:
         for i in range(lo, hi):
-            targets[i] = resize_frame(sources[i], spec.size).reshape(targets[i].shape)
+            resize_into(sources[i], targets[i])
 
     if pool is None or parts < 2:
         resize(0, len(sources))
@@ -128,7 +128,7 @@ def host_frames(tensor_list, spec: ClipSpec, pool: ThreadPoolExecutor | None = N
         chunks = np.linspace(0, len(sources), parts + 1).astype(int)
         for done in [pool.submit(resize, lo, hi) for lo, hi in zip(chunks[:-1], chunks[1:])]:
             done.result()
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(out, -1, -3)))  # (N, (F,) C, H, W)
+    return torch.from_numpy(out)  # (N, (F,) C, H, W)
 
 
 def _host_ints(tensor_list) -> np.ndarray:

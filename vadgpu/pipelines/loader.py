@@ -10,9 +10,10 @@
 Two DALI pipelines (dali_pipelines.py) decode *runs* (clip_index.py): video files through
 `fn.experimental.readers.video`, frame folders through file reading + `fn.decoders.image`. A loader that decodes
 T frames per clip decodes each frame T times; here each frame is decoded about once per epoch
-(`loader.frames_decoded_per_clip` reports the measured ratio), and the clips are gathered from the decoded run
-frames with one index_select per batch on the device. On the CPU the frames stay uint8 through the gather, and a
-batch's clips become float32 where they are first used (ClipBatch).
+(`loader.frames_decoded_per_clip` reports the measured ratio). A batch carries the decoded frames (uint8, on the
+device) and the row of every clip frame in them; its clips are gathered and become float32 where they are first
+used (ClipBatch): one index_select on CUDA, one pass per frame on the host. Overlapping clips are never copied
+before a consumer asks for them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ DEFAULT_RUNS_PER_GROUP = 8  # runs per DALI iteration; clips are shuffled across
 IMAGE_CODECS = frozenset(IMAGE_FORMATS.values())
 
 
+_FROM_SPANS = object()  # ClipBatch.window not gathered yet
+
+
 class ClipBatch:
     """One batch of clips and where they come from (docs/architecture.md, "Loader interface").
 
@@ -48,36 +52,76 @@ class ClipBatch:
         frame   (N,) int64: centre frame of each clip
         window  (N, C, max_skip * (T - 1) + 1, H, W) float32 when max_skip > 1, else None
 
-    The loaders hand over uint8 pixels; `clips` and `window` become float32 on first use, on the batch's device
-    (the point of use: a quarter of the bytes move until then, and nothing converts what is not used).
+    The torch loader hands over materialised uint8 clips; the DALI loader hands over the decoded frames and the
+    row of every span frame in them (`FrameSpans`): clips overlap, so a batch of 16 clips of 16 frames holds about
+    24 distinct frames. Either way `clips` and `window` become float32 on first use, on the batch's device (the
+    point of use: nothing converts or copies what is not used).
     """
 
-    def __init__(self, clips: torch.Tensor, video: torch.Tensor, frame: torch.Tensor,
-                 window: torch.Tensor | None = None):
-        self._clips, self.video, self.frame, self._window = clips, video, frame, window
+    def __init__(self, clips: torch.Tensor | None, video: torch.Tensor, frame: torch.Tensor,
+                 window: torch.Tensor | None = None, *, spans: "FrameSpans | None" = None):
+        if (clips is None) == (spans is None):
+            raise ValueError("a ClipBatch holds clips or frame spans, one of the two")
+        self.video, self.frame, self._spans = video, frame, spans
+        self._clips = clips
+        self._window = window if spans is None else _FROM_SPANS
 
     @property
     def clips(self) -> torch.Tensor:
-        if self._clips.dtype == torch.uint8:
+        if self._clips is None:
+            self._clips = self._spans.clips()
+            self._release()
+        elif self._clips.dtype == torch.uint8:
             self._clips = unit_float(self._clips)
         return self._clips
 
     @clips.setter
     def clips(self, value: torch.Tensor) -> None:
         self._clips = value
+        self._release()
 
     @property
     def window(self) -> torch.Tensor | None:
-        if self._window is not None and self._window.dtype == torch.uint8:
+        if self._window is _FROM_SPANS:
+            self._window = self._spans.window()
+            self._release()
+        elif self._window is not None and self._window.dtype == torch.uint8:
             self._window = unit_float(self._window)
         return self._window
 
     @window.setter
     def window(self, value: torch.Tensor | None) -> None:
         self._window = value
+        self._release()
+
+    def _release(self) -> None:
+        """Drop the decoded frames once nothing is left to gather from them."""
+        if self._clips is not None and self._window is not _FROM_SPANS:
+            self._spans = None
 
     def __len__(self) -> int:
-        return self._clips.shape[0]
+        return self.video.shape[0]
+
+
+class FrameSpans:
+    """A batch's clips as decoded frames + indices: pieces of (frames (F, C, H, W) uint8, rows (K, S)), where row
+    [k, j] is span frame j of the piece's clip k (a batch can take clips from two decode groups)."""
+
+    def __init__(self, pieces: list[tuple[torch.Tensor, torch.Tensor]], spec: ClipSpec):
+        self.pieces, self.spec = pieces, spec
+
+    def clips(self) -> torch.Tensor:
+        """(N, C, T, H, W) float32 in [0, 1]."""
+        plain = self.spec.clip_in_span
+        return self._gather([(frames, rows[:, plain]) for frames, rows in self.pieces])
+
+    def window(self) -> torch.Tensor | None:
+        """(N, C, S, H, W) float32 in [0, 1], or None without a skip window."""
+        return self._gather(self.pieces) if self.spec.has_window else None
+
+    @staticmethod
+    def _gather(pieces) -> torch.Tensor:
+        return concat_spans([gather_unit_float(frames, rows) for frames, rows in pieces])
 
 
 def check_decodable(videos: Sequence[PreparedVideo], backend: str) -> bool:
@@ -186,7 +230,7 @@ class ClipLoader:
         self.frames_decoded = self.clips_emitted = 0
         decoder = RunDecoder(self.videos, self.spec, self.table, plan, self.device, self.is_folder,
                              self.run_length, self.num_threads, self.seed, self.shard_id, self.num_shards)
-        pieces: list[tuple[torch.Tensor, np.ndarray]] = []
+        pieces: list[tuple[torch.Tensor, torch.Tensor, np.ndarray]] = []
         have = start = 0
         try:
             for g, (frames, row_of_run, decoded) in enumerate(decoder):  # frames (F, C, H, W) on the device
@@ -197,7 +241,7 @@ class ClipLoader:
                 pos = 0
                 while pos < len(clips):
                     take = min(self.batch_size - have, len(clips) - pos)
-                    pieces.append((gather_spans(frames, rows[pos : pos + take]), clips[pos : pos + take]))
+                    pieces.append((frames, rows[pos : pos + take], clips[pos : pos + take]))
                     have, pos = have + take, pos + take
                     if have == self.batch_size:
                         yield self._batch(pieces)
@@ -214,10 +258,12 @@ class ClipLoader:
         rows = base[:, None] + frames - self.table.run_lo[runs, None]
         return to_device(rows, self.device)
 
-    def _batch(self, pieces: list[tuple[torch.Tensor, np.ndarray]]) -> ClipBatch:
-        clips = np.concatenate([c for _, c in pieces])
+    def _batch(self, pieces: list[tuple[torch.Tensor, torch.Tensor, np.ndarray]]) -> ClipBatch:
+        clips = np.concatenate([c for _, _, c in pieces])
         self.clips_emitted += len(clips)
-        return assemble_batch(concat_spans([f for f, _ in pieces]), clips, self.table, self.spec, self.device)
+        video = to_device(self.table.run_video[self.table.clip_run[clips]], self.device)
+        frame = to_device(self.table.clip_centre[clips], self.device)
+        return ClipBatch(None, video, frame, spans=FrameSpans([(f, r) for f, r, _ in pieces], self.spec))
 
 
 # On the CPU these two run in numpy: torch's intra-op thread pool stalls against DALI's decoding threads on a
@@ -226,7 +272,32 @@ def gather_spans(frames: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """frames (F, C, H, W), rows (K, S) -> the clips' span frames (K, C, S, H, W), contiguous."""
     if frames.is_cuda:
         return frames.index_select(0, rows.reshape(-1)).unflatten(0, tuple(rows.shape)).transpose(1, 2).contiguous()
-    return torch.from_numpy(np.ascontiguousarray(frames.numpy()[rows.numpy()].transpose(0, 2, 1, 3, 4)))
+    source, index = frames.numpy(), rows.numpy()
+    (k, s), (c, h, w) = index.shape, source.shape[1:]
+    if c == 1:  # (K, S, 1, H, W) is (K, 1, S, H, W) in memory: one gather
+        return torch.from_numpy(source[index].reshape(k, 1, s, h, w))
+    # one copy per frame, straight into place (a gather, then a transpose, is two; measured 1.5-5x slower at
+    # 256x256 RGB)
+    out = np.empty((k, c, s, h, w), dtype=source.dtype)
+    for i in range(k):
+        for j in range(s):
+            out[i, :, j] = source[index[i, j]]
+    return torch.from_numpy(out)
+
+
+def gather_unit_float(frames: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """unit_float(gather_spans(frames, rows)), bit for bit; on the host in one pass, each frame divided straight into
+    its place in the float clips."""
+    if frames.is_cuda:
+        return unit_float(gather_spans(frames, rows))
+    source, index = frames.numpy(), rows.numpy()
+    (k, s), (c, h, w) = index.shape, source.shape[1:]
+    out = np.empty((k, c, s, h, w), dtype=np.float32)
+    scale = np.float32(255.0)
+    for i in range(k):
+        for j in range(s):
+            np.divide(source[index[i, j]], scale, out=out[i, :, j])
+    return torch.from_numpy(out)
 
 
 def _contiguous(x: torch.Tensor) -> torch.Tensor:
@@ -258,6 +329,23 @@ def resize_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if image.shape[:2] == (height, width):
         return image
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def resize_into(image: np.ndarray, planes: np.ndarray) -> None:
+    """One uint8 frame (H, W[, C]) resized as resize_frame does, written channels first into `planes` (C, h, w):
+    OpenCV writes the resize and splits the channels in place (a numpy channels-last to channels-first transpose
+    costs several times the resize at 256x256 RGB)."""
+    import cv2
+
+    channels, height, width = planes.shape
+    if channels == 1:
+        source = image.reshape(image.shape[:2])
+        if source.shape == (height, width):
+            planes[0] = source
+        else:
+            cv2.resize(source, (width, height), dst=planes[0], interpolation=cv2.INTER_AREA)
+    else:
+        cv2.split(resize_frame(image, (height, width)), list(planes))
 
 
 def unit_float(frames: torch.Tensor) -> torch.Tensor:
