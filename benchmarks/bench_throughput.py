@@ -4,15 +4,17 @@
     .venv/bin/python benchmarks/bench_throughput.py ped2-t3 --seconds 3  # one of them, shorter windows
     .venv/bin/python benchmarks/bench_throughput.py --device cuda        # the same on a GPU (NVDEC / nvJPEG)
 
-Each configuration writes benchmarks/results/throughput-<name>-<host kind>.json (host kind: "cpu" or the GPU's
-name) and prints the table. The measuring code is vadgpu.bench (the same as the command); this file only names
-the configurations and makes the synthetic MJPEG set (fixed seed) when it is missing.
+Each configuration runs in a process of its own, writes benchmarks/results/throughput-<name>-<host kind>.json
+(host kind: "cpu" or the GPU's name) and prints its table; then the README table of every result. The measuring
+code is vadgpu.bench (the same as the command); this file only names the configurations and makes the synthetic
+MJPEG set (fixed seed) when it is missing.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,7 +34,8 @@ HERE = Path(__file__).resolve().parent
 PED2 = HERE.parent.parent / "shared" / "datasets" / "ped2"
 SYNTH = HERE.parent / ".cache" / "bench-synth-320x240"  # made here once: 6 x 160 frames of MJPEG at 320x240
 
-DATA_STAGES = ("decode", "baseline", "pipeline", "baseline+kernels", "pipeline+kernels")
+DATA_STAGES = ("decode", "baseline", "pipeline", "baseline+clips", "pipeline+clips", "baseline+kernels",
+               "pipeline+kernels")
 # name -> dataset and clip settings; T = 3 is DDL's clip, T = 16 the dual-path model's (plain clips: --max-skip 0)
 CONFIGS = {
     "ped2-t3": dict(dataset="ped2", root=str(PED2), preset="ddl-ped2-cpu", temporal=3),
@@ -72,10 +75,19 @@ def ensure_synthetic() -> None:
 @click.option("--repeats", default=3, show_default=True, help="timed windows per stage")
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--no-progress", is_flag=True)
-def main(names, device, seconds, repeats, batch_size, no_progress):
+@click.option("--no-summary", is_flag=True, help="skip the README table of every result on this host kind")
+def main(names, device, seconds, repeats, batch_size, no_progress, no_summary):
     """Measure the README's throughput configurations and write their JSON results."""
     kind = host_kind(resolve_device(device))
-    for name in names or sorted(CONFIGS):
+    names = names or sorted(CONFIGS)
+    if len(names) > 1:
+        # one process per configuration: a process keeps the memory it has touched (DALI's pools, the allocator's
+        # arenas), so a configuration's peak RSS would otherwise count the ones measured before it
+        options = ["--device", device, "--seconds", str(seconds), "--repeats", str(repeats),
+                   "--batch-size", str(batch_size)] + (["--no-progress"] if no_progress else [])
+        for name in names:
+            subprocess.run([sys.executable, __file__, name, "--no-summary", *options], check=True)
+    for name in names if len(names) == 1 else ():
         config = CONFIGS[name]
         if config["dataset"] == "synthetic":
             ensure_synthetic()
@@ -90,6 +102,8 @@ def main(names, device, seconds, repeats, batch_size, no_progress):
         atomic_write_json(out, result)
         click.echo(f"== {name}\n{format_table(result)}\n\n{format_markdown(result)}\nwrote {out}\n")
         sys.stdout.flush()
+    if no_summary:
+        return
     done = [HERE / "results" / f"throughput-{name}-{kind}.json" for name in sorted(CONFIGS)]
     results = [json.loads(path.read_text()) for path in done if path.exists()]
     click.echo("README table (every result on this host kind):\n" + format_summary(results))
