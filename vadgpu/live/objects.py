@@ -32,14 +32,14 @@ class LiveBoxes:
 
     def __init__(self, detector: BackgroundSubtractionDetector | None = None):
         self.detector = detector or BackgroundSubtractionDetector()
-        self.kept: list[np.ndarray] = []
+        self.kept: list[np.ndarray] = []  # the kept frames as the detector compares them (gray, blurred)
         self.seen = 0
 
     def observe(self, image: np.ndarray) -> None:
         """Every arriving frame (H, W, 3) BGR uint8, in order."""
         if self.seen % BACKGROUND_STRIDE == 0:
-            self.kept = (self.kept + [image])[-self.detector.background_frames:]
-            self.detector.set_background(self.kept)
+            self.kept = (self.kept + [self.detector.gray(image)])[-self.detector.background_frames:]
+            self.detector.set_gray_background(self.kept)
         self.seen += 1
 
     def boxes(self, image: np.ndarray) -> np.ndarray:

@@ -377,7 +377,8 @@ class BackgroundSubtractionDetector(Detector):
         return f"bgsub:median{self.background_frames}-t{self.threshold}-a{self.min_area}"
 
     @staticmethod
-    def _gray(frame: np.ndarray) -> np.ndarray:
+    def gray(frame: np.ndarray) -> np.ndarray:
+        """A BGR frame as the detector compares it: gray, blurred (5 x 5 Gaussian)."""
         return cv2.GaussianBlur(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (5, 5), 0)
 
     def set_background(self, frames: Sequence[np.ndarray]) -> None:
@@ -386,7 +387,11 @@ class BackgroundSubtractionDetector(Detector):
         if not frames:
             raise VadgpuError("bgsub: no frames to build a background from")
         pick = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), self.background_frames)).round().astype(int))
-        self.background = np.median(np.stack([self._gray(frames[i]) for i in pick]), axis=0).astype(np.float32)
+        self.set_gray_background([self.gray(frames[i]) for i in pick])
+
+    def set_gray_background(self, grays: Sequence[np.ndarray]) -> None:
+        """Median of frames already made gray by `gray` (all of them) as the background."""
+        self.background = np.median(np.stack(grays), axis=0).astype(np.float32)
 
     def begin_video(self, source) -> None:
         self.set_background(source.sample(self.background_frames))
@@ -398,7 +403,7 @@ class BackgroundSubtractionDetector(Detector):
             self.set_background(frames)
         out = []
         for frame in frames:
-            gray = self._gray(frame)
+            gray = self.gray(frame)
             if gray.shape != self.background.shape:
                 raise VadgpuError(f"bgsub: frame size {gray.shape} differs from the background {self.background.shape}")
             diff = np.abs(gray.astype(np.float32) - self.background)  # (H, W)
