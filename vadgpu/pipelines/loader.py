@@ -53,9 +53,10 @@ class ClipBatch:
         window  (N, C, max_skip * (T - 1) + 1, H, W) float32 when max_skip > 1, else None
 
     The torch loader hands over materialised uint8 clips; the DALI loader hands over the decoded frames and the
-    row of every span frame in them (`FrameSpans`): clips overlap, so a batch of 16 clips of 16 frames holds about
-    24 distinct frames. Either way `clips` and `window` become float32 on first use, on the batch's device (the
-    point of use: nothing converts or copies what is not used).
+    row of every span frame in them (`FrameSpans`): clips overlap and share their decode group's frames (about 1.4
+    decoded frames per clip at T = 16), so nothing holds T copies of a frame until it is asked for. Either way
+    `clips` and `window` become float32 on first use, on the batch's device (the point of use: nothing converts or
+    copies what is not used).
     """
 
     def __init__(self, clips: torch.Tensor | None, video: torch.Tensor, frame: torch.Tensor,
@@ -266,7 +267,7 @@ class ClipLoader:
         return ClipBatch(None, video, frame, spans=FrameSpans([(f, r) for f, r, _ in pieces], self.spec))
 
 
-# On the CPU these two run in numpy: torch's intra-op thread pool stalls against DALI's decoding threads on a
+# On the CPU the gathers run in numpy: torch's intra-op thread pool stalls against DALI's decoding threads on a
 # busy 2-core machine (measured 39 ms vs under 1 ms per batch gather); on CUDA they are plain device ops.
 def gather_spans(frames: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """frames (F, C, H, W), rows (K, S) -> the clips' span frames (K, C, S, H, W), contiguous."""
