@@ -4,7 +4,9 @@
 
 Two tables: the object-mode runs (config `clips: objects`, from benchmarks/ped2/run_objects.sh) with the micro AUC
 over all 12 test videos, over 01-06 (the videos the recipe was chosen on) and over 07-12 alone, and the mean and
-spread over the seeds of each recipe; then the full-frame runs.
+spread over the seeds of each recipe; the dual-path model's two forms (benchmarks/ped2/run_authors.sh: vadgpu's and
+the authors', each under vadgpu's default scoring and under `--protocol dualpath-authors`, eval-authors/); then the
+other full-frame runs.
 
 Each run folder holds config.yaml, summary.json, log.jsonl and eval/{metrics.json, scores.csv} (the default
 patch-max score), for newer runs also eval-psnr/ (the same checkpoint scored by PSNR), as copied by
@@ -114,6 +116,37 @@ def object_row(run: Path) -> tuple[str, str, list[float]]:
     return run.name.split("-seed")[0], line, numbers
 
 
+def form_row(run: Path) -> tuple[str, str, list[float]]:
+    """(form, table row, [micro, macro, micro and macro under the authors' scoring]) of a run_authors.sh run."""
+    summary = json.loads((run / "summary.json").read_text())
+    ours, theirs = checked_metrics(run / "eval"), checked_metrics(run / "eval-authors")
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    numbers = [100 * ours["micro_auc"], 100 * ours["macro_auc"], 100 * theirs["micro_auc"], 100 * theirs["macro_auc"]]
+    line = (f"| {run.name} | {config['preset']} | {config['seed']} | " + " | ".join(f"{x:.2f}" for x in numbers)
+            + f" | {summary['steps']} | {summary['seconds'] / 60:.1f} |")
+    return run.name.split("-seed")[0], line, numbers
+
+
+def print_forms(runs: list[Path]) -> None:
+    """The dual-path model's two forms (benchmarks/ped2/run_authors.sh), each under both protocols."""
+    print("| run | preset | seed | micro AUC | macro AUC | micro AUC, authors' scoring | macro AUC, authors' scoring "
+          "| steps | train min |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    forms: dict[str, list[list[float]]] = defaultdict(list)
+    for run in runs:
+        form, line, numbers = form_row(run)
+        forms[form].append(numbers)
+        print(line)
+    print()
+    print("| form | seeds | micro AUC mean (min-max) | macro AUC mean (min-max) | micro, authors' scoring | "
+          "macro, authors' scoring |")
+    print("|---|---|---|---|---|---|")
+    for form, rows in forms.items():
+        cells = [f"{sum(c) / len(c):.2f} ({min(c):.2f}-{max(c):.2f})" for c in zip(*rows)]
+        print(f"| {form} | {len(rows)} | " + " | ".join(cells) + " |")
+    print()
+
+
 def main(folder: str = "benchmarks/results/ped2") -> None:
     runs = sorted(p.parent.parent for p in Path(folder).glob("*/eval/metrics.json"))
     if not runs:
@@ -136,10 +169,13 @@ def main(folder: str = "benchmarks/results/ped2") -> None:
             cells = [f"{sum(c) / len(c):.2f} ({min(c):.2f}-{max(c):.2f})" for c in zip(*rows)]
             print(f"| {recipe} | {len(rows)} | " + " | ".join(cells) + " |")
         print()
+    forms = [run for run in runs if not is_object[run] and (run / "eval-authors").is_dir()]
+    if forms:
+        print_forms(forms)
     print("| run | micro AUC | published | macro AUC | EER | AP | micro AUC, PSNR | steps | train min | final w |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for run in runs:
-        if not is_object[run]:
+        if not is_object[run] and run not in forms:
             print(row(run))
 
 
