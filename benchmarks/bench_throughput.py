@@ -80,33 +80,37 @@ def main(names, device, seconds, repeats, batch_size, no_progress, no_summary):
     """Measure the README's throughput configurations and write their JSON results."""
     kind = host_kind(resolve_device(device))
     names = names or sorted(CONFIGS)
-    if len(names) > 1:
+    if len(names) == 1:
+        measure(names[0], kind, device=device, seconds=seconds, repeats=repeats, batch_size=batch_size,
+                progress=not no_progress)
+    else:
         # one process per configuration: a process keeps the memory it has touched (DALI's pools, the allocator's
         # arenas), so a configuration's peak RSS would otherwise count the ones measured before it
         options = ["--device", device, "--seconds", str(seconds), "--repeats", str(repeats),
                    "--batch-size", str(batch_size)] + (["--no-progress"] if no_progress else [])
         for name in names:
             subprocess.run([sys.executable, __file__, name, "--no-summary", *options], check=True)
-    for name in names if len(names) == 1 else ():
-        config = CONFIGS[name]
-        if config["dataset"] == "synthetic":
-            ensure_synthetic()
-        elif not Path(config["root"]).is_dir():
-            click.echo(f"{name}: skipped, {config['root']} not found", err=True)
-            continue
-        settings = ThroughputSettings(**config, device=device, seconds=seconds, repeats=repeats,
-                                      batch_size=batch_size, progress=not no_progress)
-        result = run_throughput(settings)
-        result["config"] = name
-        out = HERE / "results" / f"throughput-{name}-{kind}.json"
-        atomic_write_json(out, result)
-        click.echo(f"== {name}\n{format_table(result)}\n\n{format_markdown(result)}\nwrote {out}\n")
-        sys.stdout.flush()
     if no_summary:
         return
     done = [HERE / "results" / f"throughput-{name}-{kind}.json" for name in sorted(CONFIGS)]
     results = [json.loads(path.read_text()) for path in done if path.exists()]
     click.echo("README table (every result on this host kind):\n" + format_summary(results))
+
+
+def measure(name: str, kind: str, **options) -> None:
+    """One configuration: measure it, write its JSON, print its tables."""
+    config = CONFIGS[name]
+    if config["dataset"] == "synthetic":
+        ensure_synthetic()
+    elif not Path(config["root"]).is_dir():
+        click.echo(f"{name}: skipped, {config['root']} not found", err=True)
+        return
+    result = run_throughput(ThroughputSettings(**config, **options))
+    result["config"] = name
+    out = HERE / "results" / f"throughput-{name}-{kind}.json"
+    atomic_write_json(out, result)
+    click.echo(f"== {name}\n{format_table(result)}\n\n{format_markdown(result)}\nwrote {out}\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -116,6 +116,11 @@ def object_row(run: Path) -> tuple[str, str, list[float]]:
     return run.name.split("-seed")[0], line, numbers
 
 
+def spread_cells(rows: list[list[float]]) -> list[str]:
+    """'mean (min-max)' of each column of the seeds' numbers."""
+    return [f"{sum(c) / len(c):.2f} ({min(c):.2f}-{max(c):.2f})" for c in zip(*rows)]
+
+
 def form_row(run: Path) -> tuple[str, str, list[float]]:
     """(form, table row, [micro, macro, micro and macro under the authors' scoring]) of a run_authors.sh run."""
     summary = json.loads((run / "summary.json").read_text())
@@ -142,7 +147,7 @@ def print_forms(runs: list[Path]) -> None:
           "macro, authors' scoring |")
     print("|---|---|---|---|---|---|")
     for form, rows in forms.items():
-        cells = [f"{sum(c) / len(c):.2f} ({min(c):.2f}-{max(c):.2f})" for c in zip(*rows)]
+        cells = spread_cells(rows)
         print(f"| {form} | {len(rows)} | " + " | ".join(cells) + " |")
     print()
 
@@ -166,7 +171,7 @@ def main(folder: str = "benchmarks/results/ped2") -> None:
         for recipe, _, numbers in objects:
             recipes[recipe].append(numbers)
         for recipe, rows in recipes.items():
-            cells = [f"{sum(c) / len(c):.2f} ({min(c):.2f}-{max(c):.2f})" for c in zip(*rows)]
+            cells = spread_cells(rows)
             print(f"| {recipe} | {len(rows)} | " + " | ".join(cells) + " |")
         print()
     forms = [run for run in runs if not is_object[run] and (run / "eval-authors").is_dir()]

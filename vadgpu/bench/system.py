@@ -112,9 +112,8 @@ class PeakMemory:
 
     def read(self) -> dict:
         scale = 1024 if sys.platform != "darwin" else 1  # ru_maxrss is KiB on Linux, bytes on macOS
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
-        if self.scope == "stage":
-            own = _proc_status_mib("VmHWM")
+        own = (_proc_status_mib("VmHWM") if self.scope == "stage"
+               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20)
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
         out = {"host_rss_peak_mib": round(own, 1), "host_rss_scope": self.scope,
                "child_rss_peak_mib": round(children / 2**20, 1)}
