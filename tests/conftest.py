@@ -7,6 +7,7 @@ import contextlib
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,6 +59,33 @@ def yolov3_tiny_dir() -> Path:
     if not (YOLOV3_TINY / "yolov3-tiny.weights").is_file():
         pytest.skip(f"yolov3-tiny Darknet files not found at {YOLOV3_TINY} (../shared/models is absent)")
     return YOLOV3_TINY
+
+
+def make_tiny_darknet(folder: Path, seed: int = 0) -> Path:
+    """A Darknet network of five 3x3 convolutions (batch norm, leaky ReLU) with 2x2 max pools between them, so
+    that its layer `leaky_9` is a 16-channel map at stride 16 as yolov3-tiny's is (256 channels), and random
+    weights in Darknet's format: folder/tiny.cfg + folder/tiny.weights (returned)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    filters = [4, 4, 8, 8, 16]
+    lines = ["[net]", "width=64", "height=64", "channels=3", ""]
+    for i, count in enumerate(filters):
+        if i:
+            lines += ["[maxpool]", "size=2", "stride=2", ""]
+        lines += ["[convolutional]", "batch_normalize=1", f"filters={count}", "size=3", "stride=1", "pad=1",
+                  "activation=leaky", ""]
+    (folder / "tiny.cfg").write_text("\n".join(lines))
+    rng = np.random.default_rng(seed)
+    # header: major, minor, revision (int32), images seen (int64); then per layer: biases, BN scales, means,
+    # variances, convolution weights (float32)
+    parts = [np.array([0, 2, 0], np.int32).tobytes(), np.array([0], np.int64).tobytes()]
+    channels = 3
+    for count in filters:
+        parts += [np.zeros(count, np.float32).tobytes(), np.ones(count, np.float32).tobytes(),
+                  np.zeros(count, np.float32).tobytes(), np.ones(count, np.float32).tobytes(),
+                  rng.normal(0, 0.5, count * channels * 9).astype(np.float32).tobytes()]
+        channels = count
+    (folder / "tiny.weights").write_bytes(b"".join(parts))
+    return folder / "tiny.weights"
 
 
 def make_tiny_training_set(base: Path, seed: int) -> tuple[Path, Path, Path]:
@@ -145,3 +173,27 @@ def folder_held_elsewhere(folder: Path, command: str):
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.fixture(scope="module")
+def object_run(tmp_path_factory):
+    """A small synthetic dataset and an object-mode DDL run trained for a few steps through `vadgpu train`
+    (no --boxes: the background-subtraction cache of both splits is made on the way)."""
+    from click.testing import CliRunner
+
+    from vadgpu.cli.main import cli
+
+    base = tmp_path_factory.mktemp("objects")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VADGPU_CACHE", str(base / "cache"))
+        runner = CliRunner()
+        root, run = base / "synth", base / "run"
+        result = runner.invoke(cli, ["data", "synth", str(root), "--train-videos", "2", "--test-videos", "2",
+                                     "--frames", "40"])
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(cli, ["train", "--dataset", "synthetic", "--root", str(root), "--preset",
+                                     "ddl-objects-cpu", "--out", str(run), "--epochs", "1", "--max-steps", "3",
+                                     "--batch-size", "2", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        assert "object tubes: 4 per clip" in result.output
+        yield base, root, run, runner, cli

@@ -80,30 +80,6 @@ def test_frame_score_is_the_max_over_its_objects_and_empty_frames_take_the_video
     assert raw_tube.tolist() == score.tolist()  # no location statistics: the score is the raw one
 
 
-@pytest.fixture(scope="module")
-def object_run(tmp_path_factory):
-    """A small synthetic dataset and an object-mode DDL run trained for a few steps through `vadgpu train`
-    (no --boxes: the background-subtraction cache of both splits is made on the way)."""
-    from click.testing import CliRunner
-
-    from vadgpu.cli.main import cli
-
-    base = tmp_path_factory.mktemp("objects")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VADGPU_CACHE", str(base / "cache"))
-        runner = CliRunner()
-        root, run = base / "synth", base / "run"
-        result = runner.invoke(cli, ["data", "synth", str(root), "--train-videos", "2", "--test-videos", "2",
-                                     "--frames", "40"])
-        assert result.exit_code == 0, result.output
-        result = runner.invoke(cli, ["train", "--dataset", "synthetic", "--root", str(root), "--preset",
-                                     "ddl-objects-cpu", "--out", str(run), "--epochs", "1", "--max-steps", "3",
-                                     "--batch-size", "2", "--no-progress"])
-        assert result.exit_code == 0, result.output
-        assert "object tubes: 4 per clip" in result.output
-        yield base, root, run, runner, cli
-
-
 def test_object_mode_trains_and_evaluates_end_to_end(object_run, monkeypatch):
     import json
 

@@ -15,7 +15,8 @@ from vadgpu.pipelines.choose import LOADERS
 
 
 # The options a named protocol (--protocol) sets itself.
-SCORING_OPTIONS = ("score", "mix_weight", "norm", "smooth", "window", "sigma", "drop_edges", "tube_norm")
+SCORING_OPTIONS = ("score", "mix_weight", "norm", "smooth", "window", "sigma", "drop_edges", "tube_norm",
+                   "appearance", "appearance_weight")
 NORM_HELP = {"video": "min-max per video (the papers)", "train": "z-score with training-set statistics",
              "none": "the smoothed raw score"}
 
@@ -62,7 +63,9 @@ def _protocol_options(norms: tuple[str, ...]):
 
 def _protocol(kw: dict) -> Protocol:
     return Protocol(score=kw["score"], norm=kw["norm"], smooth=kw["smooth"], window=kw["window"], sigma=kw["sigma"],
-                    drop_edges=kw["drop_edges"], mix_weight=kw["mix_weight"], tube_norm=kw["tube_norm"])
+                    drop_edges=kw["drop_edges"], mix_weight=kw["mix_weight"], tube_norm=kw["tube_norm"],
+                    appearance=None if kw.get("appearance") is None else str(kw["appearance"]),
+                    appearance_weight=kw.get("appearance_weight", 1.0))
 
 
 @click.command("eval")
@@ -83,6 +86,13 @@ def _protocol(kw: dict) -> Protocol:
               "dataset (0.6 x one-grid patch-max + 0.4 x global MSE on Ped2 and Avenue, per-video min-max then a "
               "gaussian of sigma 32 / 20 / 10 frames, only frames with a whole clip; see metrics.json), which "
               "sets every scoring option itself.")
+@click.option("--appearance", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Object models: Darknet YOLO weights (its .cfg beside them, e.g. yolov3-tiny.weights + "
+              "yolov3-tiny.cfg) whose features say what each tube's object is: a tube's score becomes its "
+              "location-normalised error plus --appearance-weight times the z-score of its distance to the "
+              "nearest training object. Features are computed once per box cache and kept beside it.")
+@click.option("--appearance-weight", type=float, default=1.0, show_default=True,
+              help="--appearance: weight of the appearance z-score.")
 @_protocol_options(NORMALISATIONS)
 @click.pass_context
 def eval_command(ctx, run, checkpoint, dataset, root, variant, out, boxes, protocol_name, **kw) -> None:

@@ -3,7 +3,9 @@
 For each test batch (clips at the video's resolution, centred on consecutive frames) the boxes of every centre frame
 come from the box cache; each box gives a tube (objects/tubes.py), the model reconstructs or predicts the tube's
 centre frame, and the tube's score is the chosen score of that error map, normalised by the training tubes at its
-place in the frame where the protocol says so (`tube_norm="location"`, tube_location.py). A frame's raw score is the
+place in the frame where the protocol says so (`tube_norm="location"`, tube_location.py), plus a weighted z-score of
+how unlike the training objects the box looks where the protocol names an appearance model (tube_appearance.py).
+A frame's raw score is the
 max over its tubes. A frame without any box has nothing to be anomalous: it gets the lowest score of its video, so
 that it ranks as normal without inventing a scale (documented in the README). Every box keeps its score, so that a
 user can see *what* was flagged (`objects.csv`).
@@ -36,16 +38,20 @@ class ObjectScorer:
     score: str
     mix_weight: float
     location: LocationStats | None = None
+    appearance: np.ndarray | None = None  # (rows of `boxes`,) appearance z-score of each box (tube_appearance.py)
+    appearance_weight: float = 1.0
     records: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def __call__(self, model, clips: torch.Tensor, video: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """(N,) raw frame scores for clips (N, C, T, H, W) centred at (video, frame); -inf where a frame has no box.
 
         Also records (video, frame, box, raw score, score) of every tube for the per-object report; the score is
-        the location-normalised one when `location` is set, else the raw one."""
+        the location-normalised one when `location` is set, else the raw one, plus `appearance_weight` times the
+        box's appearance z-score when `appearance` is set."""
         height, width = clips.shape[-2:]
         video_np, frame_np = video.cpu().numpy(), frame.cpu().numpy()
-        owner_np, boxes_np = self.boxes.select(video_np, frame_np)
+        owner_np, rows_np = self.boxes.select_rows(video_np, frame_np)
+        boxes_np = self.boxes.boxes[rows_np]
         best = torch.full((clips.shape[0],), float("-inf"), device=clips.device)
         if owner_np.size == 0:
             return best
@@ -60,6 +66,9 @@ class ObjectScorer:
             scores.append(scores_from_errors(error_map(target, recon), self.score, self.mix_weight))
         raw = torch.cat(scores)  # (M,)
         tube_scores = raw if self.location is None else self.location.apply(centres, raw)
+        if self.appearance is not None:
+            looks = torch.from_numpy(self.appearance[rows_np]).to(tube_scores)
+            tube_scores = tube_scores + self.appearance_weight * looks
         best = best.scatter_reduce(0, owner, tube_scores, reduce="amax")
         self.records.append((video_np[owner_np], frame_np[owner_np], boxes_np, raw.cpu().numpy(),
                              tube_scores.cpu().numpy()))

@@ -60,6 +60,8 @@ class Protocol:
     name: str = "vadgpu"
     numbers: str | None = None
     tube_norm: str | None = None  # object models: "location" or "none"; None: the model's default
+    appearance: str | None = None  # object models: Darknet weights whose features score what a tube's object is
+    appearance_weight: float = 1.0  # weight of the appearance z-score added to the location-normalised one
 
     def __post_init__(self) -> None:
         if self.score is not None:  # None: the model's default (`for_model`)
@@ -82,6 +84,14 @@ class Protocol:
             raise VadgpuError("--norm train fits its statistics on smoothed scores; it goes with order smooth-first")
         if self.patch_grid not in PATCH_GRIDS:
             raise VadgpuError(f"patch grid {self.patch_grid!r}: choose from {', '.join(PATCH_GRIDS)}")
+        if not self.appearance_weight > 0 or math.isinf(self.appearance_weight):
+            raise VadgpuError(f"--appearance-weight {self.appearance_weight} must be a positive number")
+        if self.appearance is not None and self.tube_norm == "none":
+            raise VadgpuError("--appearance adds a z-score to each tube's location-normalised score: it needs "
+                              "--tube-norm location")
+        if self.appearance is not None and self.norm == "train":
+            raise VadgpuError("--appearance with --norm train is not supported: the training frames' statistics "
+                              "are fitted without appearance scores; use --norm none (object models' default)")
         for field in ("patch_size", "patch_stride"):
             value = getattr(self, field)
             if value is not None and value < 1:
@@ -102,6 +112,8 @@ class Protocol:
         objects = getattr(config, "clips", "frames") == "objects"
         if not objects and self.tube_norm == "location":
             raise VadgpuError("--tube-norm location normalises the tubes of an object model; this is a frame model")
+        if not objects and self.appearance is not None:
+            raise VadgpuError("--appearance scores the objects of an object model's tubes; this is a frame model")
         chosen = {"score": self.score or (OBJECT_SCORE if objects else DEFAULT_SCORE),
                   "norm": self.norm or ("none" if objects else "video"),
                   "tube_norm": self.tube_norm or ("location" if objects else "none")}

@@ -136,13 +136,15 @@ def score_videos(
 
 
 def object_scorer(model: torch.nn.Module, boxes: str | Path, videos: Sequence[PreparedVideo], split: str,
-                  protocol: Protocol, dataset: str | None = None, location: LocationStats | None = None
-                  ) -> ObjectScorer:
+                  protocol: Protocol, dataset: str | None = None, location: LocationStats | None = None,
+                  appearance: np.ndarray | None = None) -> ObjectScorer:
     """The tube scorer of an object model for `videos` (a split of the box cache at `boxes`); `location`: the
-    training tubes' statistics by place, to normalise each tube's score (tube_location.py)."""
+    training tubes' statistics by place, to normalise each tube's score (tube_location.py); `appearance`: each
+    box's appearance z-score, added with the protocol's weight (tube_appearance.py)."""
     cfg = model.config
     frame_boxes = FrameBoxes.load(boxes, videos, split=split, dataset=dataset)
-    return ObjectScorer(frame_boxes, cfg.window, cfg.size[0], protocol.score, protocol.mix_weight, location)
+    return ObjectScorer(frame_boxes, cfg.window, cfg.size[0], protocol.score, protocol.mix_weight, location,
+                        appearance, protocol.appearance_weight)
 
 
 def _object_train_statistics(model, train: list[PreparedVideo], boxes, protocol: Protocol, stored: dict | None,
@@ -319,7 +321,13 @@ def evaluate(
         _check_same_detector(boxes, config.get("boxes"))
         location, location_source, stats, stats_source = _object_train_statistics(
             model, list(prepared.train), boxes, protocol, stored, device, batch_size, progress, loader, data.name)
-        test_scorer = object_scorer(model, boxes, test, "test", protocol, data.name, location)
+        appearance = None
+        if protocol.appearance is not None:
+            from vadgpu.evaluation.tube_appearance import appearance_scores
+
+            appearance, appearance_record = appearance_scores(protocol.appearance, boxes, list(prepared.train),
+                                                              test, data, progress)
+        test_scorer = object_scorer(model, boxes, test, "test", protocol, data.name, location, appearance)
     elif protocol.norm == "train":
         from vadgpu.evaluation.train_scores import stats_for
 
@@ -352,7 +360,8 @@ def evaluate(
                           "tube_norm": protocol.tube_norm,
                           "location_stats": None if location is None else {
                               "grid": list(location.grid), "training_tubes": int(location.count.sum()),
-                              "from": location_source}}
+                              "from": location_source},
+                          "appearance": None if appearance is None else appearance_record}
 
     height, width = model.config.size
     dropped_start, dropped_end = edge_frames(temporal, protocol)

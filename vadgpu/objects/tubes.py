@@ -165,10 +165,15 @@ class FrameBoxes:
         start, stop = self._offsets[video], self._offsets[video + 1]
         return np.diff(self._first[start:stop + 1])
 
-    def select(self, video: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For clips centred at (video[i], frame[i]): (clip index of each box, boxes (M, 4) normalised xyxy)."""
+    def select_rows(self, video: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For clips centred at (video[i], frame[i]): (clip index of each box, its row in this table (M,))."""
         rows = self._offsets[video] + frame
         start, stop = self._first[rows], self._first[rows + 1]
         owner = np.repeat(np.arange(len(rows)), stop - start)
         picks = np.concatenate([np.arange(a, b) for a, b in zip(start, stop)]) if len(rows) else np.zeros(0, int)
-        return owner, self.boxes[picks.astype(np.int64)]
+        return owner, picks.astype(np.int64)
+
+    def select(self, video: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For clips centred at (video[i], frame[i]): (clip index of each box, boxes (M, 4) normalised xyxy)."""
+        owner, rows = self.select_rows(video, frame)
+        return owner, self.boxes[rows]
