@@ -250,7 +250,7 @@ def test_benchmark_scripts_name_a_missing_dataset_without_a_traceback(tmp_path):
 
     from conftest import REPO
 
-    for script in ("frame_difference.py", "object_difference.py"):
+    for script in ("frame_difference.py", "object_difference.py", "appearance_knn.py"):
         done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ped2" / script), "--root",
                                str(tmp_path / "ped2")], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr

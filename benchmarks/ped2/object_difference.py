@@ -26,7 +26,7 @@ from vadgpu.evaluation.protocol import Protocol, apply_protocol
 from vadgpu.io import atomic_write_json
 from vadgpu.objects.tubes import FrameBoxes
 
-from script_errors import open_ped2, run  # beside this script
+from script_errors import open_ped2, percent_aucs, run  # beside this script
 
 
 def object_motion_scores(frame_files, boxes: FrameBoxes, video: int) -> np.ndarray:
@@ -64,10 +64,7 @@ def main() -> None:
         "score": "sum of the squared difference to the previous frame inside each box at native resolution, max "
                  "over the frame's boxes, median 17, min-max per video",
         "boxes": Path(path).name,
-        "micro_auc": round(100 * metrics.micro_auc, 2),
-        "macro_auc": round(100 * metrics.macro_auc, 2),
-        "per_video_auc": {name: None if auc is None else round(100 * auc, 2)
-                          for name, auc in metrics.per_video_auc.items()},
+        **percent_aucs(metrics),
     }
     atomic_write_json(args.out, result)
     print(json.dumps(result))

@@ -1,4 +1,5 @@
-"""What the Ped2 benchmark scripts share: a missing dataset or a bad file is one clear line, not a traceback."""
+"""What the Ped2 benchmark scripts share: a missing dataset or a bad file is one clear line, not a traceback; AUCs
+written as percentages."""
 
 from __future__ import annotations
 
@@ -30,3 +31,11 @@ def run(main: Callable[[], None]) -> None:
         main()
     except VadgpuError as exc:
         sys.exit(f"error: {exc.format_message()}")
+
+
+def percent_aucs(metrics) -> dict:
+    """micro, macro and per-video AUC of a FrameMetrics in percent, two decimals (None where a video has one
+    class)."""
+    return {"micro_auc": round(100 * metrics.micro_auc, 2), "macro_auc": round(100 * metrics.macro_auc, 2),
+            "per_video_auc": {name: None if auc is None else round(100 * auc, 2)
+                              for name, auc in metrics.per_video_auc.items()}}

@@ -19,7 +19,9 @@ Smoothing comes before normalisation (`order="smooth-first"`) so that per-video 
 `order="normalise-first"` swaps the two, as the dual-path authors' scripts do (min-max, then gaussian_filter1d).
 `patch_size`, `patch_grid`, `patch_stride`: patch-max's patch (pixels at the model's size; None: scaled from DDL's
 16 at 256) and grid (scores.py). `name` says which named protocol set the fields (authors_protocol.py), `numbers`
-whose published numbers it took; both land in metrics.json with the rest.
+whose published numbers it took; both land in metrics.json with the rest. `appearance` (object models, with
+`tube_norm="location"`): the Darknet weights whose box features add `appearance_weight` times an appearance z-score
+to every tube's score (tube_appearance.py).
 """
 
 from __future__ import annotations
