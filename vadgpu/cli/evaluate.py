@@ -90,7 +90,8 @@ def _protocol(kw: dict) -> Protocol:
               help="Object models: Darknet YOLO weights (its .cfg beside them, e.g. yolov3-tiny.weights + "
               "yolov3-tiny.cfg) whose features say what each tube's object is: a tube's score becomes its "
               "location-normalised error plus --appearance-weight times the z-score of its distance to the "
-              "nearest training object. Features are computed once per box cache and kept beside it.")
+              "nearest training object. Features are computed once per box cache and split (OpenCV DNN, CPU) and kept "
+              "in the dataset's cache folder.")
 @click.option("--appearance-weight", type=float, default=1.0, show_default=True,
               help="--appearance: weight of the appearance z-score.")
 @_protocol_options(NORMALISATIONS)

@@ -5,10 +5,9 @@ come from the box cache; each box gives a tube (objects/tubes.py), the model rec
 centre frame, and the tube's score is the chosen score of that error map, normalised by the training tubes at its
 place in the frame where the protocol says so (`tube_norm="location"`, tube_location.py), plus a weighted z-score of
 how unlike the training objects the box looks where the protocol names an appearance model (tube_appearance.py).
-A frame's raw score is the
-max over its tubes. A frame without any box has nothing to be anomalous: it gets the lowest score of its video, so
-that it ranks as normal without inventing a scale (documented in the README). Every box keeps its score, so that a
-user can see *what* was flagged (`objects.csv`).
+A frame's raw score is the max over its tubes. A frame without any box has nothing to be anomalous: it gets the
+lowest score of its video, so that it ranks as normal without inventing a scale (documented in the README). Every
+box keeps its score, so that a user can see *what* was flagged (`objects.csv`).
 """
 
 from __future__ import annotations

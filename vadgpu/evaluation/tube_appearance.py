@@ -83,12 +83,12 @@ def appearance_scores(weights, boxes_path, train: list, test: list, dataset, pro
     test, "test")`) against the boxes of the training videos, with features of the Darknet `weights`
     (objects/appearance.py), each split's features read from the dataset's cache folder when computed before.
     Returns (scores, a record for metrics.json)."""
+    from vadgpu.data.prepare import cache_dir_for
     from vadgpu.objects.appearance import DarknetFeatures, cached_box_features
-    from vadgpu.objects.default_boxes import default_boxes_path
     from vadgpu.objects.tubes import FrameBoxes
 
     extractor = DarknetFeatures(weights)
-    cache_dir = default_boxes_path(dataset, "any", "any").parent
+    cache_dir = cache_dir_for(dataset, "cpu").parent  # the dataset's folder, beside its default box cache
     features, record = {}, {"model": str(Path(weights).resolve()), "features": extractor.describe(),
                             "neighbours": NEIGHBOURS}
     tables = {}
