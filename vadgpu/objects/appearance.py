@@ -31,6 +31,7 @@ import torch
 from torchvision.ops import roi_align
 
 from vadgpu.errors import VadgpuError
+from vadgpu.objects.detectors import load_darknet
 
 FEATURE_LAYER = "leaky_9"  # yolov3-tiny: output of the 256-channel convolution at stride 16
 POOL = 2  # roi_align cells per side of each box
@@ -58,14 +59,7 @@ class DarknetFeatures:
         for path, what in ((self.weights, "weights"), (self.cfg, "network description (.cfg)")):
             if not path.is_file():
                 raise VadgpuError(f"appearance features: {what} {path}: no such file")
-        if not hasattr(cv2.dnn, "readNetFromDarknet"):
-            raise VadgpuError(f"OpenCV {cv2.__version__} has no readNetFromDarknet (removed in 5.0); install opencv<5")
-        try:
-            self.net = cv2.dnn.readNetFromDarknet(str(self.cfg), str(self.weights))
-        except cv2.error as exc:
-            raise VadgpuError(f"appearance features: OpenCV cannot load {self.cfg} / {self.weights} ({exc})") from exc
-        self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+        self.net = load_darknet(self.cfg, self.weights, f"appearance features: {self.cfg} / {self.weights}")
         names = tuple(self.net.getLayerNames())
         if layer not in names:
             raise VadgpuError(f"appearance features: {self.cfg} has no layer {layer!r} (it has {', '.join(names)})")

@@ -104,6 +104,20 @@ def _check_frames(frames: Sequence[np.ndarray]) -> None:
             raise VadgpuError(f"detectors take BGR uint8 frames (H, W, 3), got {got}")
 
 
+def load_darknet(cfg: Path, weights: Path, what: str):
+    """A Darknet network (cfg + weights) as an OpenCV DNN net on the CPU; `what` names the files in the error
+    when OpenCV cannot load them."""
+    if not hasattr(cv2.dnn, "readNetFromDarknet"):
+        raise VadgpuError(f"OpenCV {cv2.__version__} has no readNetFromDarknet (removed in 5.0); install opencv<5")
+    try:
+        net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    except cv2.error as exc:
+        raise VadgpuError(f"{what}: OpenCV cannot load them ({exc})") from exc
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    return net
+
+
 class DarknetDetector(Detector):
     """YOLO (v3 / v3-tiny / v4) in Darknet format through OpenCV's DNN module (`cv2.dnn.readNetFromDarknet`)."""
 
@@ -130,14 +144,7 @@ class DarknetDetector(Detector):
         if not self.class_names:
             raise VadgpuError(f"--names {names_path}: no class names in the file")
         self.class_ids = resolve_classes(classes, self.class_names, str(names_path))
-        if not hasattr(cv2.dnn, "readNetFromDarknet"):
-            raise VadgpuError(f"OpenCV {cv2.__version__} has no readNetFromDarknet (removed in 5.0); install opencv<5")
-        try:
-            self.net = cv2.dnn.readNetFromDarknet(str(self.cfg), str(self.weights))
-        except cv2.error as exc:
-            raise VadgpuError(f"--cfg {self.cfg} / --weights {self.weights}: OpenCV cannot load them ({exc})") from exc
-        self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+        self.net = load_darknet(self.cfg, self.weights, f"--cfg {self.cfg} / --weights {self.weights}")
         self.out_names = self.net.getUnconnectedOutLayersNames()
         self.conf, self.nms, self.input_size = conf, nms, input_size
         self.letterbox, self.batch_size = letterbox, batch_size
