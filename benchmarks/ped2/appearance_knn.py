@@ -44,8 +44,8 @@ def main() -> None:
     prepared = load_prepared(dataset, "cpu", progress=False)
     train, test = list(prepared.train), list(prepared.test)
     path = args.boxes or ensure_box_cache(dataset, {"train": train, "test": test})
-    looks, record = appearance_scores(args.weights, path, train, test, dataset)
     boxes = FrameBoxes.load(path, test, split="test", dataset=dataset.name)
+    looks, record = appearance_scores(args.weights, path, train, test, boxes, dataset)
     protocol = Protocol(norm="none")
     per_video = {}
     for index, video in enumerate(test):

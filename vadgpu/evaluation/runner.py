@@ -136,15 +136,15 @@ def score_videos(
 
 
 def object_scorer(model: torch.nn.Module, boxes: str | Path, videos: Sequence[PreparedVideo], split: str,
-                  protocol: Protocol, dataset: str | None = None, location: LocationStats | None = None,
-                  appearance: np.ndarray | None = None) -> ObjectScorer:
+                  protocol: Protocol, dataset: str | None = None, location: LocationStats | None = None
+                  ) -> ObjectScorer:
     """The tube scorer of an object model for `videos` (a split of the box cache at `boxes`); `location`: the
-    training tubes' statistics by place, to normalise each tube's score (tube_location.py); `appearance`: each
-    box's appearance z-score, added with the protocol's weight (tube_appearance.py)."""
+    training tubes' statistics by place, to normalise each tube's score (tube_location.py). Its `appearance`
+    (each box's appearance z-score, tube_appearance.py) is set by the caller where the protocol asks for it."""
     cfg = model.config
     frame_boxes = FrameBoxes.load(boxes, videos, split=split, dataset=dataset)
     return ObjectScorer(frame_boxes, cfg.window, cfg.size[0], protocol.score, protocol.mix_weight, location,
-                        appearance, protocol.appearance_weight)
+                        appearance_weight=protocol.appearance_weight)
 
 
 def _object_train_statistics(model, train: list[PreparedVideo], boxes, protocol: Protocol, stored: dict | None,
@@ -321,13 +321,12 @@ def evaluate(
         _check_same_detector(boxes, config.get("boxes"))
         location, location_source, stats, stats_source = _object_train_statistics(
             model, list(prepared.train), boxes, protocol, stored, device, batch_size, progress, loader, data.name)
-        appearance = None
+        test_scorer = object_scorer(model, boxes, test, "test", protocol, data.name, location)
         if protocol.appearance is not None:
             from vadgpu.evaluation.tube_appearance import appearance_scores
 
-            appearance, appearance_record = appearance_scores(protocol.appearance, boxes, list(prepared.train),
-                                                              test, data, progress)
-        test_scorer = object_scorer(model, boxes, test, "test", protocol, data.name, location, appearance)
+            test_scorer.appearance, appearance_record = appearance_scores(
+                protocol.appearance, boxes, list(prepared.train), test, test_scorer.boxes, data, progress)
     elif protocol.norm == "train":
         from vadgpu.evaluation.train_scores import stats_for
 
@@ -361,7 +360,7 @@ def evaluate(
                           "location_stats": None if location is None else {
                               "grid": list(location.grid), "training_tubes": int(location.count.sum()),
                               "from": location_source},
-                          "appearance": None if appearance is None else appearance_record}
+                          "appearance": None if test_scorer.appearance is None else appearance_record}
 
     height, width = model.config.size
     dropped_start, dropped_end = edge_frames(temporal, protocol)

@@ -77,23 +77,22 @@ def _log_distances(query: torch.Tensor, bank: torch.Tensor, k: int, query_video:
     return torch.cat(out)
 
 
-def appearance_scores(weights, boxes_path, train: list, test: list, dataset, progress: bool = True
+def appearance_scores(weights, boxes_path, train: list, test: list, test_boxes, dataset, progress: bool = True
                       ) -> tuple[np.ndarray, dict]:
-    """The appearance z-score of every box of the test videos (in the row order of `FrameBoxes.load(boxes_path,
-    test, "test")`) against the boxes of the training videos, with features of the Darknet `weights`
-    (objects/appearance.py), each split's features read from the dataset's cache folder when computed before.
-    Returns (scores, a record for metrics.json)."""
+    """The appearance z-score of every box of `test_boxes` (the FrameBoxes of the `test` videos, in its row order)
+    against the boxes of the `train` videos in the box cache at `boxes_path`, with features of the Darknet
+    `weights` (objects/appearance.py), each split's features read from the dataset's cache folder when computed
+    before. Returns (scores, a record for metrics.json)."""
     from vadgpu.data.prepare import cache_dir_for
     from vadgpu.objects.appearance import DarknetFeatures, cached_box_features
     from vadgpu.objects.tubes import FrameBoxes
 
     extractor = DarknetFeatures(weights)
     cache_dir = cache_dir_for(dataset, "cpu").parent  # the dataset's folder, beside its default box cache
-    features, record = {}, {"model": str(Path(weights).resolve()), "features": extractor.describe(),
-                            "neighbours": NEIGHBOURS}
-    tables = {}
+    record = {"model": str(Path(weights).resolve()), "features": extractor.describe(), "neighbours": NEIGHBOURS}
+    tables = {"train": FrameBoxes.load(boxes_path, train, "train", dataset.name), "test": test_boxes}
+    features = {}
     for split, videos in (("train", train), ("test", test)):
-        tables[split] = FrameBoxes.load(boxes_path, videos, split, dataset.name)
         features[split], path, cached = cached_box_features(extractor, boxes_path, videos, tables[split], split,
                                                             cache_dir, progress)
         record[f"{split}_features"] = {"file": str(path), "boxes": len(features[split]), "cached": cached}
