@@ -10,8 +10,8 @@ import pytest
 from conftest import make_tiny_darknet
 
 from vadgpu.errors import VadgpuError
-from vadgpu.evaluation.protocol import Protocol
-from vadgpu.evaluation.tube_appearance import AppearanceBank
+from vadgpu.scoring.protocol import Protocol
+from vadgpu.scoring.appearance import AppearanceBank
 from vadgpu.objects.appearance import DarknetFeatures, network_input_size
 
 

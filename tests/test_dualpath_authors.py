@@ -17,8 +17,8 @@ import torch
 from vadgpu import kernels
 from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.authors_protocol import authors_protocol, named_protocol
-from vadgpu.evaluation.protocol import apply_protocol, scored_frames
-from vadgpu.evaluation.scores import scores_from_errors
+from vadgpu.scoring.protocol import apply_protocol, scored_frames
+from vadgpu.scoring.kinds import scores_from_errors
 from vadgpu.models import build_model
 from vadgpu.models.base import zscore_frames
 from vadgpu.models.dualpath_authors import (AuthorsLossWeights, authors_losses, negative_kl, pooled_channels,

@@ -18,7 +18,7 @@ from vadgpu.data.synth import make_synthetic_dataset
 from vadgpu.data.types import PreparedVideo, Video
 from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.metrics import roc_auc
-from vadgpu.evaluation.protocol import Protocol
+from vadgpu.scoring.protocol import Protocol
 from vadgpu.evaluation.report import write_scores_csv
 from vadgpu.evaluation.runner import _apply, _place, evaluate
 from vadgpu.models.registry import build_model

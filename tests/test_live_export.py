@@ -173,7 +173,7 @@ def _live(live, source, out, *extra):
 
 
 def test_live_http_stream_equals_the_file_and_the_offline_scores(live, tmp_path):
-    from vadgpu.evaluation.protocol import Protocol
+    from vadgpu.scoring.protocol import Protocol
     from vadgpu.evaluation.runner import score_input
 
     server = _Server(live["mp4"].parent)
@@ -197,8 +197,8 @@ def test_live_http_stream_equals_the_file_and_the_offline_scores(live, tmp_path)
 
 
 def test_live_scores_follow_the_causal_protocol(live, tmp_path):
-    from vadgpu.evaluation.protocol import Protocol, trailing_smooth
-    from vadgpu.evaluation.train_scores import stats_for
+    from vadgpu.scoring.protocol import Protocol, trailing_smooth
+    from vadgpu.scoring.train_scores import stats_for
 
     code, output = _live(live, live["avi"], tmp_path / "x", "--live", "--window", "5", "--threshold", "0")
     assert code == 0, output

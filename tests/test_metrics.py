@@ -10,9 +10,9 @@ from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.metrics import equal_error_rate, frame_metrics, roc_auc
 from vadgpu.evaluation.plots import anomalous_intervals, plot_roc, plot_score_curve
 from vadgpu.evaluation.report import format_table
-from vadgpu.evaluation.protocol import Protocol, TrainStats, apply_protocol, fit_train_stats, kept_frames
-from vadgpu.evaluation.protocol import normalise_scores, smooth_scores
-from vadgpu.evaluation.scores import error_map, frame_scores, patch_max, patch_size_for
+from vadgpu.scoring.protocol import Protocol, TrainStats, apply_protocol, fit_train_stats, kept_frames
+from vadgpu.scoring.protocol import normalise_scores, smooth_scores
+from vadgpu.scoring.kinds import error_map, frame_scores, patch_max, patch_size_for
 
 # ---------------------------------------------------------------- metrics
 

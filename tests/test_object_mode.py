@@ -54,7 +54,7 @@ def test_predict_needs_an_odd_clip_of_three_or_more():
 
 
 def test_frame_score_is_the_max_over_its_objects_and_empty_frames_take_the_video_minimum():
-    from vadgpu.evaluation.object_scores import ObjectScorer, fill_frames_without_objects
+    from vadgpu.scoring.tubes import TubeScorer, fill_frames_without_objects
     from vadgpu.objects.tubes import FrameBoxes
 
     class MeanModel(torch.nn.Module):
@@ -70,7 +70,7 @@ def test_frame_score_is_the_max_over_its_objects_and_empty_frames_take_the_video
     # clip 0: two boxes (top-left bright, bottom-right dim); clip 1: one box on black; clip 2: none
     boxes = FrameBoxes(np.array([0, 0, 0]), np.array([0, 0, 1]),
                        np.array([[0.0, 0.0, 0.25, 0.25], [0.75, 0.75, 1.0, 1.0], [0.4, 0.4, 0.6, 0.6]]), [3])
-    scorer = ObjectScorer(boxes, window=10, size=10, score="mse", mix_weight=0.5)
+    scorer = TubeScorer(boxes, window=10, size=10, score="mse", mix_weight=0.5)
     raw = scorer(MeanModel(), clips, torch.tensor([0, 0, 0]), torch.tensor([0, 1, 2])).numpy()
     assert raw[0] == pytest.approx(1.0) and raw[1] == pytest.approx(0.0) and raw[2] == -np.inf
     filled, empty = fill_frames_without_objects(raw)
@@ -90,9 +90,11 @@ def test_object_mode_trains_and_evaluates_end_to_end(object_run, monkeypatch):
     record = json.loads((run / "eval" / "metrics.json").read_text())
     assert record["protocol"]["score"] == "mse"  # the object models' defaults
     assert record["protocol"]["tube_norm"] == "location" and record["protocol"]["norm"] == "none"
-    assert record["objects"]["location_stats"]["from"].startswith("the weights file")
     objects = record["objects"]
-    assert objects["window"] == 48 and objects["tube_size"] == [32, 32] and objects["tubes_scored"] > 0
+    assert objects["calibration"]["from"].startswith("the weights file")
+    assert objects["calibration"]["window"] == 48 and objects["calibration"]["tube_size"] == 32
+    assert objects["tubes_scored"] > 0 and objects["calibration"]["appearance"] is None
+    assert objects["calibration"]["tube_score"] == "location z of the tube's mse"
     rows = (run / "eval" / "objects" / "01.csv").read_text().splitlines()
     assert rows[0] == "frame,rank,score,raw_score,x1,y1,x2,y2" and len(rows) > 1
     frames = [int(r.split(",")[0]) for r in rows[1:]]

@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 from tests.cli_helpers import invoke, read_csv
 from vadgpu.checkpoint import load_checkpoint
 from vadgpu.errors import VadgpuError
-from vadgpu.evaluation.tube_location import KEY, LocationStats
+from vadgpu.scoring.location import KEY, LocationStats
 from vadgpu.weights import SHIPPED, metrics_file, shipped_weights
 
 

@@ -1,4 +1,4 @@
-"""Location-normalised tube scores (evaluation/tube_location.py): statistics by grid cell against numpy, the
+"""Location-normalised tube scores (scoring/location.py): statistics by grid cell against numpy, the
 shrinkage toward the whole frame, storage round trips, the protocol defaults they bring, and the frame max."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from vadgpu.errors import VadgpuError
-from vadgpu.evaluation.object_scores import ObjectScorer
-from vadgpu.evaluation.protocol import Protocol
-from vadgpu.evaluation.tube_location import KEY, LocationStats, cells, fit_from_records, frame_maxima
+from vadgpu.scoring.tubes import TubeScorer, frame_maxima
+from vadgpu.scoring.protocol import Protocol
+from vadgpu.scoring.location import KEY, LocationStats, cells, fit_from_records
 from vadgpu.models.registry import build_model
 from vadgpu.objects.tubes import FrameBoxes
 
@@ -106,7 +106,7 @@ def test_scorer_takes_the_max_of_normalised_tubes_and_frame_maxima_agree():
     train_boxes = torch.tensor([_box(0.1, 0.1)] * 20 + [_box(0.9, 0.9)] * 20)
     train_scores = torch.cat([torch.linspace(0.9, 1.1, 20), torch.linspace(1e-4, 2e-4, 20)]).double()
     location = LocationStats.fit(train_boxes, train_scores, "mse", grid=(2, 2), shrink=1.0)
-    scorer = ObjectScorer(boxes, window=10, size=10, score="mse", mix_weight=0.5, location=location)
+    scorer = TubeScorer(boxes, window=10, size=10, score="mse", mix_weight=0.5, location=location)
     best = scorer(MeanModel(), clips, torch.tensor([0, 0]), torch.tensor([0, 1]))
     video, frame, box, raw, score = scorer.records[0]
     assert frame.tolist() == [0, 0, 1]
@@ -115,5 +115,5 @@ def test_scorer_takes_the_max_of_normalised_tubes_and_frame_maxima_agree():
     expected = location.apply(torch.from_numpy(box), torch.from_numpy(raw).double()).numpy()
     assert score == pytest.approx(expected)
     assert best.tolist() == pytest.approx([score[1], score[2]])
-    assert frame_maxima(scorer.records, [2], location)[0] == pytest.approx(best.double().numpy())
-    assert frame_maxima(scorer.records, [3])[0].tolist() == pytest.approx([1.0, 0.01, -np.inf])
+    assert frame_maxima(video, frame, score, [2])[0] == pytest.approx(best.double().numpy())
+    assert frame_maxima(video, frame, raw, [3])[0].tolist() == pytest.approx([1.0, 0.01, -np.inf])

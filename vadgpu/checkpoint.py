@@ -14,9 +14,10 @@ A checkpoint holds
     vadgpu_version
 A run folder keeps `checkpoints/last.pt` (the newest, overwritten; what `--resume` uses), `checkpoints/epoch-NNN.pt`
 every `--save-period` epochs (the newest `--keep-last` of them), and, when training finishes, `model.pt`: the
-weights-only file (MODEL_KEYS: no optimiser, scheduler or RNG state, plus the training videos' raw scores, computed
-once at the end of training) that `vadgpu eval --run`, `vadgpu score` and `vadgpu export` read. A run extended
-with --resume and stopped before its end has a last.pt newer than its model.pt; then `find_run_model` takes last.pt.
+weights-only file (MODEL_KEYS: no optimiser, scheduler or RNG state, plus what scores are measured against,
+computed once at the end of training: the training videos' raw scores, or an object model's calibration record)
+that `vadgpu eval --run`, `vadgpu score` and `vadgpu export` read. A run extended with --resume and stopped before
+its end has a last.pt newer than its model.pt; then `find_run_model` takes last.pt.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from vadgpu.io import atomic_path
 LAST = "last.pt"
 MODEL = "model.pt"  # in the run folder itself, beside config.yaml
 EVAL_DIR = "eval"  # in the run folder: where `vadgpu eval --run` writes
-# train_scores: the training videos' raw scores (evaluation/train_scores.py), for --norm train and live scoring
-MODEL_KEYS = ("model_name", "model_config", "model", "config", "epoch", "step", "train_scores")
+# train_scores: a frame model's raw scores of its training videos (scoring/train_scores.py); calibration: an object
+# model's calibration record (scoring/calibration.py); what --norm train, score and live scoring measure against
+MODEL_KEYS = ("model_name", "model_config", "model", "config", "epoch", "step", "train_scores", "calibration")
 
 
 def epoch_checkpoint_name(epoch: int) -> str:

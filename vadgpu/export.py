@@ -1,22 +1,23 @@
-"""`vadgpu export`: a trained model as an ONNX or TorchScript file that runs without vadgpu, and its reader.
+"""`vadgpu export`: a trained model as an ONNX or TorchScript file that runs without vadgpu, and what scoring needs.
 
 The exported network is the scoring path of the model, `reconstruct`: clips (N, C, T, H, W) float32 in [0, 1] in,
 the reconstructed (or predicted) centre frame (N, C, H, W) in [0, 1] out, with a dynamic batch size. The input is
 named `clips`, the output `recon`; the score is computed from the output and the input's centre frame (index
-T // 2) as vadgpu does (evaluation/scores.py). Object models export the same way: their input is a batch of
-object tubes, cut from the frames around each box by the caller (objects/tubes.py).
+T // 2) as vadgpu does (scoring/kinds.py). Object models export the same way: their input is a batch of object
+tubes, cut from the frames around each box by the caller (objects/tubes.py). An object model whose calibration
+record has an appearance term also exports its backbone in the same graph: a second input `frames` (N, 3, h, w) RGB
+in [0, 1] (the frames resized as objects/appearance.py does, dynamic in N, h and w) and a second output `maps`.
 
 Metadata travels inside the file as one JSON document (`METADATA_KEY`): the model name and config (clip geometry,
-channels, clips mode, target), the input and output layout, the vadgpu version, and the training videos' scores
-(`train_scores`, when the weights file has them) for normalisation and the default alarm threshold. ONNX keeps it
-in the model's metadata_props, TorchScript in an extra file of the archive.
+channels, clips mode, target), the input and output layout, the vadgpu version, a frame model's training scores
+(`train_scores`) for normalisation and the default alarm threshold, and an object model's calibration record
+(`calibration`: location statistics, the appearance bank, training frame scores; tensors as base64 bytes), so
+`vadgpu score --model FILE` scores exactly as the weights file does (models/onnx_model.py reads it). ONNX keeps it
+in the model's metadata_props, TorchScript in an extra file of the archive (TorchScript holds the network only).
 
 Every export checks itself before the file is moved into place: the written file runs in onnxruntime (or is loaded
-back with torch.jit.load) on a random batch of a different size than the one traced, and its output must equal
+back with torch.jit.load) on a random batch of a different size than the one traced, and its outputs must equal
 the torch model's within `TOLERANCE` (the largest absolute difference is reported).
-
-`OnnxModel` reads an exported ONNX file (a data file: nothing in it executes as Python) and behaves like a vadgpu
-model where scoring needs one (`config`, `reconstruct`), so `vadgpu score --model FILE` runs the same code.
 """
 
 from __future__ import annotations
@@ -32,17 +33,16 @@ import torch
 from torch import nn
 
 from vadgpu import __version__
-from vadgpu.evaluation.train_scores import location_kind
 from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_path
+from vadgpu.models.onnx_model import FRAMES_NAME, INPUT_NAME, MAPS_NAME, METADATA_KEY, OUTPUT_NAME, OnnxModel
 from vadgpu.optional import require
+from vadgpu.scoring.train_scores import to_json
 
 FORMATS = ("onnx", "torchscript")
 TOLERANCE = 1e-4
-METADATA_KEY = "vadgpu"
 TORCHSCRIPT_EXTRA = "vadgpu.json"
 OPSET = 17
-INPUT_NAME, OUTPUT_NAME = "clips", "recon"
 TRACE_BATCH, CHECK_BATCH = 2, 3  # the check runs another batch size than the trace: the batch axis is dynamic
 
 
@@ -55,18 +55,24 @@ class ExportResult:
 
 
 class ScoringNetwork(nn.Module):
-    """The model's inference path as a module with a `forward`: clips -> reconstructed centre frame."""
+    """The model's inference path as a module with a `forward`: clips -> reconstructed centre frame; with an
+    appearance backbone also frames -> its feature map."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, backbone: nn.Module | None = None):
         super().__init__()
-        self.model = model
+        self.model, self.backbone = model, backbone
 
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.model.reconstruct(clips)[1]
+    def forward(self, clips: torch.Tensor, frames: torch.Tensor | None = None):
+        recon = self.model.reconstruct(clips)[1]
+        if self.backbone is None:
+            return recon
+        return recon, self.backbone(frames)
 
 
-def export_metadata(ckpt: dict, model: nn.Module, source: Path | None = None) -> dict:
+def export_metadata(ckpt: dict, model: nn.Module, calibration=None, source: Path | None = None) -> dict:
     """The JSON document an exported file carries (see the module docstring)."""
+    from vadgpu.models.onnx_model import tensors_to_json
+
     cfg = model.config
     shape = ["batch", cfg.channels, cfg.temporal, *cfg.size]
     record = {"vadgpu_version": __version__, "model_name": ckpt.get("model_name"),
@@ -75,42 +81,27 @@ def export_metadata(ckpt: dict, model: nn.Module, source: Path | None = None) ->
                         "range": [0.0, 1.0], "channels": "gray" if cfg.channels == 1 else "RGB"},
               "output": {"name": OUTPUT_NAME, "shape": ["batch", cfg.channels, *cfg.size],
                          "meaning": f"the centre frame (index {cfg.temporal // 2}) reconstructed, in [0, 1]"},
-              "train_scores": train_scores_to_json(ckpt.get("train_scores"))}
+              "train_scores": to_json(ckpt.get("train_scores")), "calibration": None}
+    if calibration is not None:
+        stored = calibration.to_record()
+        if calibration.appearance is not None:  # the backbone's weights are in the graph, not the metadata
+            features = stored["appearance"]["features"]
+            stored["appearance"]["features"] = {"identity": calibration.appearance.features.identity(),
+                                                "short_side": features["short_side"], "pool": features["pool"]}
+            record["frames_input"] = {"name": FRAMES_NAME, "shape": ["batch", 3, "height", "width"],
+                                      "meaning": "frames resized for the appearance backbone, RGB in [0, 1]",
+                                      "output": MAPS_NAME}
+        record["calibration"] = tensors_to_json(stored)
     if source is not None:
-        record["checkpoint"] = str(Path(source).resolve())
+        record["checkpoint"] = str(source)
     return record
-
-
-def train_scores_to_json(scores: dict | None) -> dict | None:
-    """A checkpoint's `train_scores` (tensors per video) as plain lists, for JSON metadata."""
-    if not scores:
-        return None
-    out = {}
-    for key, value in scores.items():
-        if isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
-            out[key] = [v.double().tolist() for v in value]
-        elif isinstance(value, dict):  # the location statistics of object models
-            out[key] = {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in value.items()}
-        else:
-            out[key] = value
-    return out
-
-
-def train_scores_from_json(scores: dict | None) -> dict | None:
-    """The inverse of `train_scores_to_json` (lists of floats back to float64 tensors)."""
-    if not scores:
-        return None
-    out = dict(scores)
-    for kind in ("patch-max", "psnr", "mse", location_kind("mse")):
-        if kind in out:
-            out[kind] = [torch.tensor(v, dtype=torch.float64) for v in out[kind]]
-    return out
 
 
 def export_model(checkpoint: str | Path, fmt: str, out: str | Path, seed: int = 0) -> ExportResult:
     """Export a vadgpu checkpoint (RUN/model.pt or a training checkpoint) as `fmt` to `out`, checked (see above)."""
     from vadgpu.checkpoint import load_checkpoint
     from vadgpu.models.registry import model_from_checkpoint
+    from vadgpu.scoring.calibration import stored_calibration
 
     if fmt not in FORMATS:
         raise VadgpuError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -120,26 +111,42 @@ def export_model(checkpoint: str | Path, fmt: str, out: str | Path, seed: int = 
     checkpoint, out = Path(checkpoint), Path(out)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     model = model_from_checkpoint(ckpt).eval()
-    network = ScoringNetwork(model).eval()
-    metadata = export_metadata(ckpt, model, checkpoint)
+    calibration = stored_calibration(ckpt, checkpoint) if model.config.clips == "objects" else None
+    backbone = None
+    if fmt == "onnx" and calibration is not None and calibration.appearance is not None:
+        backbone = calibration.appearance.features.backbone
+    network = ScoringNetwork(model, backbone).eval()
+    metadata = export_metadata(ckpt, model, calibration if fmt == "onnx" else None,
+                               checkpoint if checkpoint.is_file() else checkpoint.name)
     cfg = model.config
     generator = torch.Generator().manual_seed(seed)
-    example = torch.rand(TRACE_BATCH, cfg.channels, cfg.temporal, *cfg.size, generator=generator)
-    check = torch.rand(CHECK_BATCH, cfg.channels, cfg.temporal, *cfg.size, generator=generator)
+
+    def inputs(batch: int) -> tuple[torch.Tensor, ...]:
+        clips = torch.rand(batch, cfg.channels, cfg.temporal, *cfg.size, generator=generator)
+        if backbone is None:
+            return (clips,)
+        return clips, torch.rand(batch, 3, 64 + 32 * batch, 96, generator=generator)
+
+    example, check = inputs(TRACE_BATCH), inputs(CHECK_BATCH)
     with torch.inference_mode():
-        expected = network(check).numpy()
+        expected = network(*check)
+    expected = [e.numpy() for e in (expected if isinstance(expected, tuple) else (expected,))]
     with atomic_path(out) as tmp:
         if fmt == "onnx":
             _write_onnx(network, example, tmp, metadata)
-            got = OnnxModel(tmp).run(check.numpy())
+            exported = OnnxModel(tmp)
+            feeds = {INPUT_NAME: check[0].numpy(), **({} if backbone is None else {FRAMES_NAME: check[1].numpy()})}
+            got = [exported.run(feeds, name) for name in (OUTPUT_NAME, MAPS_NAME)[:len(expected)]]
         else:
             _write_torchscript(network, example, tmp, metadata)
             with _quiet_tracing(), torch.inference_mode():
-                got = torch.jit.load(str(tmp), map_location="cpu")(check).numpy()
-        if got.shape != expected.shape:
-            raise VadgpuError(f"export check: the {fmt} file gives shape {got.shape} for a batch of {CHECK_BATCH}, "
-                              f"torch gives {expected.shape}")
-        error = float(np.abs(got.astype(np.float64) - expected).max())
+                got = [torch.jit.load(str(tmp), map_location="cpu")(*check).numpy()]
+        error = 0.0
+        for name, have, want in zip((OUTPUT_NAME, MAPS_NAME), got, expected):
+            if have.shape != want.shape:
+                raise VadgpuError(f"export check: the {fmt} file gives {name} of shape {have.shape} for a batch of "
+                                  f"{CHECK_BATCH}, torch gives {want.shape}")
+            error = max(error, float(np.abs(have.astype(np.float64) - want).max()))
         if not error <= TOLERANCE:
             raise VadgpuError(f"export check failed: the {fmt} file differs from the torch model by {error:.3g} "
                               f"(allowed {TOLERANCE:g}); {out} was not written")
@@ -156,14 +163,19 @@ def _quiet_tracing():
         yield
 
 
-def _write_onnx(network: nn.Module, example: torch.Tensor, path: Path, metadata: dict) -> None:
+def _write_onnx(network: nn.Module, example: tuple[torch.Tensor, ...], path: Path, metadata: dict) -> None:
     onnx = require("onnx", "vadgpu export --format onnx")
+    names, outputs = [INPUT_NAME], [OUTPUT_NAME]
+    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    if len(example) == 2:  # the appearance backbone: frames of any size
+        names, outputs = names + [FRAMES_NAME], outputs + [MAPS_NAME]
+        axes.update({FRAMES_NAME: {0: "frames", 2: "height", 3: "width"},
+                     MAPS_NAME: {0: "frames", 2: "map_height", 3: "map_width"}})
     try:
         with _quiet_tracing():
             # The TorchScript-based exporter: it needs no onnxscript and handles every op of both models.
-            torch.onnx.export(network, (example,), str(path), dynamo=False, opset_version=OPSET,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+            torch.onnx.export(network, example, str(path), dynamo=False, opset_version=OPSET, input_names=names,
+                              output_names=outputs, dynamic_axes=axes)
     except Exception as exc:  # the exporter raises many types; the user needs the op that failed
         raise VadgpuError(f"ONNX export of {metadata['model_name']} failed: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:300]}") from exc
@@ -174,10 +186,10 @@ def _write_onnx(network: nn.Module, example: torch.Tensor, path: Path, metadata:
     onnx.save(proto, str(path))
 
 
-def _write_torchscript(network: nn.Module, example: torch.Tensor, path: Path, metadata: dict) -> None:
+def _write_torchscript(network: nn.Module, example: tuple[torch.Tensor, ...], path: Path, metadata: dict) -> None:
     try:
         with _quiet_tracing(), torch.no_grad():
-            traced = torch.jit.trace(network, (example,), check_trace=False)
+            traced = torch.jit.trace(network, example, check_trace=False)
     except Exception as exc:
         raise VadgpuError(f"TorchScript export of {metadata['model_name']} failed: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:300]}") from exc
@@ -195,51 +207,3 @@ def read_torchscript_metadata(path: str | Path) -> dict:
             return json.loads(archive.read(name))
     except (OSError, zipfile.BadZipFile, StopIteration, ValueError) as exc:
         raise VadgpuError(f"{path} is not a TorchScript file exported by vadgpu ({exc})") from exc
-
-
-class OnnxModel:
-    """An exported ONNX file in onnxruntime (CPU), with the parts of a vadgpu model that scoring uses:
-    `config` (rebuilt from the metadata), `reconstruct(clips) -> (centre frame, reconstruction)`, `train_scores`."""
-
-    def __init__(self, path: str | Path):
-        ort = require("onnxruntime", "scoring with an ONNX model (--model)")
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise VadgpuError(f"--model {self.path} does not exist")
-        try:
-            self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime's own exception types
-            raise VadgpuError(f"--model {self.path} is not an ONNX model onnxruntime can run "
-                              f"({str(exc).splitlines()[0][:200]})") from exc
-        meta = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if meta is None:
-            raise VadgpuError(f"--model {self.path} has no vadgpu metadata: export it with `vadgpu export`")
-        try:
-            self.metadata = json.loads(meta)
-        except ValueError as exc:
-            raise VadgpuError(f"--model {self.path}: its vadgpu metadata is not JSON ({exc})") from exc
-        from vadgpu.models.registry import model_config_from_dict
-
-        self.config = model_config_from_dict(self.metadata["model_config"], self.metadata.get("model_name"))
-        self.train_scores = train_scores_from_json(self.metadata.get("train_scores"))
-
-    def run(self, clips: np.ndarray) -> np.ndarray:
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(clips, dtype=np.float32)})[0]
-
-    def reconstruct(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from vadgpu.models.base import centre_frame, model_input
-
-        cfg = self.config
-        expected = (cfg.channels, cfg.temporal, *cfg.size)
-        if clips.dim() != 5 or tuple(clips.shape[1:]) != expected:
-            raise VadgpuError(f"--model {self.path} expects clips (N, {', '.join(map(str, expected))}), got "
-                              f"{tuple(clips.shape)}")
-        recon = torch.from_numpy(self.run(clips.detach().float().cpu().numpy())).to(clips.device)
-        return centre_frame(model_input(cfg, clips)), recon  # the target as the model saw it
-
-    # the nn.Module calls scoring makes on a model
-    def to(self, *_args, **_kwargs) -> "OnnxModel":
-        return self
-
-    def eval(self) -> "OnnxModel":
-        return self

@@ -6,7 +6,7 @@
 
 Every box of the box cache (default: the dataset's background-subtraction cache of both splits, as `vadgpu train`
 uses in object mode) gets the pooled features of a pretrained COCO detector (objects/appearance.py); a test box's
-score is the z-scored log distance to its nearest training box (evaluation/tube_appearance.py), exactly the term
+score is the z-scored log distance to its nearest training box (scoring/appearance.py), exactly the term
 `vadgpu eval --appearance` adds to an object model's tube scores, here alone. The frame's score is the max over
 its boxes (a frame without a box takes its video's lowest score), then median 17 and no per-video normalisation,
 as `vadgpu eval` scores object models, with vadgpu's own functions.
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from vadgpu.evaluation.metrics import frame_metrics
-from vadgpu.evaluation.object_scores import fill_frames_without_objects
-from vadgpu.evaluation.protocol import Protocol, apply_protocol
-from vadgpu.evaluation.tube_appearance import appearance_scores
+from vadgpu.scoring.tubes import fill_frames_without_objects
+from vadgpu.scoring.protocol import Protocol, apply_protocol
+from vadgpu.scoring.appearance import appearance_scores
 from vadgpu.io import atomic_write_json
 from vadgpu.objects.tubes import FrameBoxes
 

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from vadgpu.evaluation.metrics import frame_metrics
-from vadgpu.evaluation.protocol import Protocol, apply_protocol
-from vadgpu.evaluation.scores import patch_max, patch_size_for
+from vadgpu.scoring.protocol import Protocol, apply_protocol
+from vadgpu.scoring.kinds import patch_max, patch_size_for
 from vadgpu.io import atomic_write_json
 
 from script_errors import open_ped2, run  # beside this script

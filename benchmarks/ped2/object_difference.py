@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from vadgpu.evaluation.metrics import frame_metrics
-from vadgpu.evaluation.object_scores import fill_frames_without_objects
-from vadgpu.evaluation.protocol import Protocol, apply_protocol
+from vadgpu.scoring.tubes import fill_frames_without_objects
+from vadgpu.scoring.protocol import Protocol, apply_protocol
 from vadgpu.io import atomic_write_json
 from vadgpu.objects.tubes import FrameBoxes
 

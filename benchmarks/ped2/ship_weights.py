@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vadgpu.checkpoint import MODEL_KEYS, load_checkpoint, save_checkpoint
 from vadgpu.errors import VadgpuError
-from vadgpu.evaluation.tube_location import KEY
+from vadgpu.scoring.location import KEY
 from vadgpu.io import atomic_write_text
 from vadgpu.weights import FOLDER, SHIPPED, metrics_file
 

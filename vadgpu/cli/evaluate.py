@@ -8,9 +8,9 @@ import click
 
 from vadgpu.evaluation.authors_protocol import NAME as AUTHORS
 from vadgpu.evaluation.authors_protocol import PROTOCOL_NAMES
-from vadgpu.evaluation.protocol import GAUSSIAN_SIGMA, MEDIAN_WINDOW, NORMALISATIONS, SMOOTHINGS, Protocol
-from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, SCORE_KINDS
-from vadgpu.evaluation.tube_location import TUBE_NORMS
+from vadgpu.scoring.protocol import GAUSSIAN_SIGMA, MEDIAN_WINDOW, NORMALISATIONS, SMOOTHINGS, Protocol
+from vadgpu.scoring.kinds import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, SCORE_KINDS
+from vadgpu.scoring.location import TUBE_NORMS
 from vadgpu.pipelines.choose import LOADERS
 
 
@@ -168,7 +168,7 @@ def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, 
         if heatmap_mp4:
             raise click.UsageError("--heatmap-mp4 is for files; live scoring writes --video-out")
         return _score_live(source, checkpoint, model_file, out, threshold, video_out, retries, retry_delay,
-                           max_frames, kw)
+                           max_frames, boxes, kw)
     if threshold is not None or video_out is not None or max_frames is not None:
         raise click.UsageError("--threshold, --video-out and --max-frames are for live scoring (a stream, or "
                                "--live)")
@@ -185,13 +185,13 @@ def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, 
                              progress=not kw["no_progress"], boxes=boxes, loader=kw["loader"])
     top = int(result.video.frames[result.video.score.argmax()])
     click.echo(f"scored {result.video.frames.size} frames of {source}; highest score at frame {top}")
-    for path in (result.csv, result.curve, result.heatmap):
+    for path in (result.csv, result.curve, result.objects, result.heatmap):
         if path is not None:
             click.echo(f"wrote {path}")
 
 
 def _score_live(source, checkpoint, model_file, out, threshold, video_out, retries, retry_delay, max_frames,
-                kw) -> None:
+                boxes, kw) -> None:
     from vadgpu.checkpoint import load_checkpoint
     from vadgpu.device import resolve_device
     from vadgpu.errors import VadgpuError
@@ -203,13 +203,11 @@ def _score_live(source, checkpoint, model_file, out, threshold, video_out, retri
     if (checkpoint is None) == (model_file is None):
         raise VadgpuError("give exactly one of --checkpoint FILE and --model FILE.onnx")
     device = resolve_device(kw["device"])
-    if model_file is not None:
-        model = open_onnx_model(model_file)
-        stored = model.train_scores
-    else:
-        ckpt = load_checkpoint(checkpoint, map_location="cpu")
-        model, stored = load_model(ckpt, device), ckpt.get("train_scores")
+    ckpt = load_checkpoint(checkpoint, map_location="cpu") if model_file is None else {}
+    model = load_model(ckpt, device) if model_file is None else open_onnx_model(model_file)
     protocol = _protocol(kw).for_model(model.config)
+    objects, train_scores, train_names = _live_model_parts(model, ckpt, checkpoint or model_file, protocol, source,
+                                                           boxes, device)
     out = out if out is not None else Path.cwd() / f"{source_name(source)}-live"
     cfg = model.config
     with hold_folder(out, "vadgpu score"):
@@ -219,8 +217,9 @@ def _score_live(source, checkpoint, model_file, out, threshold, video_out, retri
                    + (f" over {protocol.window}" if protocol.smooth == "median" else "") + f", norm {kw['norm']}; "
                    "Ctrl-C stops", err=True)
         summary = score_stream(source, model, out=out, protocol=protocol, norm=kw["norm"], threshold=threshold,
-                               stored=stored, video_out=video_out, device=device, retries=retries,
-                               retry_delay=retry_delay, max_frames=max_frames, echo=click.echo)
+                               train_scores=train_scores, train_names=train_names, objects=objects,
+                               video_out=video_out, device=device, retries=retries, retry_delay=retry_delay,
+                               max_frames=max_frames, echo=click.echo)
     if summary.threshold is not None:
         click.echo(f"threshold {summary.threshold:.3f}; {len(summary.events)} event(s)")
     delay = f"{summary.delay_frames} frame(s)" + ("" if summary.delay_ms is None else f" = {summary.delay_ms:.0f} ms")
@@ -230,3 +229,99 @@ def _score_live(source, checkpoint, model_file, out, threshold, video_out, retri
     for path in (out / "scores.csv", out / "events.jsonl", video_out):
         if path is not None and Path(path).exists():
             click.echo(f"wrote {path}")
+
+
+def _live_model_parts(model, ckpt: dict, model_source, protocol, source, boxes, device):
+    """(an object model's LiveObjectScorer or None, the training frame scores and their video names) for live
+    scoring: an object model scores with its calibration record, with the boxes of `boxes` (a box cache holding
+    the file SOURCE) or found by background subtraction as the frames arrive."""
+    from vadgpu.errors import VadgpuError
+
+    if model.config.clips != "objects":
+        from vadgpu.scoring.train_scores import raw_train_scores
+
+        if boxes is not None:
+            raise VadgpuError("--boxes: a frame model scores whole frames and reads no boxes")
+        stored = ckpt.get("train_scores") if ckpt else model.train_scores
+        return None, raw_train_scores(stored, protocol), (stored or {}).get("names") or []
+    from vadgpu.evaluation.calibrate import for_scoring
+    from vadgpu.live.objects import LiveObjectScorer
+    from vadgpu.objects.detectors import BackgroundSubtractionDetector
+    from vadgpu.objects.tubes import FrameBoxes
+    from vadgpu.scoring.calibration import stored_calibration
+    from vadgpu.scoring.tubes import TubeScorer
+
+    calibration = stored_calibration(ckpt, model_source) if ckpt else model.calibration
+    cached = None
+    if boxes is not None:
+        if not Path(source).is_file():
+            raise VadgpuError(f"--boxes with live scoring replays a file with its cached boxes; {source} is a stream")
+        from vadgpu.evaluation.runner import prepare_input
+
+        video = prepare_input(source, device, progress=False, loader="torch")
+        cached = FrameBoxes.load(boxes, [video], split="test")
+    if calibration is not None:
+        if boxes is None:  # the stream's boxes come from background subtraction
+            detector = BackgroundSubtractionDetector().describe()
+            if calibration.detector is not None and calibration.detector != detector:
+                raise VadgpuError(f"live scoring finds boxes by background subtraction ({detector}), but the model "
+                                  f"was calibrated on boxes from {calibration.detector}")
+        else:
+            calibration = for_scoring(calibration, protocol, boxes, model_source)
+        if protocol.appearance == "none":
+            calibration = calibration.without_appearance()
+        if calibration.appearance is not None:
+            calibration.appearance.to(device)
+
+        def make_scorer(frame_boxes):
+            return calibration.tube_scorer(model, frame_boxes, protocol, device)
+        train = calibration.train_frame_scores()
+        floor = float(min(s.min() for s in train)) if train else 0.0
+        return LiveObjectScorer(model, make_scorer, floor, cached), train, calibration.names
+    if protocol.tube_norm == "location":
+        click.echo(f"{model_source} has no calibration record (`vadgpu calibrate` adds it): tube scores are raw "
+                   "errors", err=True)
+    cfg = model.config
+
+    def make_raw_scorer(frame_boxes):
+        return TubeScorer(frame_boxes, cfg.window, cfg.size[0], protocol.score, protocol.mix_weight)
+    return LiveObjectScorer(model, make_raw_scorer, 0.0, cached), None, []
+
+
+@click.command("calibrate")
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="An object model's weights file (RUN/model.pt), or shipped weights by name (then give --out).")
+@click.option("--appearance", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Darknet YOLO weights (its .cfg beside them, e.g. yolov3-tiny.weights + yolov3-tiny.cfg): the "
+              "backbone whose box features add the appearance term; its weights are stored in the record. "
+              "[default: no appearance term]")
+@click.option("--appearance-weight", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Weight of the appearance z-score in a tube's score.")
+@click.option("--dataset", help="Catalog name of the training videos (default: the dataset it was trained on).")
+@click.option("--root", type=click.Path(path_type=Path), help="Dataset root (default: from the checkpoint).")
+@click.option("--variant", help="Dataset variant (default: from the checkpoint).")
+@click.option("--boxes", type=click.Path(path_type=Path, dir_okay=False), help="Box cache holding the training "
+              "split (default: the training run's, else the dataset's background-subtraction cache).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the calibrated weights here [default: replace --checkpoint in place, atomically].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Clips per batch.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--loader", type=click.Choice(LOADERS), default="auto", show_default=True,
+              help="Clip loader: dali, torch (OpenCV decoding) or auto (dali where installed).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def calibrate_command(checkpoint, appearance, appearance_weight, dataset, root, variant, boxes, out, batch_size,
+                      device, loader, no_progress) -> None:
+    """Fit an object model's calibration record on its training videos and store it in the weights file.
+
+    The record holds what every tube score is measured against (the training tubes' statistics by place, and with
+    --appearance the training objects' features and the backbone that makes them), so that `vadgpu score`, live
+    scoring, `vadgpu eval` and `vadgpu export` score with it and need nothing else.
+    """
+    from vadgpu.evaluation.calibrate import calibrate_file
+
+    path, calibration = calibrate_file(checkpoint, appearance=appearance, weight=appearance_weight,
+                                       dataset=dataset, root=root, variant=variant, boxes=boxes, out=out,
+                                       device=device, batch_size=batch_size, progress=not no_progress,
+                                       loader=loader)
+    click.echo(f"tube score: {calibration.terms()}")
+    click.echo(f"wrote {path}")

@@ -40,6 +40,7 @@ def _register() -> None:
 
     cli.add_command(evaluate.eval_command)
     cli.add_command(evaluate.score_command)
+    cli.add_command(evaluate.calibrate_command)
     from vadgpu.cli import bench
 
     cli.add_command(bench.bench)

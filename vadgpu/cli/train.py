@@ -54,7 +54,7 @@ def _explicit_flags(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
         flags["size"] = (height, width)
     if "channels" in given:
         flags["channels"] = _channels(given.pop("channels"))
-    for name in ("boxes", "patches", "root"):  # absolute: `vadgpu eval --run` may run from another folder
+    for name in ("boxes", "patches", "root", "appearance"):  # absolute: `vadgpu eval --run` may run from another folder
         if name in given and not (name == "boxes" and given[name] == NO_BOXES):
             given[name] = str(Path(given[name]).expanduser().resolve())
     flags.update(given)
@@ -146,6 +146,11 @@ def with_preset_values(config: TrainConfig) -> TrainConfig:
               f"'{NO_BOXES}'. Without it, a model that needs boxes (object mode, the ddl blend, pasted patches) gets "
               "the dataset's background-subtraction cache of both splits, made once (path printed); "
               f"'{NO_BOXES}' turns the object-based pseudo-anomalies off (frame mode only).")
+@click.option("--appearance", type=click.Path(dir_okay=False), help="Object models: Darknet YOLO weights (its .cfg "
+              "beside them, e.g. yolov3-tiny.weights) whose box features go into model.pt's calibration record, so "
+              "every tube's score adds how unlike the training objects its object looks. [default: none]")
+@click.option("--appearance-weight", type=float, help="Weight of the appearance z-score in a tube's score."
+              + _default("appearance_weight"))
 @click.option("--patches", type=click.Path(), help="Patch bank for pasted patches (folder of images or an .npz). "
               "[default: the patch bank's built-in source]")
 @click.option("--resume", is_flag=True, default=False, help="Continue the run in --out from checkpoints/last.pt "

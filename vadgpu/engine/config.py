@@ -61,6 +61,8 @@ class TrainConfig:
     boxes: str | None = None  # object-box cache from `vadgpu data boxes`; None: when the model needs boxes (object
     # mode, or the ddl / patch pseudo-anomalies) a background-subtraction cache made once; NO_BOXES: none at all
     patches: str | None = None  # patch bank source for pasted patches; None: the patch bank's default
+    appearance: str | None = None  # object models: Darknet weights whose box features go into the calibration record
+    appearance_weight: float = 1.0  # the appearance term's weight in a tube's score
     # optimisation
     epochs: int = 10
     batch_size: int = 8  # clips per step per process
@@ -130,7 +132,11 @@ class TrainConfig:
             raise VadgpuError(f"grad_clip {self.grad_clip}: must be a number > 0 (or null: no clipping)")
         if self.max_steps is not None and self.max_steps < 1:
             raise VadgpuError(f"max_steps {self.max_steps}: must be >= 1")
-        for name in ("boxes", "patches"):
+        if not (math.isfinite(self.appearance_weight) and self.appearance_weight > 0):
+            raise VadgpuError(f"--appearance-weight {self.appearance_weight}: must be a number > 0")
+        if self.appearance is not None and self.clips == "frames":
+            raise VadgpuError("--appearance scores the objects of an object model's tubes; this is a frame model")
+        for name in ("boxes", "patches", "appearance"):
             value = getattr(self, name)
             if value is not None and not (name == "boxes" and value == NO_BOXES) and not Path(value).exists():
                 raise VadgpuError(f"--{name} {value}: no such file or folder")

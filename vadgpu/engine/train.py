@@ -151,35 +151,41 @@ def _model_state(parts: Components, config: TrainConfig, position: TrainingPosit
             "epoch": position.epoch, "step": position.step, "config": config.to_dict()}
 
 
-def training_video_scores(parts: Components, config: TrainConfig, ctx: DistContext) -> dict | None:
-    """The trained model's raw scores on every training video (evaluation/train_scores.py), for model.pt: what
-    live scoring and `eval --norm train` normalise by. A failure costs only the statistics, never the run."""
+def training_video_scores(parts: Components, config: TrainConfig, ctx: DistContext) -> dict:
+    """What model.pt keeps of the training videos' scores: a frame model's raw scores (`train_scores`,
+    scoring/train_scores.py), an object model's calibration record (`calibration`, scoring/calibration.py, with the
+    appearance term when `config.appearance` names Darknet weights): what live scoring, `vadgpu score` and
+    `eval --norm train` measure against. A failure costs only the record, never the run."""
     import logging
 
-    from vadgpu.evaluation.train_scores import compute_train_scores
     from vadgpu.pipelines.choose import resolve_loader
 
     model = unwrap(parts.model)
     videos = list(parts.loader.videos)
+    loader = resolve_loader(config.loader)[0]
     was_training = model.training
     model.eval()
     try:
-        objects = None
         if model.config.clips == "objects":
-            from vadgpu.evaluation.protocol import Protocol
-            from vadgpu.evaluation.runner import object_scorer
-            from vadgpu.evaluation.scores import OBJECT_SCORE
+            from vadgpu.objects.appearance import BoxFeatures
+            from vadgpu.scoring.calibration import calibrate
 
-            objects = object_scorer(model, config.boxes, videos, "train", Protocol(score=OBJECT_SCORE),
-                                    config.dataset)
+            features = None if config.appearance is None else BoxFeatures.from_darknet(config.appearance)
+            calibration = calibrate(model, videos, config.boxes, dataset=config.dataset, variant=config.variant,
+                                    device=ctx.device, features=features, weight=config.appearance_weight,
+                                    batch_size=config.batch_size, progress=config.progress, loader=loader)
+            return {"calibration": calibration.to_record()}
+        from vadgpu.scoring.train_scores import compute_train_scores
+
         source = {"dataset": config.dataset, "root": str(config.root), "variant": config.variant}
-        return compute_train_scores(model, videos, ctx.device, loader=resolve_loader(config.loader)[0],
-                                    objects=objects, batch_size=config.batch_size, progress=config.progress,
-                                    source=source)
+        return {"train_scores": compute_train_scores(model, videos, ctx.device, loader=loader,
+                                                     batch_size=config.batch_size, progress=config.progress,
+                                                     source=source)}
     except VadgpuError as exc:
         logging.getLogger("vadgpu").warning(f"model.pt is written without the training videos' scores ({exc}); "
-                                            "live scoring and --norm train will need them computed")
-        return None
+                                            "live scoring and --norm train will need them (`vadgpu calibrate` adds "
+                                            "an object model's)")
+        return {}
     finally:
         model.train(was_training)
 
@@ -317,7 +323,7 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
     trained_now = position.clips > 0 or not (run_dir / SUMMARY_NAME).is_file()
     if ctx.is_main and not interrupted and trained_now:
         state = _model_state(parts, config, position)
-        state["train_scores"] = training_video_scores(parts, config, ctx)
+        state.update(training_video_scores(parts, config, ctx))
         ckpt.save_model_file(run_dir / ckpt.MODEL, state)
         atomic_write_json(run_dir / SUMMARY_NAME, {
             "epochs": position.epoch, "steps": position.step, "world_size": ctx.world_size,

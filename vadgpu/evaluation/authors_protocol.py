@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vadgpu.errors import VadgpuError
-from vadgpu.evaluation.protocol import Protocol
+from vadgpu.scoring.protocol import Protocol
 
 NAME = "dualpath-authors"
 PROTOCOL_NAMES = ("vadgpu", NAME)

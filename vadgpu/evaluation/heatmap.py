@@ -36,7 +36,6 @@ import torch
 
 from vadgpu.data.types import PreparedVideo
 from vadgpu.errors import VadgpuError
-from vadgpu.evaluation.scores import scores_from_errors
 from vadgpu.io import atomic_path
 from vadgpu.objects.frames import iter_frames
 from vadgpu.optional import require
@@ -115,16 +114,14 @@ class HeatmapLayout:
 
 
 class HeatmapVideoWriter:
-    """Encode the heatmap video of `video` as scored batches come (`write`, which fits score_videos' `on_batch`);
-    the file appears (atomically) on `close()`. `score` and `mix_weight` give the curve's per-frame score (the
-    protocol's)."""
+    """Encode the heatmap video of `video` as scored batches come (`write`, a FrameScorer's `on_errors`: the error
+    maps and the scores the scorer gave); the file appears (atomically) on `close()`."""
 
-    def __init__(self, path: str | Path, video: PreparedVideo, score: str, mix_weight: float):
+    def __init__(self, path: str | Path, video: PreparedVideo):
         self.path = Path(path)
         self._av = av = require("av", f"writing the heatmap video {self.path}")
         self.video = video
         self.fps = video.fps if video.fps and video.fps > 0 else 25.0
-        self.score, self.mix_weight = score, mix_weight
         self._source = iter_frames(video.video)
         self._scores = np.empty(video.num_frames, np.float64)
         self._layout: HeatmapLayout | None = None
@@ -148,16 +145,16 @@ class HeatmapVideoWriter:
         self._stream.pix_fmt = "yuv420p"
         self._stream.options = dict(CODEC_OPTIONS)
 
-    def write(self, target: torch.Tensor, errors: torch.Tensor, video: torch.Tensor, frame: torch.Tensor) -> None:
-        """Append a batch: (N, C, H, W) model frames, their (N, 1, H, W) squared errors, video and frame ids (N,);
-        the frames must follow on from the last batch (the test loader's order)."""
+    def write(self, target: torch.Tensor, errors: torch.Tensor, scores: torch.Tensor, video: torch.Tensor,
+              frame: torch.Tensor) -> None:
+        """Append a batch: (N, C, H, W) model frames, their (N, 1, H, W) squared errors, their raw scores, video and
+        frame ids (N,); the frames must follow on from the last batch (the test loader's order)."""
         expected = torch.arange(self.frames, self.frames + len(frame))
         if not torch.equal(frame.cpu(), expected) or self.frames + len(frame) > self.video.num_frames:
             raise VadgpuError(f"{self.video.decode_path}: the loader gave frames out of order; cannot stream the "
                               "heatmap video")
         heat = (errors[:, 0].float().sqrt() / HEAT_MAX_ERROR).clamp(0, 1).cpu().numpy()  # (N, H, W)
-        self._scores[self.frames:self.frames + len(frame)] = \
-            scores_from_errors(errors, self.score, self.mix_weight).double().cpu().numpy()
+        self._scores[self.frames:self.frames + len(frame)] = scores.double().cpu().numpy()
         for map_ in heat:
             source = self._next_source()
             if self._stream is None:
@@ -189,7 +186,7 @@ class HeatmapVideoWriter:
 def write_object_heatmap(path: str | Path, video: PreparedVideo, records, raw_scores: np.ndarray) -> Path:
     """The heatmap video of an object model, written once the video is scored: each source frame with its scored
     boxes (the best one red, the others white) beside the same frame with every box filled by its tube's score,
-    and the raw score curve under them (the HeatmapLayout of frame models). `records` are an ObjectScorer's
+    and the raw score curve under them (the HeatmapLayout of frame models). `records` are a TubeScorer's
     (video, frame, boxes, raw, score) of this one video, `raw_scores` the per-frame raw scores. The colours span
     the video's own range of tube scores (lowest transparent, highest opaque yellow): unlike the frame models'
     writer this one sees the whole video first."""

@@ -7,10 +7,12 @@ frame is kept: at the start of a stream it is the first frame alone, so whoever 
 moving object until the background has seen the scene without them (a few seconds at 25 fps). Boxes are found on
 each clip's centre frame, which has arrived T // 2 frames before the score is due.
 
-Each box gives a tube cut as in evaluation (`evaluation.object_scores.ObjectScorer`: the same window, crop, model,
-score and location normalisation), and the frame's raw score is the max over its tubes. A frame without a box
-takes the lowest raw score of the stream so far (offline it takes its video's lowest; a stream has no end to wait
-for), or, before any frame had a box, the lowest of the training videos' frames.
+Each box gives a tube scored by the same TubeScorer as offline scoring (scoring/tubes.py, built from the model's
+calibration record: the same window, crop, model, location and appearance terms), and the frame's raw score is the
+max over its tubes. A frame without a box takes the lowest raw score of the stream so far (offline it takes its
+video's lowest; a stream has no end to wait for), or, before any frame had a box, the lowest of the training
+videos' frames. A file replayed live with its box cache (`boxes`) takes each frame's boxes from the cache instead
+of background subtraction, and then scores every frame exactly as `vadgpu score` does.
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vadgpu.evaluation.object_scores import ObjectScorer
-from vadgpu.evaluation.tube_location import LocationStats
+from vadgpu.errors import VadgpuError
 from vadgpu.objects.detectors import BackgroundSubtractionDetector
 from vadgpu.objects.tubes import FrameBoxes
 
@@ -50,30 +51,45 @@ class LiveBoxes:
 
 
 class LiveObjectScorer:
-    """The raw score of one native-resolution clip from the tubes around its centre frame's boxes."""
+    """The raw score of one native-resolution clip from the tubes around its centre frame's boxes.
 
-    def __init__(self, model, protocol, location: LocationStats | None, floor: float):
-        cfg = model.config
-        self.model, self.protocol, self.location = model, protocol, location
-        self.window, self.size = cfg.window, cfg.size[0]
+    `make_scorer(frame_boxes)` builds the TubeScorer for a FrameBoxes table (runner.object_input_scorer's);
+    `cached`: the stream's boxes from a box cache (one video, frames numbered as the stream's), else background
+    subtraction on the stream."""
+
+    def __init__(self, model, make_scorer, floor: float, cached: FrameBoxes | None = None):
+        self.model, self.make_scorer, self.cached = model, make_scorer, cached
+        self.scorer = make_scorer(cached) if cached is not None else None
         self.lowest = floor  # what a frame without a box scores until one with a box has been seen
         self.seen_box = False
         self.boxes = LiveBoxes()
 
-    def score(self, clip: torch.Tensor, centre_image: np.ndarray) -> tuple[float, list[list[float]]]:
-        """(raw score, the TOP_BOXES best boxes as [x1, y1, x2, y2, tube score] in pixels) of clip (1, C, T, H, W)."""
-        boxes = self.boxes.boxes(centre_image)
-        if boxes.shape[0] == 0:
+    def observe(self, image: np.ndarray) -> None:
+        if self.cached is None:
+            self.boxes.observe(image)
+
+    def score(self, clip: torch.Tensor, centre_image: np.ndarray, centre: int) -> tuple[float, list[list[float]]]:
+        """(raw score, the TOP_BOXES best boxes as [x1, y1, x2, y2, tube score] in pixels) of clip (1, C, T, H, W)
+        centred on stream frame `centre`."""
+        index = torch.zeros(1, dtype=torch.int64, device=clip.device)
+        if self.cached is not None:
+            scorer = self.scorer
+            if centre >= self.cached.num_frames[0]:
+                raise VadgpuError(f"the stream has more frames than the {self.cached.num_frames[0]} of its box cache")
+            frame = torch.full((1,), centre, dtype=torch.int64, device=clip.device)
+        else:
+            boxes = self.boxes.boxes(centre_image)
+            scorer = self.make_scorer(FrameBoxes(np.zeros(len(boxes), np.int64), np.zeros(len(boxes), np.int64),
+                                                 boxes, [1]))
+            frame = index
+        before = len(scorer.records)
+        raw = float(scorer(self.model, clip, index, frame)[0])
+        if len(scorer.records) == before:  # no box in this frame
             return self.lowest, []
-        frame_boxes = FrameBoxes(np.zeros(len(boxes), np.int64), np.zeros(len(boxes), np.int64), boxes, [1])
-        scorer = ObjectScorer(frame_boxes, self.window, self.size, self.protocol.score, self.protocol.mix_weight,
-                              self.location)
-        zero = torch.zeros(1, dtype=torch.int64, device=clip.device)
-        raw = float(scorer(self.model, clip, zero, zero)[0])
         self.lowest = raw if not self.seen_box else min(self.lowest, raw)
         self.seen_box = True
-        _, _, picked, _, tube_scores = scorer.records[0]
+        record = scorer.records.pop()
         height, width = centre_image.shape[:2]
-        order = np.argsort(-tube_scores)[:TOP_BOXES]
-        pixels = picked[order] * np.array([width, height, width, height])
-        return raw, [[*(round(float(v), 1) for v in box), float(s)] for box, s in zip(pixels, tube_scores[order])]
+        order = np.argsort(-record.score)[:TOP_BOXES]
+        pixels = record.boxes[order] * np.array([width, height, width, height])
+        return raw, [[*(round(float(v), 1) for v in box), float(s)] for box, s in zip(pixels, record.score[order])]

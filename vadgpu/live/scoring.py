@@ -43,8 +43,8 @@ import numpy as np
 import torch
 
 from vadgpu.errors import VadgpuError
-from vadgpu.evaluation.protocol import Protocol, TrainStats, trailing_smooth
-from vadgpu.evaluation.scores import error_map, scores_from_errors
+from vadgpu.scoring.frames import FrameScorer
+from vadgpu.scoring.protocol import Protocol, TrainStats, median_smooth, trailing_smooth
 
 log = logging.getLogger("vadgpu")
 
@@ -81,10 +81,12 @@ class LiveSummary:
     stats: TrainStats | None = None
 
 
-def live_settings(model, protocol: Protocol, norm: str, threshold: float | None, stored: dict | None
+def live_settings(model, protocol: Protocol, norm: str, threshold: float | None,
+                  frame_scores: list[np.ndarray] | None, names: list[str], source="the model file"
                   ) -> tuple[TrainStats | None, float | None]:
-    """(training statistics, alarm threshold) for live scoring `model` with `protocol` and `norm`."""
-    from vadgpu.evaluation.train_scores import smoothed_train_scores, stats_for
+    """(training statistics, alarm threshold) for live scoring `model` with `protocol` and `norm`, from the
+    training videos' raw frame scores (a frame model's stored kind, an object model's calibration record)."""
+    from vadgpu.scoring.train_scores import frame_stats
 
     if norm not in LIVE_NORMS:
         raise VadgpuError(f"--norm {norm}: live scoring normalises by the training videos (train) or not at all "
@@ -92,12 +94,9 @@ def live_settings(model, protocol: Protocol, norm: str, threshold: float | None,
     trailing_smooth(np.zeros(1), protocol)  # a gaussian is refused here, before any frame
     stats = None
     if norm == "train":
-        stats = stats_for(stored, protocol, model.config.temporal, smooth=trailing_smooth)
-        if stats is None:
-            raise VadgpuError(f"--norm train: the model file holds no training scores for --score {protocol.score} "
-                              "(written at the end of `vadgpu train`); use --norm none with --threshold")
+        stats = frame_stats(frame_scores, protocol, model.config.temporal, names, source, smooth=trailing_smooth)
     if threshold is None and stats is not None:
-        pooled = smoothed_train_scores(stored, protocol, trailing_smooth)
+        pooled = np.concatenate([trailing_smooth(s, protocol) for s in frame_scores])
         threshold = float(np.percentile((pooled - stats.mean) / stats.std, DEFAULT_PERCENTILE))
     if threshold is not None and not math.isfinite(threshold):
         raise VadgpuError(f"--threshold {threshold} must be a finite number")
@@ -106,25 +105,24 @@ def live_settings(model, protocol: Protocol, norm: str, threshold: float | None,
 
 class CausalScorer:
     """Clips, raw scores, trailing smoothing and normalisation of one stream; `push` frames, `finish` at the end
-    of the stream or of a segment (before a reconnect)."""
+    of the stream or of a segment (before a reconnect). `objects`: an object model's LiveObjectScorer
+    (live/objects.py); a frame model is scored by a FrameScorer, as offline."""
 
     def __init__(self, model, protocol: Protocol, stats: TrainStats | None, device: torch.device,
-                 stored: dict | None = None):
+                 objects=None):
         cfg = model.config
         self.model, self.protocol, self.stats, self.device = model, protocol, stats, device
         self.temporal, self.behind = cfg.temporal, cfg.temporal // 2
         self.ahead = cfg.temporal - 1 - self.behind  # frames after the centre: the delay of each score
         self.channels = cfg.channels
-        self.objects = None
-        self.size: tuple[int, int] | None = tuple(cfg.size)  # object models: the stream's own, from its first frame
-        if cfg.clips == "objects":
-            self.objects = _object_scorer(model, protocol, stored)
-            self.size = None
+        self.objects = objects
+        self.frame_scorer = None if objects is not None else FrameScorer(protocol)
+        self.size: tuple[int, int] | None = None if objects is not None else tuple(cfg.size)  # objects: the stream's
         self.images: dict[int, np.ndarray] = {}  # object models: the recent frames as they came (boxes)
         self.frames: dict[int, torch.Tensor] = {}  # this segment's recent converted frames (C, H, W) in [0, 1]
         self.first: int | None = None  # the segment's first frame number
         self.pending: deque[int] = deque()  # frame numbers received whose score is not out yet
-        self.window: deque[float] = deque(maxlen=protocol.window if protocol.smooth == "median" else 1)
+        self.recent: deque[float] = deque(maxlen=protocol.window if protocol.smooth == "median" else 1)
         self.compute_s: list[float] = []
 
     def _convert(self, image: np.ndarray) -> torch.Tensor:
@@ -145,7 +143,7 @@ class CausalScorer:
             elif tuple(image.shape[:2]) != self.size:
                 raise VadgpuError(f"the stream's frame size changed from {self.size[1]}x{self.size[0]} to "
                                   f"{image.shape[1]}x{image.shape[0]}; an object model's tubes need one size")
-            self.objects.boxes.observe(image)
+            self.objects.observe(image)
             self.images[index] = image
             self.images.pop(index - self.temporal - self.ahead, None)
         self.frames[index] = self._convert(image)
@@ -172,31 +170,14 @@ class CausalScorer:
         boxes = None
         with torch.inference_mode():
             if self.objects is not None:
-                raw, boxes = self.objects.score(clips, self.images[centre])
+                raw, boxes = self.objects.score(clips, self.images[centre], centre)
             else:
-                target, recon = self.model.reconstruct(clips)
-                raw = float(scores_from_errors(error_map(target, recon), self.protocol.score,
-                                               self.protocol.mix_weight)[0])
-        if not self.window:  # the first score stands in for the frames before it (trailing_smooth's rule)
-            self.window.extend([raw] * self.window.maxlen)
-        else:
-            self.window.append(raw)
-        smoothed = float(np.median(self.window))
+                index = torch.full((1,), centre, dtype=torch.int64, device=self.device)
+                raw = float(self.frame_scorer(self.model, clips, index, index)[0])
+        self.recent.append(raw)
+        smoothed = float(median_smooth(np.asarray(self.recent), self.recent.maxlen, causal=True)[-1])
         score = smoothed if self.stats is None else (smoothed - self.stats.mean) / self.stats.std
         return centre, raw, score, boxes
-
-
-def _object_scorer(model, protocol: Protocol, stored: dict | None):
-    """The live tube scorer of an object model: its location statistics (when the protocol asks for them) and the
-    lowest training frame score (a frame without a box before any with one) from the weights file."""
-    from vadgpu.evaluation.runner import stored_location
-    from vadgpu.evaluation.train_scores import raw_train_scores
-    from vadgpu.live.objects import LiveObjectScorer
-
-    location = stored_location(stored, protocol)
-    train = raw_train_scores(stored, protocol)
-    floor = float(min(s.min() for s in train)) if train else 0.0
-    return LiveObjectScorer(model, protocol, location, floor)
 
 
 class EventDetector:
@@ -336,7 +317,8 @@ class _InterruptFlag:
 
 
 def score_stream(source: str, model, *, out: Path, protocol: Protocol, norm: str = "train",
-                 threshold: float | None = None, stored: dict | None = None, video_out: Path | None = None,
+                 threshold: float | None = None, train_scores: list[np.ndarray] | None = None,
+                 train_names: list[str] | None = None, objects=None, video_out: Path | None = None,
                  device: torch.device | None = None, retries: int = 3, retry_delay: float = 2.0,
                  max_frames: int | None = None, echo: Callable[[str], None] = print) -> LiveSummary:
     """Score `source` live (see the module docstring); returns when the stream ends, or on Ctrl-C
@@ -344,8 +326,8 @@ def score_stream(source: str, model, *, out: Path, protocol: Protocol, norm: str
     from vadgpu.live.stream import FrameStream, Gap
 
     device = device or torch.device("cpu")
-    stats, threshold = live_settings(model, protocol, norm, threshold, stored)
-    scorer = CausalScorer(model, protocol, stats, device, stored)
+    stats, threshold = live_settings(model, protocol, norm, threshold, train_scores, train_names or [])
+    scorer = CausalScorer(model, protocol, stats, device, objects)
     stream = FrameStream(source, retries=retries, retry_delay=retry_delay)
     summary = LiveSummary(delay_frames=scorer.ahead, threshold=threshold, stats=stats)
     files = LineFiles(Path(out))

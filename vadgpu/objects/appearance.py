@@ -1,43 +1,40 @@
-"""What an object looks like: a pretrained detector's features pooled inside each box.
+"""What an object looks like: a pretrained detector's features pooled inside each box, on the model's device.
 
 The tube models learn how normal objects *move*; in a fixed camera the anomalies that move like everyone else (a
 cyclist riding at walking pace inside a crowd, a cart pushed slowly) differ in what they *are*. A COCO detector
-has learnt that from millions of images. `DarknetFeatures` runs a Darknet YOLO through OpenCV's DNN module up to
-one intermediate layer (for yolov3-tiny `leaky_9`, the 256-channel map at stride 16, before the detection heads:
-the cheapest part of the network) and pools that map inside each box into a `POOL` x `POOL` grid of cells with
-`torchvision.ops.roi_align`, so a box gives a vector of 256 * POOL * POOL values (a bicycle's wheels sit in the
-lower cells, a person's legs in the same place look different), L2-normalised. Frames are resized so that their
-shorter side is `SHORT_SIDE` pixels (each side a multiple of 32), which puts a small far pedestrian over several
-cells of the map. How far a vector lies from the training objects' is `evaluation/tube_appearance.py`.
+has learnt that from millions of images. `BoxFeatures` runs the backbone of a Darknet YOLO in torch
+(objects/darknet_torch.py) up to one intermediate layer (for yolov3-tiny `leaky_9`, the 256-channel map at stride
+16, before the detection heads: the cheapest part of the network) on the frames the clip loader already decoded,
+and pools that map inside each box into a `POOL` x `POOL` grid of cells with `torchvision.ops.roi_align`, so a box
+gives a vector of 256 * POOL * POOL values (a bicycle's wheels sit in the lower cells, a person's legs in the same
+place look different), L2-normalised. Frames are resized (bilinear) so that their shorter side is `SHORT_SIDE`
+pixels (each side a multiple of 32), which puts a small far pedestrian over several cells of the map; a gray frame
+is given to the network as three equal channels. Everything stays on the frames' device: no host copy, no sync.
 
-    extractor = DarknetFeatures("yolov3-tiny.weights")          # cfg beside it: yolov3-tiny.cfg
-    vectors = extractor(frames, boxes)                           # BGR frames, [(K, 4) normalised xyxy] -> (sum K, D)
-    table = box_features(extractor, videos, frame_boxes)         # every box of a FrameBoxes, in its row order
+    features = BoxFeatures.from_darknet("yolov3-tiny.weights")   # cfg beside it: yolov3-tiny.cfg
+    vectors = features(frames, owner, boxes)   # (N, C, H, W) in [0, 1], (M,) frame of each box, (M, 4) -> (M, D)
 
-Features run on the CPU (OpenCV DNN), once per box cache and split: `cached_box_features` keeps them in the
-dataset's cache folder beside the box cache.
+The backbone's weights travel inside a model's calibration record (`to_record`), so a shipped model scores with
+appearance without the Darknet files. How far a vector lies from the training objects' is scoring/appearance.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
-from typing import Sequence
 
-import cv2
-import numpy as np
 import torch
+import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from vadgpu.errors import VadgpuError
-from vadgpu.objects.detectors import load_darknet
+from vadgpu.objects.darknet_torch import DarknetBackbone
 
 FEATURE_LAYER = "leaky_9"  # yolov3-tiny: output of the 256-channel convolution at stride 16
 POOL = 2  # roi_align cells per side of each box
 SHORT_SIDE = 320  # network input: the frame's shorter side, in pixels
 MULTIPLE = 32  # YOLO inputs are multiples of the network's largest stride
-FORMAT = 1  # of the feature cache files
+SAMPLING_RATIO = 2  # roi_align samples per cell and axis
 
 
 def network_input_size(frame_hw: tuple[int, int], short_side: int = SHORT_SIDE) -> tuple[int, int]:
@@ -48,122 +45,75 @@ def network_input_size(frame_hw: tuple[int, int], short_side: int = SHORT_SIDE) 
     return tuple(max(MULTIPLE, int(round(side * scale / MULTIPLE)) * MULTIPLE) for side in (width, height))
 
 
-class DarknetFeatures:
-    """Box features from one intermediate layer of a Darknet YOLO (module docstring)."""
+def network_input(frames: torch.Tensor, short_side: int = SHORT_SIDE) -> torch.Tensor:
+    """Frames (N, C, H, W) float in [0, 1], C = 1 (gray) or 3 (RGB), as the network takes them: (N, 3, h, w) RGB at
+    `network_input_size`, resized bilinearly (half-pixel centres, as OpenCV's INTER_LINEAR)."""
+    if frames.dim() != 4 or frames.shape[1] not in (1, 3):
+        raise VadgpuError(f"appearance features: frames must be (N, 1 or 3, H, W), got {tuple(frames.shape)}")
+    width, height = network_input_size(tuple(frames.shape[-2:]), short_side)
+    rgb = frames.float().expand(-1, 3, -1, -1) if frames.shape[1] == 1 else frames.float()
+    if tuple(rgb.shape[-2:]) == (height, width):
+        return rgb.contiguous()
+    return F.interpolate(rgb, size=(height, width), mode="bilinear", align_corners=False)
 
-    def __init__(self, weights: str | os.PathLike, cfg: str | os.PathLike | None = None,
-                 layer: str = FEATURE_LAYER, short_side: int = SHORT_SIDE, pool: int = POOL,
-                 batch_size: int = 8) -> None:
-        self.weights = Path(weights)
-        self.cfg = Path(cfg) if cfg is not None else self.weights.with_suffix(".cfg")
-        for path, what in ((self.weights, "weights"), (self.cfg, "network description (.cfg)")):
+
+class BoxFeatures:
+    """Unit feature vectors of boxes from one intermediate layer of a Darknet YOLO, in torch (module docstring)."""
+
+    def __init__(self, backbone: DarknetBackbone, short_side: int = SHORT_SIDE, pool: int = POOL):
+        if short_side < MULTIPLE or pool < 1:
+            raise VadgpuError(f"appearance features: short side {short_side} (>= {MULTIPLE}) and pool {pool} (>= 1) "
+                              "out of range")
+        self.backbone = backbone.eval()
+        self.short_side, self.pool = short_side, pool
+
+    @classmethod
+    def from_darknet(cls, weights: str | os.PathLike, cfg: str | os.PathLike | None = None,
+                     layer: str = FEATURE_LAYER, **kwargs) -> "BoxFeatures":
+        """From a Darknet .weights file (its .cfg beside it unless given)."""
+        weights = Path(weights)
+        cfg = Path(cfg) if cfg is not None else weights.with_suffix(".cfg")
+        for path, what in ((weights, "weights"), (cfg, "network description (.cfg)")):
             if not path.is_file():
                 raise VadgpuError(f"appearance features: {what} {path}: no such file")
-        self.net = load_darknet(self.cfg, self.weights, f"appearance features: {self.cfg} / {self.weights}")
-        names = tuple(self.net.getLayerNames())
-        if layer not in names:
-            raise VadgpuError(f"appearance features: {self.cfg} has no layer {layer!r} (it has {', '.join(names)})")
-        if short_side < MULTIPLE or pool < 1 or batch_size < 1:
-            raise VadgpuError(f"appearance features: short side {short_side} (>= {MULTIPLE}), pool {pool} and "
-                              f"batch size {batch_size} (>= 1) out of range")
-        self.layer, self.short_side, self.pool, self.batch_size = layer, short_side, pool, batch_size
+        return cls(DarknetBackbone.from_darknet(cfg, weights, layer), **kwargs)
+
+    def to(self, device: torch.device) -> "BoxFeatures":
+        self.backbone = self.backbone.to(device)
+        return self
+
+    def identity(self) -> dict:
+        """Which network, layer, input size and pooling give these features (compared before a bank is used)."""
+        return {**self.backbone.identity(), "short_side": self.short_side, "pool": self.pool}
 
     def describe(self) -> str:
-        """The extractor's identity, for cache keys and metrics.json."""
-        return f"darknet:{self.weights.name}:{self.layer}@{self.short_side}:pool{self.pool}"
+        ident = self.identity()
+        return f"darknet:{ident['name']}:{ident['layer']}@{self.short_side}:pool{self.pool}"
 
-    def _maps(self, frames: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
-        resized = [cv2.resize(f, size, interpolation=cv2.INTER_LINEAR) for f in frames]
-        blob = cv2.dnn.blobFromImages(resized, 1 / 255.0, swapRB=True, crop=False)
-        self.net.setInput(blob)
-        return self.net.forward(self.layer)  # (B, C, h, w)
+    def to_record(self) -> dict:
+        """For model.pt (plain values and tensors: loadable with weights_only)."""
+        return {"backbone": self.backbone.to_record(), "short_side": self.short_side, "pool": self.pool}
 
-    def __call__(self, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> np.ndarray:
-        """Unit feature vectors (sum of K, D) float32 of each frame's boxes ((K, 4) xyxy normalised to the frame),
-        frame by frame in order. Frames: BGR uint8 (H, W, 3), all of one size."""
-        if len(frames) != len(boxes):
-            raise VadgpuError(f"appearance features: {len(frames)} frames but {len(boxes)} box lists")
-        if not frames:
-            return np.zeros((0, 0), np.float32)
-        height, width = frames[0].shape[:2]
-        size = network_input_size((height, width), self.short_side)
-        out = []
-        for start in range(0, len(frames), self.batch_size):
-            part = slice(start, start + self.batch_size)
-            counts = [len(b) for b in boxes[part]]
-            if not sum(counts):
-                continue
-            maps = torch.from_numpy(self._maps(frames[part], size))
-            stride = size[0] / maps.shape[-1]
-            owner = np.repeat(np.arange(len(counts)), counts).astype(np.float32)
-            pixels = np.concatenate(boxes[part]).astype(np.float32) * np.array([size[0], size[1]] * 2, np.float32)
-            rois = torch.from_numpy(np.concatenate([owner[:, None], pixels], axis=1))
-            pooled = roi_align(maps, rois, (self.pool, self.pool), spatial_scale=1 / stride, sampling_ratio=2,
-                               aligned=True)  # (K, C, pool, pool)
-            out.append(torch.nn.functional.normalize(pooled.flatten(1), dim=1).numpy())
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def box_features(extractor: DarknetFeatures, videos, frame_boxes, progress: bool = True,
-                 desc: str = "appearance", chunk: int = 16) -> np.ndarray:
-    """Features of every box of `frame_boxes` (a FrameBoxes of `videos`, PreparedVideo), in its row order:
-    (B, D) float16. Each video's source frames are read once on the host (objects/frames.py)."""
-    from tqdm.auto import tqdm
-
-    from vadgpu.objects.frames import FrameSource
-
-    parts = []
-    total = sum(v.num_frames for v in videos)
-    with tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True, disable=None if progress else True) as bar:
-        for index, video in enumerate(videos):
-            source = FrameSource(video.video)
-            first = 0
-            for frames in source.chunks(chunk):
-                ids = np.arange(first, first + len(frames))
-                if ids[-1] >= video.num_frames:
-                    raise VadgpuError(f"{source.video.path}: more frames than the {video.num_frames} of the "
-                                      "prepared video")
-                owner, boxes = frame_boxes.select(np.full(len(ids), index), ids)
-                per_frame = [boxes[owner == j] for j in range(len(frames))]
-                vectors = extractor(frames, per_frame)
-                if len(vectors):
-                    parts.append(vectors.astype(np.float16))
-                first += len(frames)
-                bar.update(len(frames))
-            if first != video.num_frames:
-                raise VadgpuError(f"{source.video.path}: read {first} frames, the prepared video has "
-                                  f"{video.num_frames}")
-    features = np.concatenate(parts) if parts else np.zeros((0, 0), np.float16)
-    if len(features) != len(frame_boxes.boxes):
-        raise VadgpuError(f"appearance features: {len(features)} vectors for {len(frame_boxes.boxes)} boxes")
-    return features
-
-
-def _cache_key(boxes_path: Path, extractor: DarknetFeatures, split: str, videos) -> str:
-    stat = boxes_path.stat()
-    parts = [str(boxes_path.resolve()), str(stat.st_size), str(stat.st_mtime_ns), extractor.describe(), split,
-             str(FORMAT), *(f"{v.name}:{v.num_frames}" for v in videos)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
-
-
-def cached_box_features(extractor: DarknetFeatures, boxes_path, videos, frame_boxes, split: str,
-                        cache_dir: Path, progress: bool = True) -> tuple[np.ndarray, Path, bool]:
-    """`box_features`, kept in `cache_dir` (appearance-<split>-<key>.npz, key: the box cache file, the extractor
-    and the videos) and reused while they match. Returns (features, the file, whether it was read)."""
-    from vadgpu.io import atomic_write
-
-    boxes_path = Path(boxes_path)
-    path = Path(cache_dir) / f"appearance-{split}-{_cache_key(boxes_path, extractor, split, videos)}.npz"
-    if path.is_file():
+    @classmethod
+    def from_record(cls, record: dict) -> "BoxFeatures":
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                features = npz["features"]
-            if len(features) == len(frame_boxes.boxes):
-                return features, path, True
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable or stale: computed again below
-    features = box_features(extractor, videos, frame_boxes, progress, desc=f"appearance {split}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: np.savez(fh, features=features, extractor=np.array(extractor.describe())),
-                 mode="wb")
-    return features, path, False
+            return cls(DarknetBackbone.from_record(record["backbone"]), int(record["short_side"]),
+                       int(record["pool"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VadgpuError(f"the stored appearance features are incomplete or malformed ({exc!r})") from exc
+
+    @torch.inference_mode()
+    def __call__(self, frames: torch.Tensor, owner: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """(M, D) float32 unit vectors of boxes (M, 4) (frame-normalised xyxy) in frames[owner] of `frames`
+        (N, C, H, W) in [0, 1], on the frames' device. The backbone runs once over all N frames."""
+        if owner.numel() == 0:
+            return frames.new_zeros((0, 0), dtype=torch.float32)
+        x = network_input(frames, self.short_side)
+        maps = self.backbone(x)  # (N, C', h, w)
+        height, width = x.shape[-2:]
+        stride = width / maps.shape[-1]
+        scale = boxes.new_tensor([width, height, width, height], dtype=torch.float32)
+        rois = torch.cat([owner.to(torch.float32)[:, None], boxes.float() * scale], dim=1)
+        pooled = roi_align(maps, rois, (self.pool, self.pool), spatial_scale=1 / stride,
+                           sampling_ratio=SAMPLING_RATIO, aligned=True)  # (M, C', pool, pool)
+        return F.normalize(pooled.flatten(1), dim=1)

@@ -19,9 +19,10 @@ Smoothing comes before normalisation (`order="smooth-first"`) so that per-video 
 `order="normalise-first"` swaps the two, as the dual-path authors' scripts do (min-max, then gaussian_filter1d).
 `patch_size`, `patch_grid`, `patch_stride`: patch-max's patch (pixels at the model's size; None: scaled from DDL's
 16 at 256) and grid (scores.py). `name` says which named protocol set the fields (authors_protocol.py), `numbers`
-whose published numbers it took; both land in metrics.json with the rest. `appearance` (object models, with
-`tube_norm="location"`): the Darknet weights whose box features add `appearance_weight` times an appearance z-score
-to every tube's score (tube_appearance.py).
+whose published numbers it took; both land in metrics.json with the rest. `appearance` (object models): None uses
+the appearance term of the model's calibration record when it has one (scoring/calibration.py), "none" leaves it
+out, a path names Darknet weights to calibrate with where the record has no appearance term (evaluation only; the
+record's own must be the same network); `appearance_weight` (None: the record's) is its weight.
 """
 
 from __future__ import annotations
@@ -33,14 +34,15 @@ import numpy as np
 from scipy import ndimage
 
 from vadgpu.errors import VadgpuError
-from vadgpu.evaluation.scores import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, PATCH_GRIDS, check_score_kind
-from vadgpu.evaluation.tube_location import TUBE_NORMS
+from vadgpu.scoring.kinds import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, PATCH_GRIDS, check_score_kind
+from vadgpu.scoring.location import TUBE_NORMS
 
 NORMALISATIONS = ("video", "train", "none")
 SMOOTHINGS = ("median", "gaussian", "none")
 MEDIAN_WINDOW = 17  # DDL
 GAUSSIAN_SIGMA = 3.0  # frames
 ORDERS = ("smooth-first", "normalise-first")
+NO_APPEARANCE = "none"  # `appearance`: leave the calibration record's appearance term out
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,8 @@ class Protocol:
     name: str = "vadgpu"
     numbers: str | None = None
     tube_norm: str | None = None  # object models: "location" or "none"; None: the model's default
-    appearance: str | None = None  # object models: Darknet weights whose features score what a tube's object is
-    appearance_weight: float = 1.0  # weight of the appearance z-score added to the location-normalised one
+    appearance: str | None = None  # object models: None = the calibration record's term, "none" = off, or weights
+    appearance_weight: float | None = None  # weight of the appearance z-score; None: the calibration record's
 
     def __post_init__(self) -> None:
         if self.score is not None:  # None: the model's default (`for_model`)
@@ -86,18 +88,20 @@ class Protocol:
             raise VadgpuError("--norm train fits its statistics on smoothed scores; it goes with order smooth-first")
         if self.patch_grid not in PATCH_GRIDS:
             raise VadgpuError(f"patch grid {self.patch_grid!r}: choose from {', '.join(PATCH_GRIDS)}")
-        if not self.appearance_weight > 0 or math.isinf(self.appearance_weight):
+        if self.appearance_weight is not None and (not self.appearance_weight > 0
+                                                   or math.isinf(self.appearance_weight)):
             raise VadgpuError(f"--appearance-weight {self.appearance_weight} must be a positive number")
-        if self.appearance is not None and self.tube_norm == "none":
+        if self.uses_appearance_file() and self.tube_norm == "none":
             raise VadgpuError("--appearance adds a z-score to each tube's location-normalised score: it needs "
                               "--tube-norm location")
-        if self.appearance is not None and self.norm == "train":
-            raise VadgpuError("--appearance with --norm train is not supported: the training frames' statistics "
-                              "are fitted without appearance scores; use --norm none (object models' default)")
         for field in ("patch_size", "patch_stride"):
             value = getattr(self, field)
             if value is not None and value < 1:
                 raise VadgpuError(f"protocol {field} {value}: must be at least 1 pixel")
+
+    def uses_appearance_file(self) -> bool:
+        """Whether `appearance` names Darknet weights (rather than the record's term or none)."""
+        return self.appearance not in (None, NO_APPEARANCE)
 
     def grid(self) -> dict:
         """patch-max's patch, grid and stride, as `scores.scores_from_errors` takes them."""
@@ -114,7 +118,7 @@ class Protocol:
         objects = getattr(config, "clips", "frames") == "objects"
         if not objects and self.tube_norm == "location":
             raise VadgpuError("--tube-norm location normalises the tubes of an object model; this is a frame model")
-        if not objects and self.appearance is not None:
+        if not objects and self.uses_appearance_file():
             raise VadgpuError("--appearance scores the objects of an object model's tubes; this is a frame model")
         chosen = {"score": self.score or (OBJECT_SCORE if objects else DEFAULT_SCORE),
                   "norm": self.norm or ("none" if objects else "video"),
@@ -159,11 +163,23 @@ def edge_frames(temporal: int, protocol: Protocol) -> tuple[int, int]:
     return margin, margin
 
 
+def median_smooth(scores: np.ndarray, window: int, causal: bool = False) -> np.ndarray:
+    """The median over a window of frames, edges extended with the nearest value: centred (each frame with the
+    window // 2 frames on either side, as offline evaluation smooths) or causal (each frame with the window - 1
+    frames before it, as a live stream allows). Offline and live scoring both smooth with this."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size == 0:
+        return scores.copy()
+    before, after = (window - 1, 0) if causal else (window // 2, window // 2)
+    padded = np.concatenate([np.full(before, scores[0]), scores, np.full(after, scores[-1])])
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, window), axis=1)
+
+
 def smooth_scores(scores: np.ndarray, protocol: Protocol) -> np.ndarray:
-    """Temporal smoothing of one video's scores (1-D), edges extended with the nearest value."""
+    """Temporal smoothing of one video's scores (1-D), centred, edges extended with the nearest value."""
     scores = np.asarray(scores, dtype=np.float64)
     if protocol.smooth == "median":
-        return ndimage.median_filter(scores, size=protocol.window, mode="nearest")
+        return median_smooth(scores, protocol.window)
     if protocol.smooth == "gaussian":
         return ndimage.gaussian_filter1d(scores, sigma=protocol.sigma, mode="nearest")
     return scores.copy()
@@ -187,15 +203,14 @@ def trailing_smooth(scores: np.ndarray, protocol: Protocol) -> np.ndarray:
     """Causal smoothing: each frame's value from it and the frames before it only, as a live stream allows.
 
     `median`: the median of the last `window` scores, the video's first score standing in for the frames before
-    it (the same edge rule as the centred filter); `none`: unchanged. A gaussian is not causal (an error)."""
+    it (`median_smooth(causal=True)`); `none`: unchanged. A gaussian is not causal (an error)."""
     scores = np.asarray(scores, dtype=np.float64)
-    if protocol.smooth == "none" or scores.size == 0:
+    if protocol.smooth == "none":
         return scores.copy()
     if protocol.smooth != "median":
         raise VadgpuError(f"--smooth {protocol.smooth}: causal (live) scoring smooths with a trailing median or "
                           "none; a gaussian needs the frames after each one")
-    padded = np.concatenate([np.full(protocol.window - 1, scores[0]), scores])
-    return np.median(np.lib.stride_tricks.sliding_window_view(padded, protocol.window), axis=1)
+    return median_smooth(scores, protocol.window, causal=True)
 
 
 def fit_train_stats(train_scores: list[np.ndarray], protocol: Protocol, smooth=None) -> TrainStats:

@@ -116,16 +116,3 @@ def fit_from_records(records, kind: str) -> LocationStats:
     boxes = np.concatenate([r[2] for r in records])
     scores = np.concatenate([r[3] for r in records])
     return LocationStats.fit(torch.from_numpy(boxes), torch.from_numpy(scores.astype(np.float64)), kind)
-
-
-def frame_maxima(records, num_frames: list[int], location: LocationStats | None = None) -> list[np.ndarray]:
-    """Per video, each frame's max over its tubes (location-normalised when `location` is given), from an
-    ObjectScorer's records of raw tube scores; -inf where a frame has no tube."""
-    out = [np.full(n, -np.inf) for n in num_frames]
-    for video, frame, boxes, scores, _ in records:
-        if location is not None:
-            scores = location.apply(torch.from_numpy(boxes), torch.from_numpy(np.asarray(scores))).numpy()
-        for index in np.unique(video):
-            mine = video == index
-            np.maximum.at(out[int(index)], frame[mine], scores[mine])
-    return out

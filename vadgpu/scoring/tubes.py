@@ -1,35 +1,50 @@
-"""Scores in object mode: one tube per box of a frame, the frame's score is the largest of its tubes' scores.
+"""How an object model scores a frame: one tube per box, each tube scored, the frame takes its best tube.
 
-For each test batch (clips at the video's resolution, centred on consecutive frames) the boxes of every centre frame
-come from the box cache; each box gives a tube (objects/tubes.py), the model reconstructs or predicts the tube's
-centre frame, and the tube's score is the chosen score of that error map, normalised by the training tubes at its
-place in the frame where the protocol says so (`tube_norm="location"`, tube_location.py), plus a weighted z-score of
-how unlike the training objects the box looks where the protocol names an appearance model (tube_appearance.py).
-A frame's raw score is the max over its tubes. A frame without any box has nothing to be anomalous: it gets the
-lowest score of its video, so that it ranks as normal without inventing a scale (documented in the README). Every
-box keeps its score, so that a user can see *what* was flagged (`objects.csv`).
+For each batch (clips at the video's resolution, centred on consecutive frames) the boxes of every centre frame
+come from a FrameBoxes table (a box cache, or the boxes a live stream just found); each box gives a tube
+(objects/tubes.py), the model reconstructs or predicts the tube's centre frame, and the tube's score is
+
+    tube score = location z of its error (scoring/location.py: against the training tubes at the same place)
+                 + weight * appearance z of its box (scoring/appearance.py: against the training objects' looks)
+
+(each term where the calibration record has it; without location statistics the raw error). A frame's raw score is
+the max over its tubes. A frame without any box has nothing to be anomalous: `finish` gives it the lowest score of
+its video, so that it ranks as normal without inventing a scale. Every box keeps its scores in `records`, so that a
+user can see *what* was flagged (`objects.csv`), and calibration can fit its statistics from them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from vadgpu.errors import VadgpuError
-from vadgpu.evaluation.scores import error_map, scores_from_errors
-from vadgpu.evaluation.tube_location import LocationStats
 from vadgpu.log import logger
 from vadgpu.objects.tubes import FrameBoxes, crop_tubes, tube_windows
+from vadgpu.scoring.appearance import AppearanceTerm
+from vadgpu.scoring.kinds import error_map, scores_from_errors
+from vadgpu.scoring.location import LocationStats
 
 TUBE_CHUNK = 512  # tubes per model call: a crowded frame batch must not take the device's memory at once
 
 
+class TubeRecord(NamedTuple):
+    """Every tube of one batch, on the host: (M,) each, boxes (M, 4) frame-normalised xyxy."""
+
+    video: np.ndarray
+    frame: np.ndarray
+    boxes: np.ndarray
+    raw: np.ndarray  # the tube's error score
+    score: np.ndarray  # the tube's score as the frame's max takes it (module docstring)
+
+
 @dataclass
-class ObjectScorer:
-    """Turns a batch of native-resolution clips into per-frame scores via the tubes of its centre frames."""
+class TubeScorer:
+    """Turns a batch of native-resolution clips into per-frame raw scores via the tubes of its centre frames."""
 
     boxes: FrameBoxes
     window: int
@@ -37,16 +52,14 @@ class ObjectScorer:
     score: str
     mix_weight: float
     location: LocationStats | None = None
-    appearance: np.ndarray | None = None  # (rows of `boxes`,) appearance z-score of each box (tube_appearance.py)
-    appearance_weight: float = 1.0
-    records: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    appearance: AppearanceTerm | None = None
+    features: object = None  # a BoxFeatures whose vectors of every tube are kept in `kept_features` (calibration)
+    records: list[TubeRecord] = field(default_factory=list)
+    kept_features: list[torch.Tensor] = field(default_factory=list)
 
     def __call__(self, model, clips: torch.Tensor, video: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """(N,) raw frame scores for clips (N, C, T, H, W) centred at (video, frame); -inf where a frame has no box.
-
-        Also records (video, frame, box, raw score, score) of every tube for the per-object report; the score is
-        the location-normalised one when `location` is set, else the raw one, plus `appearance_weight` times the
-        box's appearance z-score when `appearance` is set."""
+        Records every tube (TubeRecord)."""
         height, width = clips.shape[-2:]
         video_np, frame_np = video.cpu().numpy(), frame.cpu().numpy()
         owner_np, rows_np = self.boxes.select_rows(video_np, frame_np)
@@ -65,13 +78,23 @@ class ObjectScorer:
             scores.append(scores_from_errors(error_map(target, recon), self.score, self.mix_weight))
         raw = torch.cat(scores)  # (M,)
         tube_scores = raw if self.location is None else self.location.apply(centres, raw)
-        if self.appearance is not None:
-            looks = torch.from_numpy(self.appearance[rows_np]).to(tube_scores)
-            tube_scores = tube_scores + self.appearance_weight * looks
-        best = best.scatter_reduce(0, owner, tube_scores, reduce="amax")
-        self.records.append((video_np[owner_np], frame_np[owner_np], boxes_np, raw.cpu().numpy(),
-                             tube_scores.cpu().numpy()))
+        if self.appearance is not None or self.features is not None:
+            centre_frames = clips[:, :, clips.shape[2] // 2]  # (N, C, H, W)
+            if self.appearance is not None:
+                tube_scores = tube_scores + self.appearance.weight * self.appearance(centre_frames, owner, centres)
+            if self.features is not None:
+                self.kept_features.append(self.features(centre_frames, owner, centres).cpu())
+        best = best.scatter_reduce(0, owner, tube_scores.to(best.dtype), reduce="amax")
+        self.records.append(TubeRecord(video_np[owner_np], frame_np[owner_np], boxes_np, raw.cpu().numpy(),
+                                       tube_scores.cpu().numpy()))
         return best
+
+    def finish(self, raw: np.ndarray) -> np.ndarray:
+        """One video's placed frame scores with the frames without a box filled (`fill_frames_without_objects`)."""
+        return fill_frames_without_objects(raw)[0]
+
+    def tubes_scored(self) -> int:
+        return sum(len(r.raw) for r in self.records)
 
 
 def write_object_csvs(out_dir, video_names: list[str], records, frame_hw: tuple[int, int]) -> list:
@@ -108,6 +131,17 @@ def write_object_csvs(out_dir, video_names: list[str], records, frame_hw: tuple[
         atomic_write_text(path, text.getvalue())
         paths.append(path)
     return paths
+
+
+def frame_maxima(video: np.ndarray, frame: np.ndarray, values: np.ndarray, num_frames: list[int]
+                 ) -> list[np.ndarray]:
+    """Per video, each frame's max of `values` over its tubes (tubes at `video`, `frame`); -inf where a frame has
+    no tube."""
+    out = [np.full(n, -np.inf) for n in num_frames]
+    for index in np.unique(video):
+        mine = video == index
+        np.maximum.at(out[int(index)], frame[mine], values[mine])
+    return out
 
 
 def fill_frames_without_objects(raw: np.ndarray) -> tuple[np.ndarray, int]:
