@@ -198,15 +198,16 @@ def test_live_http_stream_equals_the_file_and_the_offline_scores(live, tmp_path)
 
 def test_live_scores_follow_the_causal_protocol(live, tmp_path):
     from vadgpu.scoring.protocol import Protocol, trailing_smooth
-    from vadgpu.scoring.train_scores import stats_for
+    from vadgpu.scoring.train_scores import frame_stats, raw_train_scores
 
     code, output = _live(live, live["avi"], tmp_path / "x", "--live", "--window", "5", "--threshold", "0")
     assert code == 0, output
     rows = read_csv(tmp_path / "x" / "scores.csv")
     raw = np.array([float(r["raw_score"]) for r in rows])
     protocol = Protocol(window=5)
-    stats = stats_for(torch.load(live["model"], weights_only=True)["train_scores"], protocol, 3,
-                      smooth=trailing_smooth)
+    stored = torch.load(live["model"], weights_only=True)["train_scores"]
+    stats = frame_stats(raw_train_scores(stored, protocol), protocol, 3, stored["names"], "model.pt",
+                        smooth=trailing_smooth)
     np.testing.assert_allclose([float(r["score"]) for r in rows], (trailing_smooth(raw, protocol) - stats.mean)
                                / stats.std, rtol=1e-9)
     events = [json.loads(line) for line in (tmp_path / "x" / "events.jsonl").read_text().splitlines()]
