@@ -7,7 +7,7 @@ Each step of the CPU path runs alone on one thread over the same Ped2 frames (me
 
     decode     DALI's CPU JPEG decoder (fn.decoders.image, RGB or gray), frames at their source size
     to numpy   DALI's output batch as numpy arrays (the hand-over to the host resize)
-    resize     OpenCV INTER_AREA to the clip size, written channels first (loader.resize_into)
+    resize     OpenCV INTER_AREA to the clip size, written channels first (resize.resize_into)
     gather     the uint8 clips cut from the decoded frames (loader.gather_spans), per clip
     float      the float32 clips in [0, 1] cut from the frames in one pass (loader.gather_unit_float): what a
                model's first access to batch.clips costs, per clip
@@ -88,7 +88,8 @@ def loader_rate(root: Path, size, channels: int, temporal: int) -> tuple[float, 
 @click.option("--repeats", default=5, show_default=True)
 def main(root: Path, frames: int, repeats: int) -> None:
     """Time each step of the CPU data path; write benchmarks/results/pipeline-profile-cpu.json."""
-    from vadgpu.pipelines.loader import gather_spans, gather_unit_float, resize_into
+    from vadgpu.pipelines.loader import gather_spans, gather_unit_float
+    from vadgpu.pipelines.resize import resize_into
 
     files = sorted((root / "training" / "frames" / "01").glob("*.jpg"))[:frames]
     if not files:

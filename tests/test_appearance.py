@@ -246,3 +246,25 @@ def test_eval_appearance_calibrates_in_memory_when_the_record_has_none(object_ru
     without = read_csv(tmp_path / "b" / "objects" / "01.csv")
     assert sorted(r["raw_score"] for r in with_looks) == sorted(r["raw_score"] for r in without)
     assert sorted(r["score"] for r in with_looks) != sorted(r["score"] for r in without)
+
+
+@pytest.mark.skipif(not (available("onnx") and available("onnxruntime")), reason="the export extra (onnx, "
+                    "onnxruntime) is not installed")
+def test_the_exported_file_scores_like_the_weights_file(calibrated, object_run, tmp_path, monkeypatch):
+    import onnxruntime
+
+    base, root, run, runner, cli = object_run
+    monkeypatch.setenv("VADGPU_CACHE", str(base / "cache"))
+    onnx_file = tmp_path / "model.onnx"
+    code, output = invoke(["export", "--checkpoint", str(calibrated), "--format", "onnx", "--out", str(onnx_file)])
+    assert code == 0, output
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["clips", "frames"]
+    assert [o.name for o in session.get_outputs()] == ["recon", "maps"]
+    video = root / "testing" / "videos" / "02.avi"
+    for flag, path, out in (("--checkpoint", calibrated, "pt"), ("--model", onnx_file, "onnx")):
+        code, output = invoke(["score", str(video), flag, str(path), "--no-progress", "--out", str(tmp_path / out)])
+        assert code == 0, output
+    exported = [float(r["raw_score"]) for r in read_csv(tmp_path / "onnx" / "scores.csv")]
+    weights = [float(r["raw_score"]) for r in read_csv(tmp_path / "pt" / "scores.csv")]
+    np.testing.assert_allclose(exported, weights, atol=1e-4)

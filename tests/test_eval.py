@@ -20,7 +20,8 @@ from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.metrics import roc_auc
 from vadgpu.scoring.protocol import Protocol
 from vadgpu.evaluation.report import write_scores_csv
-from vadgpu.evaluation.runner import _apply, _place, evaluate
+from vadgpu.evaluation.runner import _apply, evaluate
+from vadgpu.scoring.run import place as _place
 from vadgpu.models.registry import build_model
 from vadgpu.optional import available
 

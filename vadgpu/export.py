@@ -160,6 +160,7 @@ def _quiet_tracing():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of torch.export
+        warnings.filterwarnings("ignore", message="Constant folding")  # a strided slice stays an op: that is fine
         yield
 
 

@@ -103,3 +103,38 @@ def format_table(metrics: FrameMetrics, frame_counts: dict[str, int] | None = No
         count = "" if frame_counts is None else str(frame_counts.get(name, ""))
         lines.append(f"{name:<16}{count:>8}{percent(auc) if auc is not None else 'one class':>12}")
     return "\n".join(lines)
+
+
+def write_object_csvs(out_dir, video_names: list[str], records, frame_hw: tuple[int, int]) -> list:
+    """One CSV per video in `out_dir`: every scored box, frame by frame, best first (frame, rank, score, raw_score,
+    x1, y1, x2, y2 in the video's pixels, the window's centre box). Returns the paths written."""
+    import csv
+    import io
+
+    from vadgpu.io import atomic_write_text
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    height, width = frame_hw
+    if records:
+        video, frame, boxes, raw, score = (np.concatenate(part) for part in zip(*records))
+    else:
+        video = frame = raw = score = np.zeros(0)
+        boxes = np.zeros((0, 4))
+    pixels = boxes * np.array([width, height, width, height])
+    paths = []
+    for index, name in enumerate(video_names):
+        mine = np.flatnonzero(video == index)
+        mine = mine[np.lexsort((-score[mine], frame[mine]))]  # by frame, then best first
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["frame", "rank", "score", "raw_score", "x1", "y1", "x2", "y2"])
+        rank = 0
+        for j, row in enumerate(mine):
+            rank = rank + 1 if j and frame[mine[j - 1]] == frame[row] else 1
+            writer.writerow([int(frame[row]), rank, f"{score[row]:.6g}", f"{raw[row]:.6g}",
+                             *(f"{v:.1f}" for v in pixels[row])])
+        path = out_dir / f"{safe_name(name)}.csv"
+        atomic_write_text(path, text.getvalue())
+        paths.append(path)
+    return paths

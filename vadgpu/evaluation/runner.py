@@ -22,13 +22,13 @@ from vadgpu.data.types import PreparedVideo
 from vadgpu.device import describe, resolve_device
 from vadgpu.errors import VadgpuError
 from vadgpu.evaluation.metrics import FrameMetrics, frame_metrics
-from vadgpu.evaluation.report import VideoScores, safe_name, write_curves, write_eval_outputs, write_scores_csv
+from vadgpu.evaluation.report import (VideoScores, safe_name, write_curves, write_eval_outputs, write_object_csvs,
+                                      write_scores_csv)
 from vadgpu.scoring.frames import FrameScorer
 from vadgpu.scoring.kinds import patch_size_for
 from vadgpu.scoring.protocol import (Protocol, TrainStats, apply_protocol, edge_frames, scored_frames)
 from vadgpu.scoring.run import DEFAULT_BATCH_SIZE, score_videos
 from vadgpu.scoring.train_scores import frame_stats
-from vadgpu.scoring.tubes import boxes_option, write_object_csvs
 
 log = logging.getLogger("vadgpu")
 
@@ -413,3 +413,23 @@ def object_input_scorer(model, ckpt: dict, source, protocol: Protocol, boxes, vi
         return TubeScorer(frame_boxes, cfg.window, cfg.size[0], protocol.score, protocol.mix_weight), None
     calibration = for_scoring(calibration, protocol, boxes, source)
     return calibration.tube_scorer(model, frame_boxes, protocol, device), calibration
+
+
+def boxes_option(boxes: str | Path | None, ckpt: dict, checkpoint: str | Path, default: str) -> str | Path | None:
+    """What `--boxes` means for the checkpoint's model before anything is read: `none` with an object model is a
+    clear error (its frames are scored through tubes cut around boxes), with a frame model a notice and None (it
+    scores whole frames and reads no boxes at evaluation); anything else is returned as given. `default` says
+    where the boxes come from when --boxes is left out."""
+    from vadgpu.models.registry import model_config_from_dict
+    from vadgpu.objects.default_boxes import NO_BOXES
+
+    if boxes is None or str(boxes) != NO_BOXES or "model_config" not in ckpt:
+        return boxes
+    name = ckpt.get("model_name")
+    if model_config_from_dict(ckpt["model_config"], name).clips == "objects":
+        raise VadgpuError(f"--boxes {NO_BOXES}: {checkpoint} holds an object model ({name}), which scores each "
+                          f"frame through tubes cut around its boxes, so it needs boxes: give a box cache "
+                          f"(--boxes FILE, from `vadgpu data boxes`) or leave --boxes out ({default})")
+    log.info(f"--boxes {NO_BOXES}: {checkpoint} holds a frame model ({name}), which scores whole frames and "
+                "reads no boxes at evaluation; nothing to turn off")
+    return None

@@ -23,7 +23,8 @@ from vadgpu.device import is_cuda, resolve_device
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.clip_index import ClipSpec, RunTable, span_frames
 from vadgpu.pipelines.loader import (DEFAULT_RUN_LENGTH, DEFAULT_RUNS_PER_GROUP, ClipBatch, ClipLoader, assemble_batch,
-                                     resize_frame, to_device)
+                                     to_device)
+from vadgpu.pipelines.resize import resize_frame
 
 
 class ClipDataset(Dataset):

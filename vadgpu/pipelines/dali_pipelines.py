@@ -27,7 +27,7 @@ from vadgpu.data.types import PreparedVideo
 from vadgpu.device import dali_device_id, is_cuda
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.clip_index import ClipSpec, EpochPlan, RunTable, shard_bounds
-from vadgpu.pipelines.loader import resize_into
+from vadgpu.pipelines.resize import resize_into
 
 READER_NAME = "runs"
 PREFETCH = 2  # DALI iterations in flight: one decoding while the previous one is cut into clips
@@ -109,7 +109,7 @@ def _to_torch(tensor_list, device: torch.device) -> torch.Tensor:
 def host_frames(tensor_list, spec: ClipSpec, pool: ThreadPoolExecutor | None = None, parts: int = 1
                 ) -> torch.Tensor:
     """CPU backend: DALI's uint8 samples ((F,) H, W, C at their source size) -> (N, (F,) C, H, W) uint8 at spec.size,
-    resized like the torch loader resizes (loader.resize_into), in `parts` pieces on `pool`'s threads where given
+    resized like the torch loader resizes (resize.resize_into), in `parts` pieces on `pool`'s threads where given
     (OpenCV releases the GIL); they become float where first used (ClipBatch)."""
     height, width = spec.size
     samples = [np.asarray(sample) for sample in tensor_list]

@@ -16,14 +16,11 @@ user can see *what* was flagged (`objects.csv`), and calibration can fit its sta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from vadgpu.errors import VadgpuError
-from vadgpu.log import logger
 from vadgpu.objects.tubes import FrameBoxes, crop_tubes, tube_windows
 from vadgpu.scoring.appearance import AppearanceTerm
 from vadgpu.scoring.kinds import error_map, scores_from_errors
@@ -97,42 +94,6 @@ class TubeScorer:
         return sum(len(r.raw) for r in self.records)
 
 
-def write_object_csvs(out_dir, video_names: list[str], records, frame_hw: tuple[int, int]) -> list:
-    """One CSV per video in `out_dir`: every scored box, frame by frame, best first (frame, rank, score, raw_score,
-    x1, y1, x2, y2 in the video's pixels, the window's centre box). Returns the paths written."""
-    import csv
-    import io
-
-    from vadgpu.evaluation.report import safe_name
-    from vadgpu.io import atomic_write_text
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    height, width = frame_hw
-    if records:
-        video, frame, boxes, raw, score = (np.concatenate(part) for part in zip(*records))
-    else:
-        video = frame = raw = score = np.zeros(0)
-        boxes = np.zeros((0, 4))
-    pixels = boxes * np.array([width, height, width, height])
-    paths = []
-    for index, name in enumerate(video_names):
-        mine = np.flatnonzero(video == index)
-        mine = mine[np.lexsort((-score[mine], frame[mine]))]  # by frame, then best first
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["frame", "rank", "score", "raw_score", "x1", "y1", "x2", "y2"])
-        rank = 0
-        for j, row in enumerate(mine):
-            rank = rank + 1 if j and frame[mine[j - 1]] == frame[row] else 1
-            writer.writerow([int(frame[row]), rank, f"{score[row]:.6g}", f"{raw[row]:.6g}",
-                             *(f"{v:.1f}" for v in pixels[row])])
-        path = out_dir / f"{safe_name(name)}.csv"
-        atomic_write_text(path, text.getvalue())
-        paths.append(path)
-    return paths
-
-
 def frame_maxima(video: np.ndarray, frame: np.ndarray, values: np.ndarray, num_frames: list[int]
                  ) -> list[np.ndarray]:
     """Per video, each frame's max of `values` over its tubes (tubes at `video`, `frame`); -inf where a frame has
@@ -151,23 +112,3 @@ def fill_frames_without_objects(raw: np.ndarray) -> tuple[np.ndarray, int]:
     filled = raw.copy()
     filled[empty] = raw[~empty].min() if (~empty).any() else 0.0
     return filled, int(empty.sum())
-
-
-def boxes_option(boxes: str | Path | None, ckpt: dict, checkpoint: str | Path, default: str) -> str | Path | None:
-    """What `--boxes` means for the checkpoint's model before anything is read: `none` with an object model is a
-    clear error (its frames are scored through tubes cut around boxes), with a frame model a notice and None (it
-    scores whole frames and reads no boxes at evaluation); anything else is returned as given. `default` says
-    where the boxes come from when --boxes is left out."""
-    from vadgpu.models.registry import model_config_from_dict
-    from vadgpu.objects.default_boxes import NO_BOXES
-
-    if boxes is None or str(boxes) != NO_BOXES or "model_config" not in ckpt:
-        return boxes
-    name = ckpt.get("model_name")
-    if model_config_from_dict(ckpt["model_config"], name).clips == "objects":
-        raise VadgpuError(f"--boxes {NO_BOXES}: {checkpoint} holds an object model ({name}), which scores each "
-                          f"frame through tubes cut around its boxes, so it needs boxes: give a box cache "
-                          f"(--boxes FILE, from `vadgpu data boxes`) or leave --boxes out ({default})")
-    logger.info(f"--boxes {NO_BOXES}: {checkpoint} holds a frame model ({name}), which scores whole frames and "
-                "reads no boxes at evaluation; nothing to turn off")
-    return None
