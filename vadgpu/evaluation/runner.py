@@ -56,6 +56,7 @@ class ScoreResult:
     csv: Path
     curve: Path
     heatmap: Path | None
+    objects: Path | None = None  # object models: objects.csv, every scored box
 
 
 def resolve_checkpoint(run: str | Path | None, checkpoint: str | Path | None) -> tuple[Path, Path]:
@@ -221,6 +222,9 @@ def _place(videos: Sequence[PreparedVideo], scores: torch.Tensor, video_ids: tor
 
 def _score_label(protocol: Protocol) -> str:
     norm = {"video": "min-max per video", "train": "z-score, training statistics", "none": "raw"}[protocol.norm]
+    if protocol.tube_norm == "location":  # tube scores are z-scores already (by place, + appearance)
+        kind = "z-score by place" + (" + appearance z-score" if protocol.appearance else "")
+        return f"{protocol.score} {kind}" + ("" if protocol.norm == "none" else f" ({norm})")
     return f"{protocol.score} score ({norm})"
 
 
@@ -540,6 +544,7 @@ def score_input(
             writer.abort()
         raise
     heatmap = writer.close() if writer is not None else None
+    objects_csv = None
     scored = _apply([video], raw, protocol, model.config.temporal, stats, labelled=False)[0]
     csv_path = write_scores_csv(out / "scores.csv", [scored])
     curve = write_curves(out, [scored], ylabel=_score_label(protocol))[0]
@@ -547,7 +552,7 @@ def score_input(
         from vadgpu.evaluation.heatmap import write_object_heatmap
         from vadgpu.objects.tubes import native_frame_size
 
-        write_object_csvs(out, ["objects"], scorer.records, native_frame_size([video]))
+        objects_csv = write_object_csvs(out, ["objects"], scorer.records, native_frame_size([video]))[0]
         if heatmap_mp4:  # drawn after scoring: the boxes' colours span the whole video's tube scores
             heatmap = write_object_heatmap(out / f"{name}-heatmap.mp4", video, scorer.records, raw[0])
-    return ScoreResult(out=out, video=scored, csv=csv_path, curve=curve, heatmap=heatmap)
+    return ScoreResult(out=out, video=scored, csv=csv_path, curve=curve, heatmap=heatmap, objects=objects_csv)

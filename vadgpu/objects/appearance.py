@@ -107,13 +107,21 @@ class DarknetFeatures:
 def box_features(extractor: DarknetFeatures, videos, frame_boxes, progress: bool = True,
                  desc: str = "appearance", chunk: int = 16) -> np.ndarray:
     """Features of every box of `frame_boxes` (a FrameBoxes of `videos`, PreparedVideo), in its row order:
-    (B, D) float16. Each video's source frames are read once on the host (objects/frames.py)."""
+    (B, D) float16. Each video's source frames are read once on the host (objects/frames.py). Without `progress`
+    the `vadgpu` logger gets a line at the start and one per video, so a long pass is never silent."""
+    import time
+
     from tqdm.auto import tqdm
 
+    from vadgpu.log import logger
     from vadgpu.objects.frames import FrameSource
 
     parts = []
     total = sum(v.num_frames for v in videos)
+    started, done = time.perf_counter(), 0
+    if not progress:
+        logger.info(f"{desc}: features of {len(frame_boxes.boxes)} boxes in {total} frames of {len(videos)} "
+                    f"video(s) ({extractor.describe()}, CPU)")
     with tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True, disable=None if progress else True) as bar:
         for index, video in enumerate(videos):
             source = FrameSource(video.video)
@@ -133,6 +141,10 @@ def box_features(extractor: DarknetFeatures, videos, frame_boxes, progress: bool
             if first != video.num_frames:
                 raise VadgpuError(f"{source.video.path}: read {first} frames, the prepared video has "
                                   f"{video.num_frames}")
+            done += first
+            if not progress:
+                logger.info(f"{desc}: video {video.name} done ({index + 1}/{len(videos)}, {done}/{total} frames, "
+                            f"{time.perf_counter() - started:.0f} s)")
     features = np.concatenate(parts) if parts else np.zeros((0, 0), np.float16)
     if len(features) != len(frame_boxes.boxes):
         raise VadgpuError(f"appearance features: {len(features)} vectors for {len(frame_boxes.boxes)} boxes")
