@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.vadgpu-installed
 # The torch build the project is tested with; on a CUDA machine whose driver is older than this build's CUDA, set
-# TORCH_SPEC to the build for your driver (see README, "Install", "On a CUDA machine").
+# TORCH_SPEC to the build for your driver (see docs/install.md, "On a CUDA machine").
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DEMO_DIR ?= runs/demo
 DEMO_DATA ?= $(DEMO_DIR)/data
@@ -21,6 +21,7 @@ $(STAMP): setup.py
 
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) benchmarks/ped2/results_table.py --check
 	$(PY) -m pytest -q -rs tests
 
 gpu-test: $(STAMP)

@@ -1,11 +1,11 @@
-"""Run `vadgpu bench throughput` for the configurations in the README's "Throughput" table; commit the results.
+"""Run `vadgpu bench throughput` for the configurations of docs/results/throughput.md; commit the results.
 
     .venv/bin/python benchmarks/bench_throughput.py                      # all configurations, CPU
     .venv/bin/python benchmarks/bench_throughput.py ped2-t3 --seconds 3  # one of them, shorter windows
     .venv/bin/python benchmarks/bench_throughput.py --device cuda        # the same on a GPU (NVDEC / nvJPEG)
 
 Each configuration runs in a process of its own, writes benchmarks/results/throughput-<name>-<host kind>.json
-(host kind: "cpu" or the GPU's name) and prints its table; then the README table of every result. The measuring
+(host kind: "cpu" or the GPU's name) and prints its table; then the side-by-side table of every result. The measuring
 code is vadgpu.bench (the same as the command); this file only names the configurations and makes the synthetic
 MJPEG set (fixed seed) when it is missing.
 """
@@ -75,9 +75,9 @@ def ensure_synthetic() -> None:
 @click.option("--repeats", default=3, show_default=True, help="timed windows per stage")
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--no-progress", is_flag=True)
-@click.option("--no-summary", is_flag=True, help="skip the README table of every result on this host kind")
+@click.option("--no-summary", is_flag=True, help="skip the side-by-side table of every result on this host kind")
 def main(names, device, seconds, repeats, batch_size, no_progress, no_summary):
-    """Measure the README's throughput configurations and write their JSON results."""
+    """Measure the throughput configurations and write their JSON results."""
     kind = host_kind(resolve_device(device))
     names = names or sorted(CONFIGS)
     if len(names) == 1:
@@ -94,7 +94,7 @@ def main(names, device, seconds, repeats, batch_size, no_progress, no_summary):
         return
     done = [HERE / "results" / f"throughput-{name}-{kind}.json" for name in sorted(CONFIGS)]
     results = [json.loads(path.read_text()) for path in done if path.exists()]
-    click.echo("README table (every result on this host kind):\n" + format_summary(results))
+    click.echo("side-by-side table (every result on this host kind):\n" + format_summary(results))
 
 
 def measure(name: str, kind: str, **options) -> None:

@@ -37,8 +37,9 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """Tiny tensors on a shared 2-core machine: one torch thread for the module avoids OpenMP spin-waiting
-    (10x faster under load here); `pytestmark = pytest.mark.usefixtures("one_torch_thread")` asks for it."""
+    """Tiny tensors on a small CPU shared with other jobs: one torch thread for the module avoids OpenMP
+    spin-waiting (10x faster under load on 2 cores); `pytestmark = pytest.mark.usefixtures("one_torch_thread")`
+    asks for it."""
     import torch
 
     threads = torch.get_num_threads()

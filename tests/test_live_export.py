@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from click.testing import CliRunner
 
 from cli_helpers import invoke, read_csv
+from http_helpers import LocalServer
 
 from vadgpu.checkpoint import save_checkpoint
 from vadgpu.cli.main import cli
@@ -101,14 +101,11 @@ class _Server:
                 self.wfile.write(data[: len(data) // 2])
                 self.close_connection = True
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler,
-                                                                                         directory=str(folder)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.server = LocalServer(functools.partial(Handler, directory=str(folder)))
+        self.url = self.server.url
 
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.close()
 
 
 # ------------------------------------------------------------------------------------------------------- export

@@ -14,7 +14,9 @@
 # frame's tubes, median 17, min-max per video) into eval/. SKIP_TRAIN=1 evaluates a run folder trained before.
 # The schedule is fixed: EPOCHS (default 5) epochs of ~155 steps x 16 clips x 4 tubes, Adam at 1e-3, cosine, SEED
 # (default 0; another adds -seedN to the run name). PED2 (dataset root, default ../shared/datasets/ped2), RUNS (run
-# folders, default runs/ped2), VADGPU (default .venv/bin/python -m vadgpu).
+# folders, default runs/ped2), VADGPU (default .venv/bin/python -m vadgpu). Each kept folder gets source.json (the
+# commit, from record_source.sh); at the end `results_table.py --index` (PYTHON, default .venv/bin/python) rebuilds
+# runs.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -gt 0 ] || set -- ddl-objects
@@ -24,6 +26,7 @@ ped2=${PED2:-../shared/datasets/ped2}
 runs=${RUNS:-runs/ped2}
 [ -d "$ped2" ] || { echo "PED2=$ped2: no such folder; set PED2 to the UCSD Ped2 dataset folder" >&2; exit 2; }
 read -r -a vadgpu <<< "${VADGPU:-.venv/bin/python -m vadgpu}"
+read -r -a python <<< "${PYTHON:-.venv/bin/python}"
 first_recipe=(--tube-norm none --norm video)
 for name in "$@"; do
     trained_as=${name%-place}
@@ -37,14 +40,14 @@ for name in "$@"; do
     [ "$epochs" = 5 ] || name=$name-e$epochs
     [ "$seed" = 0 ] || name=$name-seed$seed
     run=$runs/$name
+    keep=benchmarks/results/ped2/$name
+    benchmarks/ped2/record_source.sh "$keep" "$([ "${SKIP_TRAIN:-0}" = 1 ] && echo evaluation || echo "training and evaluation")"
     start=$(date +%s)
     if [ "${SKIP_TRAIN:-0}" != 1 ]; then
         "${vadgpu[@]}" train --dataset ped2 --root "$ped2" --preset "$preset" "${config[@]}" --epochs "$epochs" \
             --batch-size 16 --tubes-per-clip 4 --lr 1e-3 --schedule cosine --seed "$seed" --out "$run" --no-progress
     fi
     trained=$(date +%s)
-    keep=benchmarks/results/ped2/$name
-    mkdir -p "$keep"
     if [ "$name" != "$trained_as" ]; then
         "${vadgpu[@]}" eval --run "$run" --no-progress
         "${vadgpu[@]}" eval --run "$run" --no-progress "${first_recipe[@]}" --out "$run/eval-video"
@@ -62,3 +65,4 @@ for name in "$@"; do
             > "$keep/timing.json"
     fi
 done
+"${python[@]}" benchmarks/ped2/results_table.py --index  # paths made portable, runs.jsonl rebuilt

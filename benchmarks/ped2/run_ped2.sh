@@ -16,7 +16,8 @@
 # .venv/bin/python -m vadgpu).
 # Each checkpoint is evaluated twice under the default protocol: with the default patch-max score (eval/) and with
 # the PSNR score (eval-psnr/). Checkpoints stay in RUNS; config.yaml, summary.json, log.jsonl and both evals'
-# metrics.json and scores.csv are copied to benchmarks/results/ped2/NAME/.
+# metrics.json and scores.csv are copied to benchmarks/results/ped2/NAME/, with source.json (the commit, from
+# record_source.sh); at the end `results_table.py --index` (PYTHON, default .venv/bin/python) rebuilds runs.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 boxes=${1:?usage: $0 BOXES.npz [RUN ...]}
@@ -28,8 +29,9 @@ seed=${SEED:-0}
 ped2=${PED2:-../shared/datasets/ped2}
 runs=${RUNS:-runs/ped2}
 [ -d "$ped2" ] || { echo "PED2=$ped2: no such folder; set PED2 to the UCSD Ped2 dataset folder" >&2; exit 2; }
-[ -f "$boxes" ] || { echo "$boxes: no such box cache; make one with \`vadgpu data boxes\` (see the README)" >&2; exit 2; }
+[ -f "$boxes" ] || { echo "$boxes: no such box cache; make one with \`vadgpu data boxes\` (see docs/datasets.md)" >&2; exit 2; }
 read -r -a vadgpu <<< "${VADGPU:-.venv/bin/python -m vadgpu}"
+read -r -a python <<< "${PYTHON:-.venv/bin/python}"
 for name in "$@"; do
     config=()
     if [ -f "benchmarks/ped2/$name.yaml" ]; then
@@ -43,13 +45,15 @@ for name in "$@"; do
     [ "$seed" = 0 ] || name=$name-seed$seed
     [ -z "${TAG:-}" ] || name=$name-$TAG
     run=$runs/$name
+    keep=benchmarks/results/ped2/$name
+    benchmarks/ped2/record_source.sh "$keep" "training and evaluation"
     # The schedule is fixed before each run: EPOCHS epochs of ~315 steps x 8 clips, Adam at LR, cosine, SEED.
     "${vadgpu[@]}" train --dataset ped2 --root "$ped2" --preset "$preset" --boxes "$boxes" \
         "${config[@]}" --epochs "$epochs" --lr "$lr" --schedule cosine --seed "$seed" --out "$run" --no-progress
     "${vadgpu[@]}" eval --run "$run" --no-progress
     "${vadgpu[@]}" eval --run "$run" --score psnr --out "$run/eval-psnr" --no-progress
-    keep=benchmarks/results/ped2/$name
     mkdir -p "$keep/eval" "$keep/eval-psnr"
     cp "$run"/config.yaml "$run"/summary.json "$run"/log.jsonl "$keep"/
     for e in eval eval-psnr; do cp "$run/$e/metrics.json" "$run/$e/scores.csv" "$keep/$e/"; done
 done
+"${python[@]}" benchmarks/ped2/results_table.py --index  # paths made portable, runs.jsonl rebuilt

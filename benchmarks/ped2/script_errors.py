@@ -15,8 +15,8 @@ def open_ped2(parser: argparse.ArgumentParser, root: str):
     from vadgpu.errors import VadgpuError
 
     if not Path(root).is_dir():
-        parser.error(f"--root {root}: no such folder; pass --root PATH, the UCSD Ped2 folder (its layouts: README, "
-                     "'Datasets and their layouts')")
+        parser.error(f"--root {root}: no such folder; pass --root PATH, the UCSD Ped2 folder (its layouts: "
+                     "docs/datasets.md)")
     try:
         return open_dataset("ped2", root)
     except VadgpuError as exc:

@@ -1,4 +1,4 @@
-"""The throughput result as a text table (terminal) and as a Markdown table (README)."""
+"""The throughput result as a text table (terminal) and as Markdown tables (docs/results/throughput.md)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def format_table(result: dict) -> str:
 
 
 def format_markdown(result: dict) -> str:
-    """The same table in Markdown, for the README."""
+    """The same table in Markdown."""
     rows = _rows(result)
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -86,7 +86,7 @@ def format_markdown(result: dict) -> str:
 
 
 def format_summary(results: list[dict]) -> str:
-    """One Markdown row per result (configuration): the README's side-by-side table."""
+    """One Markdown row per result (configuration): the side-by-side table of docs/results/throughput.md."""
     header = ["config", "clips", "decode limit frames/s (1 process / pool)", "baseline clips/s",
               "pipeline clips/s", "frames decoded/clip (baseline / pipeline)", "pipeline / baseline",
               "pipeline decoded frames/s / decode limit",

@@ -42,7 +42,7 @@ def bench() -> None:
               show_default=True, help="Comma-separated stages to measure.")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Write the result (system, settings, every repeat, ratios, targets) to this JSON file.")
-@click.option("--markdown", is_flag=True, help="Also print the table as Markdown (for the README).")
+@click.option("--markdown", is_flag=True, help="Also print the table as Markdown (for docs/results/throughput.md).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def throughput(name, root, variant, cache, device, preset, temporal, resize, channels, max_skip, batch_size,
                seconds, repeats, warmup, workers, boxes, loader, stages, json_path, markdown, no_progress) -> None:

@@ -21,8 +21,12 @@ NORM_HELP = {"video": "min-max per video (the papers)", "train": "z-score with t
              "none": "the smoothed raw score"}
 
 
-def _protocol_options(norms: tuple[str, ...]):
-    """The options both commands share: score, smoothing, normalisation, edges, batch size, device, progress."""
+NORM_DEFAULT = "video for frame models, none for object models (their tube scores are normalised by place already)"
+
+
+def _protocol_options(norms: tuple[str, ...], norm_default: str = NORM_DEFAULT):
+    """The options both commands share: score, smoothing, normalisation, edges, batch size, device, progress;
+    `norm_default` says what --norm defaults to for the command."""
     options = [
         click.option("--score", "score", type=click.Choice(SCORE_KINDS), default=None,
                      help="Per-frame (object mode: per-tube) score: DDL's patch-max, negated PSNR, the dual-path "
@@ -31,8 +35,7 @@ def _protocol_options(norms: tuple[str, ...]):
         click.option("--mix-weight", type=float, default=MIX_WEIGHT, show_default=True,
                      help="--score mixed: weight of patch-max against the global MSE."),
         click.option("--norm", type=click.Choice(norms), default=None,
-                     help="; ".join(f"{n}: {NORM_HELP[n]}" for n in norms) + ". [default: video for frame "
-                     "models, none for object models (their tube scores are normalised by place already)]"),
+                     help="; ".join(f"{n}: {NORM_HELP[n]}" for n in norms) + f". [default: {norm_default}]"),
         click.option("--tube-norm", type=click.Choice(TUBE_NORMS), default=None,
                      help="Object models: location = each tube's score as a z-score (of its log) against the "
                      "training tubes in the same cell of a 6 x 4 grid over the frame, so that near and far "
@@ -134,12 +137,14 @@ def eval_command(ctx, run, checkpoint, dataset, root, variant, out, boxes, proto
               help="An ONNX file from `vadgpu export` instead of --checkpoint (onnxruntime on the CPU).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Output folder (default ./NAME-scores).")
-@click.option("--heatmap-mp4", is_flag=True, help="Also write NAME-heatmap.mp4: each source frame beside its "
-              "reconstruction-error heatmap, the frame number and the raw score curve so far under them "
-              "(frame models).")
-@click.option("--boxes", type=click.Path(path_type=Path, dir_okay=False), help="Object models: a box cache whose "
-              "test split holds INPUT (default: background subtraction runs over INPUT first, cached). An object "
-              "model cannot go without ('none' is an error); a frame model reads no boxes.")
+@click.option("--heatmap-mp4", is_flag=True, help="Files: also write NAME-heatmap.mp4. Frame models: each source "
+              "frame beside its reconstruction-error heatmap; object models: the frame with its scored boxes (the "
+              "best one red) beside the boxes filled by their tube scores, with a colour bar. Under both, the frame "
+              "number and the raw score curve so far. Live scoring writes --video-out instead.")
+@click.option("--boxes", type=click.Path(path_type=Path, dir_okay=False), help="Object models, files: a box cache "
+              "whose test split holds INPUT (default: background subtraction runs over INPUT first, cached). An "
+              "object model cannot go without ('none' is an error); a frame model reads no boxes. Live scoring "
+              "finds the boxes on the stream itself.")
 @click.option("--live", is_flag=True, help="Score a local file frame by frame as if it were a stream (what a "
               "URL, a device or - always get).")
 @click.option("--threshold", type=float, help="Live: the alarm threshold on the normalised score [default with "
@@ -151,7 +156,8 @@ def eval_command(ctx, run, checkpoint, dataset, root, variant, out, boxes, proto
 @click.option("--retry-delay", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Live: seconds between reopening attempts.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Live: stop after this many frames.")
-@_protocol_options(("video", "train", "none"))
+@_protocol_options(("video", "train", "none"), norm_default=f"{NORM_DEFAULT}; live scoring (a stream, or --live) "
+                   "takes train or none, default train")
 @click.pass_context
 def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, live, threshold, video_out,
                   retries, retry_delay, max_frames, **kw) -> None:

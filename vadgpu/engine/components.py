@@ -152,7 +152,7 @@ def _authors_training_notice(preset: str, config: TrainConfig) -> list[str]:
     if not differ:
         return []
     return [f"preset {preset}: the authors' training settings this run does not use: {' '.join(differ)} "
-            "(README, 'The dual-path model as its authors wrote it')"]
+            "(docs/models.md, 'The dual-path model as its authors wrote it')"]
 
 
 def build_components(config: TrainConfig, ctx: DistContext, saved_model_config: dict | None = None

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 import torch
 
+from vadgpu.colour_bar import draw_colour_bar
 from vadgpu.data.types import PreparedVideo
 from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_path
@@ -188,8 +189,8 @@ def write_object_heatmap(path: str | Path, video: PreparedVideo, records, raw_sc
     boxes (the best one red, the others white) beside the same frame with every box filled by its tube's score,
     and the raw score curve under them (the HeatmapLayout of frame models). `records` are a TubeScorer's
     (video, frame, boxes, raw, score) of this one video, `raw_scores` the per-frame raw scores. The colours span
-    the video's own range of tube scores (lowest transparent, highest opaque yellow): unlike the frame models'
-    writer this one sees the whole video first."""
+    the video's own range of tube scores (lowest transparent, highest opaque yellow; a colour bar in the right
+    panel gives the range): unlike the frame models' writer this one sees the whole video first."""
     av = require("av", f"writing the heatmap video {path}")
     path = Path(path)
     if records:
@@ -228,6 +229,8 @@ def write_object_heatmap(path: str | Path, video: PreparedVideo, records, raw_sc
                     colour = (60, 60, 255) if rank == 0 else (235, 235, 235)
                     cv2.rectangle(drawn, (x1, y1), (x2, y2), colour, 1)
                 image = layout.draw(drawn, heat, index, np.asarray(raw_scores[:index + 1], np.float64))
+                draw_colour_bar(image, 2 * layout.panel[1] - 6, 8, layout.panel[0] - 8, low, high, MAX_OPACITY,
+                                "tube score")  # the right panel's legend
                 for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
                     container.mux(packet)
             for packet in stream.encode(None):

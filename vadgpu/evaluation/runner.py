@@ -80,8 +80,8 @@ def load_model(ckpt: dict, device: torch.device) -> torch.nn.Module:
 
 def _score_label(protocol: Protocol, objects: bool = False) -> str:
     norm = {"video": "min-max per video", "train": "z-score, training statistics", "none": "raw"}[protocol.norm]
-    if objects and protocol.tube_norm == "location":
-        return f"best tube's z-score ({norm})"
+    if objects and protocol.tube_norm == "location":  # tube scores are z-scores already (by place, + appearance)
+        return f"{protocol.score} z-score by place" + ("" if protocol.norm == "none" else f" ({norm})")
     return f"{protocol.score} score ({norm})"
 
 

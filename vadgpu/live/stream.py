@@ -7,7 +7,9 @@ times in a row, `retry_delay` seconds apart, each time with a message (a reopene
 its retries back); then it is an error naming the source. Frames keep
 their running index across a reconnect; the gap is reported to the caller (a `Gap` item), which restarts its clips
 there. A clean end of stream ends the iteration: a file or stdin simply ends, and so does a server that closes
-the stream properly.
+the stream properly. An MP4 URL that opens but fails before its first frame is an error at once, without
+retries, with what to do: such a file usually has its index at the end and sits on a server without HTTP range
+requests, and reopening it would fail the same way.
 """
 
 from __future__ import annotations
@@ -107,12 +109,16 @@ class FrameStream:
         stream.thread_type = "AUTO"
         if stream.average_rate:
             self.fps = float(stream.average_rate)
+        decoded = False
         try:
             for frame in container.decode(stream):
+                decoded = True
                 yield frame.time, frame.to_ndarray(format="bgr24")
         except (av.error.FFmpegError, OSError) as exc:
             if isinstance(exc, av.error.EOFError):
                 return
+            if not decoded and self.kind == "url" and _is_mp4(container):  # reopening would fail the same way
+                raise VadgpuError(unstreamable_mp4_message(self.source, exc)) from exc
             raise _StreamFailed(f"reading failed ({exc})") from exc
 
     def __iter__(self) -> Iterator[Frame | Gap]:
@@ -152,6 +158,20 @@ class FrameStream:
                 container.close()
             except Exception:  # closing a broken network stream can fail again; nothing is left to save
                 pass
+
+
+def _is_mp4(container) -> bool:
+    """Whether FFmpeg opened `container` with its MP4 / QuickTime demuxer."""
+    return "mp4" in (getattr(container.format, "name", "") or "").split(",")
+
+
+def unstreamable_mp4_message(source: str, exc: BaseException) -> str:
+    """The error for an MP4 URL that opened but gave no frame: most often a file whose index (the moov atom) comes
+    after the media data, served by a server that ignores HTTP range requests."""
+    return (f"cannot read frames from {source} ({exc}). It is an MP4 file: when its index (the moov atom) is at the "
+            "end of the file, the reader has to jump back to the media data, which needs a server that answers "
+            "HTTP range requests. Serve it from one that does, or move the index to the front once with `ffmpeg -i "
+            "IN.mp4 -c copy -movflags +faststart OUT.mp4` (or stream MPEG-TS or fragmented MP4)")
 
 
 class _StreamFailed(Exception):

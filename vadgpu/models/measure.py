@@ -5,7 +5,7 @@
 One timed step = `training_losses` on a random batch (half the samples pseudo-anomalous in a box) + backward;
 the median step time divided by the batch size is the time per clip (wall clock, and CPU time of the process).
 FLOPs (forward + backward, per clip) are counted on the meta device, so they do not depend on the machine's load.
-The README's model table comes from here.
+The model table of docs/models.md comes from here.
 """
 
 from __future__ import annotations

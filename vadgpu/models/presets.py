@@ -29,21 +29,21 @@ side by side with vadgpu; written anew, nothing copied). Model settings, all pre
   Their training settings are `vadgpu train` options, not model settings: AUTHORS_TRAINING below holds them
   (batch 2, Adam, fp16 autocast, cosine per epoch to 0.1 x lr; Ped2 lr 1e-4, 20 epochs, decay over 10, seed 2026;
   Avenue lr 1e-5, 10 epochs, decay over 20, seed 42; ShanghaiTech lr 1e-5, 10 epochs, decay over 10, seed 42) and
-  the README gives the commands. Not followed: their main training loader does not shuffle (DataLoader
+  docs/models.md gives the commands. Not followed: their main training loader does not shuffle (DataLoader
   shuffle=False; vadgpu's does); their object source (YOLOv3-SPP boxes at confidence 0.3 in each frame, CIFAR-100
   crops of random size, a sub-box per box and frame, a linear distance blend) is vadgpu's patch source instead;
   they keep the epoch with the best test AUC, which vadgpu does not do (the last checkpoint is the model). Their
   CIFAR patches are [0, 1] tensors pasted into z-scored frames, as vadgpu's patch bank is here; whether their
   detector code (Yolov3/mynewdetect.py, not read line by line) rescales them was not verified.
-CPU presets (for a 2-core CPU; sizes measured in the README's table):
+CPU presets (for a 2-core CPU; sizes measured in docs/models.md's table):
     ddl-tiny-cpu, dualpath-tiny-cpu   32x32 gray, tiny widths: tests and the demo.
     ddl-ped2-cpu           64x64 gray, T = 3, widths 8-16-32-64: 1.5-2.4 min per Ped2 epoch (315 steps of 8
-                           clips, data loading and pseudo-anomalies included) in the README's Ped2 runs on an
+                           clips, data loading and pseudo-anomalies included) in the Ped2 runs of docs/results on an
                            otherwise idle machine; 8.2 min at 128x128 (benchmarks/ped2/ddl-s128.yaml).
     dualpath-ped2-cpu      64x64 gray, T = 8, F = 6, 100 items: about 1.7 min per Ped2 epoch.
 Object presets (`clips="objects"`, `target="predict"`: one tube per tracked object, cut in a fixed window of 48
 native pixels around the object's centre-frame box and resized to `size`; the centre frame is predicted from its
-neighbours; see objects/tubes.py and the README's object-mode section):
+neighbours; see objects/tubes.py and docs/models.md, object mode):
     ddl-objects-cpu        DDL on 32x32 gray tubes, T = 5, widths 8-16-32-64, the learned blend weight.
     dualpath-objects-cpu   dual-path on 32x32 gray tubes, T = 5, F = 8, 100 items, skips {2, 3}, all four sources.
     ddl-objects            the same DDL at a GPU's scale: 64x64 RGB tubes, widths 32-64-128-256.

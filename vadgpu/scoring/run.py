@@ -3,6 +3,7 @@ replicated), one scorer call per batch on the device, one host transfer of the p
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import numpy as np
@@ -33,6 +34,7 @@ def score_videos(model, videos: Sequence[PreparedVideo], scorer, device: torch.d
                         train=False)
     scores, video_ids, frame_ids = [], [], []  # per batch, on the device: one host transfer at the end
     total = sum(v.num_frames for v in videos)
+    lines = None if progress else _ProgressLines(desc, videos)  # no bar: a line per video, never silent
     with torch.inference_mode(), tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True,
                                       disable=None if progress else True) as bar:
         for batch in clips:
@@ -40,10 +42,33 @@ def score_videos(model, videos: Sequence[PreparedVideo], scorer, device: torch.d
             video_ids.append(batch.video)
             frame_ids.append(batch.frame)
             bar.update(len(batch.frame))
+            if lines is not None:
+                lines.update(len(batch.frame))
     if not scores:
         raise VadgpuError("the loader gave no clips: the videos have no frames to score")
     raw = place(videos, torch.cat(scores), torch.cat(video_ids), torch.cat(frame_ids))
     return [scorer.finish(r) for r in raw]
+
+
+class _ProgressLines:
+    """What a progress bar would say, as `vadgpu` log lines: one at the start, one as each video is done (the test
+    loader gives the videos in order, each frame once)."""
+
+    def __init__(self, desc: str, videos: Sequence[PreparedVideo]):
+        from vadgpu.log import logger
+
+        self.log, self.desc, self.videos = logger.info, desc, list(videos)
+        self.total, self.done, self.next, self.started = sum(v.num_frames for v in videos), 0, 0, time.perf_counter()
+        self.log(f"{desc}: {self.total} frames of {len(self.videos)} video(s)")
+
+    def update(self, frames: int) -> None:
+        self.done += frames
+        ends = np.cumsum([v.num_frames for v in self.videos])
+        while self.next < len(self.videos) and self.done >= ends[self.next]:
+            video = self.videos[self.next]
+            self.next += 1
+            self.log(f"{self.desc}: video {video.name} done ({self.next}/{len(self.videos)}, {int(ends[self.next - 1])}"
+                     f"/{self.total} frames, {time.perf_counter() - self.started:.0f} s)")
 
 
 def place(videos: Sequence[PreparedVideo], scores: torch.Tensor, video_ids: torch.Tensor,

@@ -2,12 +2,12 @@
 
 Each is a weights-only model file as `vadgpu train` writes it (model.pt: the network, its config, the training
 videos' scores and, for object models, the location statistics of their tubes), trained on a CPU with a recipe
-the README documents, next to NAME.metrics.json, the `vadgpu eval` record of that same file on its benchmark.
+docs/results/ped2.md documents, next to NAME.metrics.json, the `vadgpu eval` record of that same file on its benchmark.
 A local file of the same name wins over a shipped one. Made by benchmarks/ped2/ship_weights.py.
 
     ped2-ddl   DDL in object mode (ddl-objects-cpu: 32x32 gray tubes, T = 5, centre predicted), trained on UCSD
-               Ped2's 16 training videos (5 epochs, the README's second object-mode recipe, seed 2); needs
-               background-subtraction boxes, which `vadgpu score` makes itself.
+               Ped2's 16 training videos (5 epochs, the second object-mode recipe of docs/results/ped2.md, seed
+               2); needs background-subtraction boxes, which `vadgpu score` makes itself.
 """
 
 from __future__ import annotations
