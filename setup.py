@@ -17,7 +17,7 @@ setup(
     license="MIT",  # LICENSE; ultralytics, a dependency, is AGPL-3.0 (README, "License")
     python_requires=">=3.10",
     packages=find_packages(include=["vadgpu", "vadgpu.*"]),
-    package_data={"vadgpu": ["kernels/cuda/*.cu", "weights/*.pt", "weights/*.json"]},
+    package_data={"vadgpu": ["kernels/cuda/*.cu", "weights/*.pt", "weights/*.json", "weights/*.csv"]},
     install_requires=[
         "torch>=2.4",
         "torchvision",

@@ -11,20 +11,49 @@ from sklearn.metrics import roc_auc_score
 from tests.cli_helpers import invoke, read_csv
 from vadgpu.checkpoint import load_checkpoint
 from vadgpu.errors import VadgpuError
-from vadgpu.scoring.location import KEY, LocationStats
-from vadgpu.weights import SHIPPED, metrics_file, shipped_weights
+from vadgpu.scoring.calibration import stored_calibration
+from vadgpu.weights import SHIPPED, metrics_file, scores_file, shipped_weights
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_weights_load_by_name_with_their_record(name):
     path = shipped_weights(name)
-    assert path is not None and path.stat().st_size < 10 * 2**20  # weights only, a few MB
+    assert path is not None and path.stat().st_size < 20 * 2**20  # weights and the calibration record
     ckpt = load_checkpoint(name)  # weights_only=True inside
     assert ckpt["model_config"]["clips"] == "objects"
-    assert LocationStats.from_record(ckpt["train_scores"][KEY], "mse") is not None
+    calibration = stored_calibration(ckpt)
+    assert calibration.appearance is not None and calibration.detector.startswith("bgsub")
+    assert calibration.appearance.features.identity()["layer"] == "leaky_9"
     assert all(ckpt["config"][k] is None for k in ("root", "boxes", "out"))  # no path of the machine it came from
     record = json.loads(metrics_file(name).read_text())
-    assert record["dataset"]["name"] == "ped2" and 0.5 < record["metrics"]["micro_auc"] <= 1.0
+    assert record["dataset"]["name"] == "ped2" and record["checkpoint"]["path"] == name
+    assert record["objects"]["calibration"]["tube_score"] == calibration.terms()
+    # the recorded AUC is the one its scores give
+    rows = read_csv(scores_file(name))
+    labels = np.array([int(r["label"]) for r in rows])
+    assert roc_auc_score(labels, [float(r["score"]) for r in rows]) == pytest.approx(record["metrics"]["micro_auc"],
+                                                                                      abs=1e-12)
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_score_gives_the_evaluation_s_raw_scores_on_every_ped2_test_video(ped2_root, tmp_path, monkeypatch):
+    """`vadgpu score` of each Ped2 test video with the shipped weights, no other option: the raw frame scores of
+    `vadgpu eval` of the same file (ped2-ddl.scores.csv), and video 06 (a cyclist) ranked as the evaluation ranks it."""
+    monkeypatch.setenv("VADGPU_CACHE", str(tmp_path / "cache"))
+    evaluated = read_csv(scores_file("ped2-ddl"))
+    for name in sorted({r["video"] for r in evaluated}):
+        out = tmp_path / name
+        code, output = invoke(["score", str(ped2_root / "testing" / "frames" / name), "--checkpoint", "ped2-ddl",
+                               "--out", str(out), "--no-progress"])
+        assert code == 0, output
+        scored = read_csv(out / "scores.csv")
+        mine = [r for r in evaluated if r["video"] == name]
+        np.testing.assert_allclose([float(r["raw_score"]) for r in scored], [float(r["raw_score"]) for r in mine],
+                                   rtol=1e-5, atol=1e-5)
+        if name == "06":
+            labels = [int(r["label"]) for r in mine]
+            assert roc_auc_score(labels, [float(r["score"]) for r in scored]) >= 0.99
 
 
 def test_an_unknown_name_lists_the_shipped_ones(tmp_path):

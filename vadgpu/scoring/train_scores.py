@@ -117,7 +117,7 @@ def frame_stats(frame_scores: list[np.ndarray] | None, protocol: Protocol, tempo
     calibration record) under the protocol's edges and smoothing (`smooth` replaces its centred smoothing, e.g.
     with live scoring's trailing one); a clear error naming `source` when there are none."""
     if not frame_scores:
-        raise VadgpuError(f"--norm train: {source} holds no training frame scores for --score {protocol.score} under "
+        raise VadgpuError(f"--norm train: {source} holds no training scores for --score {protocol.score} under "
                           "these options (written at the end of `vadgpu train`, or by `vadgpu calibrate` for an "
                           "object model); use --norm none (live: with --threshold) or --norm video")
     names = names if len(names) == len(frame_scores) else [""] * len(frame_scores)

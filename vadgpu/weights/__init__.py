@@ -29,3 +29,8 @@ def shipped_weights(name: str | Path) -> Path | None:
 def metrics_file(name: str) -> Path:
     """NAME.metrics.json beside the shipped weights: their evaluation record."""
     return FOLDER / f"{name}.metrics.json"
+
+
+def scores_file(name: str) -> Path:
+    """NAME.scores.csv beside the shipped weights: the per-frame scores of that evaluation."""
+    return FOLDER / f"{name}.scores.csv"
