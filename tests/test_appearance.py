@@ -268,3 +268,34 @@ def test_the_exported_file_scores_like_the_weights_file(calibrated, object_run, 
     exported = [float(r["raw_score"]) for r in read_csv(tmp_path / "onnx" / "scores.csv")]
     weights = [float(r["raw_score"]) for r in read_csv(tmp_path / "pt" / "scores.csv")]
     np.testing.assert_allclose(exported, weights, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_the_appearance_term_runs_on_cuda_without_a_host_sync_and_equals_the_cpu(tiny):
+    """Frames already on the device in, appearance z-scores out: the backbone, the roi pooling and the bank's
+    distances stay on the GPU (no sync), and give the CPU's numbers."""
+    from vadgpu.scoring.appearance import AppearanceTerm
+
+    generator = torch.Generator().manual_seed(3)
+    features = BoxFeatures.from_darknet(tiny, short_side=64)
+    frames = torch.rand(4, 1, 48, 64, generator=generator)
+    owner = torch.tensor([0, 1, 1, 3])
+    boxes = torch.tensor([[0.1, 0.1, 0.5, 0.6], [0.2, 0.2, 0.9, 0.9], [0.0, 0.3, 0.4, 1.0], [0.5, 0.1, 1.0, 0.5]])
+    train = torch.rand(12, 1, 48, 64, generator=generator)
+    train_owner = torch.arange(12).repeat_interleave(2)
+    train_boxes = torch.tensor([[0.1, 0.1, 0.6, 0.7], [0.3, 0.2, 0.9, 0.8]]).repeat(12, 1)
+    bank = AppearanceBank.fit(features(train, train_owner, train_boxes), train_owner % 3)
+    expected = AppearanceTerm(features, bank)(frames, owner, boxes)
+    cuda = torch.device("cuda")
+    term = AppearanceTerm(BoxFeatures.from_darknet(tiny, short_side=64), bank).to(cuda)
+    inputs = (frames.to(cuda), owner.to(cuda), boxes.to(cuda))
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        term(*inputs)  # warm-up: cuDNN's algorithm choice
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            got = term(*inputs)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    assert got.device.type == "cuda"
+    assert torch.allclose(got.cpu(), expected, atol=1e-3)
