@@ -79,3 +79,22 @@ def test_ped2_ddl_scores_new_videos_right_away(tmp_path, monkeypatch):
         assert 0 < labels.sum() < labels.size
         aucs.append(roc_auc_score(labels, scores))
     assert min(aucs) > 0.55 and np.mean(aucs) > 0.7, aucs  # measured 0.58, 0.85, 1.00, 0.71
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_the_exported_shipped_model_scores_a_ped2_video_like_the_weights(ped2_root, tmp_path, monkeypatch):
+    """`vadgpu export` of ped2-ddl carries the whole detector (network, appearance backbone, calibration record):
+    scoring a Ped2 test video from the ONNX file alone gives the weights file's raw scores within 1e-4."""
+    pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxruntime) is not installed")
+    monkeypatch.setenv("VADGPU_CACHE", str(tmp_path / "cache"))
+    onnx_file = tmp_path / "ped2-ddl.onnx"
+    code, output = invoke(["export", "--checkpoint", "ped2-ddl", "--format", "onnx", "--out", str(onnx_file)])
+    assert code == 0, output
+    frames = ped2_root / "testing" / "frames" / "06"
+    code, output = invoke(["score", str(frames), "--model", str(onnx_file), "--out", str(tmp_path / "onnx"),
+                           "--no-progress"])
+    assert code == 0, output
+    exported = [float(r["raw_score"]) for r in read_csv(tmp_path / "onnx" / "scores.csv")]
+    evaluated = [float(r["raw_score"]) for r in read_csv(scores_file("ped2-ddl")) if r["video"] == "06"]
+    np.testing.assert_allclose(exported, evaluated, atol=1e-4)
