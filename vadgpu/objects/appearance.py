@@ -35,6 +35,8 @@ POOL = 2  # roi_align cells per side of each box
 SHORT_SIDE = 320  # network input: the frame's shorter side, in pixels
 MULTIPLE = 32  # YOLO inputs are multiples of the network's largest stride
 SAMPLING_RATIO = 2  # roi_align samples per cell and axis
+CPU_FRAMES = 2  # frames per backbone call on the CPU: small activations stay in reused memory (16 at once spent
+# more time faulting in fresh pages than computing: 112 ms a frame against 9 ms, channels-last both)
 
 
 def network_input_size(frame_hw: tuple[int, int], short_side: int = SHORT_SIDE) -> tuple[int, int]:
@@ -64,7 +66,7 @@ class BoxFeatures:
         if short_side < MULTIPLE or pool < 1:
             raise VadgpuError(f"appearance features: short side {short_side} (>= {MULTIPLE}) and pool {pool} (>= 1) "
                               "out of range")
-        self.backbone = backbone.eval()
+        self.backbone = backbone.eval().to(memory_format=torch.channels_last)  # 2-3x faster convolutions on CPU
         self.short_side, self.pool = short_side, pool
 
     @classmethod
@@ -108,8 +110,9 @@ class BoxFeatures:
         (N, C, H, W) in [0, 1], on the frames' device. The backbone runs once over all N frames."""
         if owner.numel() == 0:
             return frames.new_zeros((0, 0), dtype=torch.float32)
-        x = network_input(frames, self.short_side)
-        maps = self.backbone(x)  # (N, C', h, w)
+        x = network_input(frames, self.short_side).contiguous(memory_format=torch.channels_last)
+        step = CPU_FRAMES if x.device.type == "cpu" else len(x)
+        maps = torch.cat([self.backbone(x[i:i + step]) for i in range(0, len(x), step)])  # (N, C', h, w)
         height, width = x.shape[-2:]
         stride = width / maps.shape[-1]
         scale = boxes.new_tensor([width, height, width, height], dtype=torch.float32)
