@@ -98,3 +98,39 @@ def test_the_exported_shipped_model_scores_a_ped2_video_like_the_weights(ped2_ro
     exported = [float(r["raw_score"]) for r in read_csv(tmp_path / "onnx" / "scores.csv")]
     evaluated = [float(r["raw_score"]) for r in read_csv(scores_file("ped2-ddl")) if r["video"] == "06"]
     np.testing.assert_allclose(exported, evaluated, atol=1e-4)
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+@pytest.mark.av
+def test_live_scoring_of_a_ped2_video_gives_the_scores_of_vadgpu_score(ped2_root, tmp_path, monkeypatch):
+    """Ped2 test video 06 scored by `vadgpu score` (its frame folder) and live (the same pixels as a lossless FFV1
+    file, replayed with the boxes the offline scoring found): frame by frame the same raw scores, appearance term
+    included; only the smoothing (trailing, live) differs."""
+    import av
+    import cv2
+
+    monkeypatch.setenv("VADGPU_CACHE", str(tmp_path / "cache"))
+    folder = ped2_root / "testing" / "frames" / "06"
+    code, output = invoke(["score", str(folder), "--checkpoint", "ped2-ddl", "--out", str(tmp_path / "folder"),
+                           "--no-progress"])
+    assert code == 0, output
+    frames = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(folder.glob("*.jpg"))]
+    video = tmp_path / "06.mkv"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.height, stream.width = frames[0].shape
+        stream.pix_fmt = "gray"
+        for gray in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(gray, format="gray")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    boxes = next((tmp_path / "cache").glob("input-*/boxes-bgsub-both.npz"))  # the folder's, a video named 06
+    code, output = invoke(["score", str(video), "--live", "--checkpoint", "ped2-ddl", "--boxes", str(boxes),
+                           "--out", str(tmp_path / "live"), "--no-progress"])
+    assert code == 0, output
+    offline = [float(r["raw_score"]) for r in read_csv(tmp_path / "folder" / "scores.csv")]
+    live = [float(r["raw_score"]) for r in read_csv(tmp_path / "live" / "scores.csv")]
+    assert len(live) == len(offline) == len(frames)
+    np.testing.assert_allclose(live, offline, atol=5e-4)  # one clip per call live, 16 offline: float32 rounding
