@@ -7,7 +7,9 @@ Layout (see docs/architecture.md):
     vadgpu.objects    object boxes (detectors, tracker, cache) and patch banks
     vadgpu.models     DDL and dual-path models, memory module, registry and presets
     vadgpu.engine     training loop, checkpoints, DDP
-    vadgpu.evaluation scores, metrics, plots
+    vadgpu.scoring    how a frame gets its score: frame and tube scorers, calibration record, protocol
+    vadgpu.evaluation eval and score runs, metrics, reports, plots, the heatmap video
+    vadgpu.live       live streams: causal scoring, events
     vadgpu.cli        the `vadgpu` click command group
 
 Importing vadgpu changes nothing in the process: the `vadgpu` command sets OMP_WAIT_POLICY=PASSIVE for itself

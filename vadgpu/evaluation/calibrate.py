@@ -16,51 +16,12 @@ import torch
 from vadgpu.errors import VadgpuError
 from vadgpu.log import logger
 from vadgpu.scoring.appearance import DEFAULT_WEIGHT
-from vadgpu.scoring.calibration import Calibration, calibrate, stored_calibration
+from vadgpu.scoring.calibration import (Calibration, calibrate, for_scoring, requested_features,
+                                        stored_calibration)
 from vadgpu.scoring.protocol import NO_APPEARANCE, Protocol
 
 FROM_FILE = "the weights file (its calibration record)"
 FROM_PASS = "a calibration pass over the training videos"
-
-
-def box_detector(boxes: str | Path) -> str:
-    """The detector a box cache's boxes come from."""
-    from vadgpu.objects.boxes import read_box_cache
-
-    return str(read_box_cache(boxes)["detector"])
-
-
-def requested_features(protocol: Protocol):
-    """The BoxFeatures of `--appearance WEIGHTS`, or None."""
-    if not protocol.uses_appearance_file():
-        return None
-    from vadgpu.objects.appearance import BoxFeatures
-
-    return BoxFeatures.from_darknet(protocol.appearance)
-
-
-def for_scoring(calibration: Calibration | None, protocol: Protocol, boxes, source) -> Calibration | None:
-    """The record as `protocol` asks to score with it, checked against the boxes' detector and any
-    `--appearance WEIGHTS`: without its appearance term for `--appearance none`, with another weight for
-    `--appearance-weight` (its training frame scores are then unknown)."""
-    if calibration is None:
-        return None
-    calibration.check_detector(box_detector(boxes), boxes)
-    if protocol.uses_appearance_file():
-        if calibration.appearance is None:
-            raise VadgpuError(f"--appearance {protocol.appearance}: {source} has no appearance term in its "
-                              f"calibration record; add it with `vadgpu calibrate --checkpoint {source} "
-                              f"--appearance {protocol.appearance}`")
-        calibration.check_features(requested_features(protocol).identity(), protocol.appearance)
-    if protocol.appearance == NO_APPEARANCE:
-        return calibration.without_appearance()
-    weight = protocol.appearance_weight
-    if calibration.appearance is not None and weight is not None and weight != calibration.appearance.weight:
-        from vadgpu.scoring.appearance import AppearanceTerm
-
-        term = AppearanceTerm(calibration.appearance.features, calibration.appearance.bank, weight)
-        return replace(calibration, appearance=term, frame_scores=[])
-    return calibration
 
 
 def eval_calibration(ckpt: dict, checkpoint, model, protocol: Protocol, train: list, boxes, dataset: str,

@@ -394,7 +394,7 @@ def object_input_scorer(model, ckpt: dict, source, protocol: Protocol, boxes, vi
     calibration record as the protocol asks for it (evaluation/calibrate.py), or, for a file without one, raw tube
     errors with a warning (an error when the record is `required`, e.g. --tube-norm location asked for by name).
     Returns (scorer, record or None)."""
-    from vadgpu.evaluation.calibrate import for_scoring
+    from vadgpu.scoring.calibration import for_scoring
     from vadgpu.objects.tubes import FrameBoxes
     from vadgpu.scoring.calibration import stored_calibration
     from vadgpu.scoring.tubes import TubeScorer

@@ -23,6 +23,7 @@ existed hold the location statistics and frame scores under `train_scores` (`leg
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from vadgpu.errors import VadgpuError
 from vadgpu.scoring.appearance import DEFAULT_WEIGHT, MAX_BANK, AppearanceBank, AppearanceTerm
 from vadgpu.scoring.kinds import MIX_WEIGHT, OBJECT_SCORE
 from vadgpu.scoring.location import LocationStats, fit_from_records
+from vadgpu.scoring.protocol import NO_APPEARANCE, Protocol
 from vadgpu.scoring.tubes import TubeScorer, fill_frames_without_objects, frame_maxima
 
 KEY = "calibration"
@@ -233,3 +235,41 @@ def calibrate(model, videos, boxes, *, dataset: str, variant: str | None = None,
     return Calibration(cfg.window, cfg.size[0], detector, location,
                        [fill_frames_without_objects(m)[0] for m in maxima], [v.name for v in videos],
                        {"name": dataset, "variant": variant}, appearance)
+
+
+def box_detector(boxes: str | Path) -> str:
+    """The detector a box cache's boxes come from."""
+    from vadgpu.objects.boxes import read_box_cache
+
+    return str(read_box_cache(boxes)["detector"])
+
+
+def requested_features(protocol: Protocol):
+    """The BoxFeatures of `--appearance WEIGHTS`, or None."""
+    if not protocol.uses_appearance_file():
+        return None
+    from vadgpu.objects.appearance import BoxFeatures
+
+    return BoxFeatures.from_darknet(protocol.appearance)
+
+
+def for_scoring(calibration: Calibration | None, protocol: Protocol, boxes, source) -> Calibration | None:
+    """The record as `protocol` asks to score with it, checked against the boxes' detector and any
+    `--appearance WEIGHTS`: without its appearance term for `--appearance none`, with another weight for
+    `--appearance-weight` (its training frame scores are then unknown)."""
+    if calibration is None:
+        return None
+    calibration.check_detector(box_detector(boxes), boxes)
+    if protocol.uses_appearance_file():
+        if calibration.appearance is None:
+            raise VadgpuError(f"--appearance {protocol.appearance}: {source} has no appearance term in its "
+                              f"calibration record; add it with `vadgpu calibrate --checkpoint {source} "
+                              f"--appearance {protocol.appearance}`")
+        calibration.check_features(requested_features(protocol).identity(), protocol.appearance)
+    if protocol.appearance == NO_APPEARANCE:
+        return calibration.without_appearance()
+    weight = protocol.appearance_weight
+    if calibration.appearance is not None and weight is not None and weight != calibration.appearance.weight:
+        term = AppearanceTerm(calibration.appearance.features, calibration.appearance.bank, weight)
+        return replace(calibration, appearance=term, frame_scores=[])
+    return calibration

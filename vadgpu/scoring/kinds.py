@@ -12,7 +12,7 @@ Three scores, all "higher = more anomalous", computed on the device in one batch
                reconstruction gives a higher score.
     mse        the mean squared error of the whole frame (or object tube): the object mode's default, where a
                tube is already the small region the anomaly lies in (patch-max over a 32x32 tube scored lower
-               on the Ped2 development videos; README, object mode).
+               on the Ped2 development videos; docs/results/ped2.md, object mode).
     mixed      the dual-path code's mix of the two error views: w * patch-max + (1 - w) * global MSE, with
                w = MIX_WEIGHT (0.5) unless the caller passes another weight.
 

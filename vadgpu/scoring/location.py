@@ -12,11 +12,11 @@ every training frame, the same tubes evaluation cuts) falls in the cell of its b
 
 with the mean and std of f over the cell's training tubes. A cell with few training tubes borrows from the whole
 frame: its statistics are those of its own tubes plus `SHRINK` pseudo-tubes that have the global mean and
-variance, so an empty cell uses the global statistics. The statistics are fitted once at the end of training and
-stored in model.pt (`train_scores["tube_location"]`, train_scores.py); `vadgpu eval` fits them by a scoring pass
-over the training videos when the weights file has none for its dataset. A frame's score is then the max over its
-tubes of these normalised scores, on a scale that is the same in every video, which is why object models need no
-per-video normalisation (their default `--norm none`; the README's object-mode section).
+variance, so an empty cell uses the global statistics. The statistics are part of the model's calibration record
+(calibration.py), fitted in a scoring pass over the training videos at the end of training or by `vadgpu
+calibrate`; `vadgpu eval` fits them again when the record was fitted on another dataset. A frame's score is then
+the max over its tubes of these normalised scores, on a scale that is the same in every video, which is why object
+models need no per-video normalisation (their default `--norm none`; docs/models.md, object mode).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class LocationStats:
 
 
 def fit_from_records(records, kind: str) -> LocationStats:
-    """LocationStats from an ObjectScorer's records of the training videos (raw tube scores)."""
+    """LocationStats from a TubeScorer's records of the training videos (raw tube scores)."""
     if not records:
         raise VadgpuError("location-normalised tube scores need training tubes: the training videos gave none")
     boxes = np.concatenate([r[2] for r in records])
