@@ -124,8 +124,10 @@ def test_eval_errors_name_the_problem(setup, tmp_path):
     save_checkpoint(bare, {**setup["state"], "config": {}})
     code, output = invoke(["eval", "--checkpoint", str(bare), "--device", "cpu"])
     assert code == 1 and "records no dataset/root" in output and str(bare) in output
-    code, output = invoke(["eval", "--checkpoint", str(bare), "--dataset", "synthetic", "--root", str(tmp_path)])
-    assert code == 1 and str(tmp_path) in output and "synthetic" in output
+    data = tmp_path / "data"  # an empty folder, no dataset (the run folder itself would be refused: eval/ is in it)
+    data.mkdir()
+    code, output = invoke(["eval", "--checkpoint", str(bare), "--dataset", "synthetic", "--root", str(data)])
+    assert code == 1 and str(data) in output and "synthetic" in output
 
 
 def test_score_h264_video_with_heatmap(setup, tmp_path):

@@ -77,7 +77,12 @@ def export_metadata(ckpt: dict, model: nn.Module, source: Path | None = None) ->
                          "meaning": f"the centre frame (index {cfg.temporal // 2}) reconstructed, in [0, 1]"},
               "train_scores": train_scores_to_json(ckpt.get("train_scores"))}
     if source is not None:
-        record["checkpoint"] = str(Path(source).resolve())
+        from vadgpu.checkpoint import checkpoint_record
+
+        named = checkpoint_record(source)  # shipped weights: the package's file, and their name
+        record["checkpoint"] = named["path"]
+        if "shipped" in named:
+            record["checkpoint_shipped"] = named["shipped"]
     return record
 
 
@@ -107,13 +112,17 @@ def train_scores_from_json(scores: dict | None) -> dict | None:
     return out
 
 
-def export_model(checkpoint: str | Path, fmt: str, out: str | Path, seed: int = 0) -> ExportResult:
-    """Export a vadgpu checkpoint (RUN/model.pt or a training checkpoint) as `fmt` to `out`, checked (see above)."""
+def export_model(checkpoint: str | Path, fmt: str, out: str | Path, seed: int = 0,
+                 overwrite: bool = False) -> ExportResult:
+    """Export a vadgpu checkpoint (RUN/model.pt or a training checkpoint) as `fmt` to `out`, checked (see above).
+    An existing `out` is replaced only when it is an earlier vadgpu export and `overwrite` is set."""
     from vadgpu.checkpoint import load_checkpoint
     from vadgpu.models.registry import model_from_checkpoint
+    from vadgpu.outputs import check_export_out
 
     if fmt not in FORMATS:
         raise VadgpuError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    check_export_out(out, checkpoint, overwrite)
     if fmt == "onnx":  # both, before any work: the export writes with one and checks with the other
         require("onnx", "vadgpu export --format onnx")
         require("onnxruntime", "vadgpu export --format onnx (its self-check)")
@@ -214,14 +223,9 @@ class OnnxModel:
         meta = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if meta is None:
             raise VadgpuError(f"--model {self.path} has no vadgpu metadata: export it with `vadgpu export`")
-        try:
-            self.metadata = json.loads(meta)
-        except ValueError as exc:
-            raise VadgpuError(f"--model {self.path}: its vadgpu metadata is not JSON ({exc})") from exc
-        from vadgpu.models.registry import model_config_from_dict
+        from vadgpu.model_checks import read_onnx_metadata  # checked against the graph, train_scores too
 
-        self.config = model_config_from_dict(self.metadata["model_config"], self.metadata.get("model_name"))
-        self.train_scores = train_scores_from_json(self.metadata.get("train_scores"))
+        self.metadata, self.config, self.train_scores = read_onnx_metadata(self.path, self.session, meta)
 
     def run(self, clips: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(clips, dtype=np.float32)})[0]

@@ -193,9 +193,10 @@ def train(ctx: click.Context, config_file: str | None, resume: bool, overwrite: 
         return
     config.validate()
     if nproc is not None and nproc > 1 and not launched_by_torchrun():
-        from vadgpu.engine.run_folder import prepare_run_dir
+        from vadgpu.engine.run_folder import check_run_out, prepare_run_dir
         from vadgpu.folder_lock import hold_folder
 
+        check_run_out(config)
         with hold_folder(config.out, "vadgpu train"):  # rank 0 takes the folder's lock again in its process
             prepare_run_dir(config.out, resume, overwrite)  # refuse here, once, rather than in every worker
         # The workers read the resolved config from a file, so every rank trains exactly this configuration.

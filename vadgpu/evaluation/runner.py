@@ -17,7 +17,8 @@ import torch
 from tqdm import tqdm
 
 from vadgpu import __version__
-from vadgpu.checkpoint import EVAL_DIR, checkpoint_dir, find_run_model, load_checkpoint
+from vadgpu.checkpoint import (checkpoint_dir, checkpoint_record, default_eval_out, find_run_model,
+                               load_checkpoint)
 from vadgpu.data.types import PreparedVideo
 from vadgpu.device import describe, resolve_device
 from vadgpu.errors import VadgpuError
@@ -29,7 +30,9 @@ from vadgpu.evaluation.protocol import (Protocol, TrainStats, apply_protocol, ed
 from vadgpu.evaluation.report import VideoScores, safe_name, write_curves, write_eval_outputs, write_scores_csv
 from vadgpu.evaluation.scores import error_map, patch_size_for, scores_from_errors
 from vadgpu.evaluation.tube_location import LocationStats
+from vadgpu.model_checks import check_finite_scores
 from vadgpu.objects.tubes import FrameBoxes
+from vadgpu.outputs import check_eval_out, check_score_out
 
 log = logging.getLogger("vadgpu")
 
@@ -67,8 +70,8 @@ def resolve_checkpoint(run: str | Path | None, checkpoint: str | Path | None) ->
     path = Path(checkpoint)
     from vadgpu.weights import shipped_weights
 
-    if not path.is_file() and shipped_weights(path) is not None:  # shipped weights: outputs under ./NAME/
-        return path, Path.cwd() / str(checkpoint)
+    if not path.is_file() and shipped_weights(path) is not None:  # shipped weights: no run folder of their own
+        return path, default_eval_out(checkpoint, Path.cwd())
     # DIR/checkpoints/last.pt belongs to run DIR; a loose checkpoint file gets its outputs beside it.
     run_dir = path.parent.parent if path.parent.name == checkpoint_dir("").name else path.parent
     return path, run_dir
@@ -130,6 +133,7 @@ def score_videos(
     if not scores:
         raise VadgpuError("the loader gave no clips: the videos have no frames to score")
     raw = _place(videos, torch.cat(scores), torch.cat(video_ids), torch.cat(frame_ids))
+    check_finite_scores(raw, [v.name for v in videos], str(getattr(model, "path", "the model")), object_mode)
     if object_mode:
         raw = [fill_frames_without_objects(r)[0] for r in raw]
     return raw
@@ -242,7 +246,7 @@ def _apply(videos: Sequence[PreparedVideo], raw: list[np.ndarray], protocol: Pro
 
 
 def _checkpoint_record(path: Path, ckpt: dict) -> dict:
-    return {"path": str(path.resolve()), "model_name": ckpt.get("model_name"), "epoch": ckpt.get("epoch"),
+    return {**checkpoint_record(path), "model_name": ckpt.get("model_name"), "epoch": ckpt.get("epoch"),
             "step": ckpt.get("step"), "vadgpu_version": ckpt.get("vadgpu_version")}
 
 
@@ -288,8 +292,8 @@ def evaluate(
     if not dataset or not root:
         raise VadgpuError(f"checkpoint {checkpoint} records no dataset/root in its config; pass --dataset and --root")
     if out is None:
-        out = Path(run_dir if run_dir is not None else resolve_checkpoint(None, checkpoint)[1]) / EVAL_DIR
-    out = Path(out)
+        out = default_eval_out(checkpoint, run_dir if run_dir is not None else resolve_checkpoint(None, checkpoint)[1])
+    out = check_eval_out(out, root)
 
     data = open_dataset(dataset, root, variant=variant)
     prepared = load_prepared(data, device, progress=progress, loader=loader)
@@ -505,7 +509,7 @@ def score_input(
     ckpt = load_checkpoint(checkpoint, map_location="cpu") if model_file is None else {}
     boxes = boxes_option(boxes, ckpt, checkpoint or model_file,
                          "background subtraction runs over the input first, cached")
-    out = Path(out) if out is not None else default_score_out(source)
+    out = check_score_out(out if out is not None else default_score_out(source), source)
     video = prepare_input(source, device, progress=progress, loader=loader)
     model = load_model(ckpt, device) if model_file is None else open_onnx_model(model_file)
     tube_norm_chosen = protocol.tube_norm is not None
