@@ -189,6 +189,8 @@ def train(ctx: click.Context, config_file: str | None, resume: bool, overwrite: 
     if print_config:
         import yaml
 
+        config.validate(complete=False)  # what it prints must be a config training would accept
+
         click.echo(yaml.safe_dump(with_preset_values(config).to_dict(), sort_keys=False), nl=False)
         return
     config.validate()

@@ -80,7 +80,7 @@ def write_object_csvs(out_dir, video_names: list[str], records, frame_hw: tuple[
     import csv
     import io
 
-    from vadgpu.evaluation.report import safe_name
+    from vadgpu.evaluation.report import safe_names
     from vadgpu.io import atomic_write_text
 
     out_dir = Path(out_dir)
@@ -92,7 +92,7 @@ def write_object_csvs(out_dir, video_names: list[str], records, frame_hw: tuple[
         video = frame = raw = score = np.zeros(0)
         boxes = np.zeros((0, 4))
     pixels = boxes * np.array([width, height, width, height])
-    paths = []
+    paths, file_names = [], safe_names(video_names)  # distinct: two videos never share a CSV
     for index, name in enumerate(video_names):
         mine = np.flatnonzero(video == index)
         mine = mine[np.lexsort((-score[mine], frame[mine]))]  # by frame, then best first
@@ -104,7 +104,7 @@ def write_object_csvs(out_dir, video_names: list[str], records, frame_hw: tuple[
             rank = rank + 1 if j and frame[mine[j - 1]] == frame[row] else 1
             writer.writerow([int(frame[row]), rank, f"{score[row]:.6g}", f"{raw[row]:.6g}",
                              *(f"{v:.1f}" for v in pixels[row])])
-        path = out_dir / f"{safe_name(name)}.csv"
+        path = out_dir / f"{file_names[index]}.csv"
         atomic_write_text(path, text.getvalue())
         paths.append(path)
     return paths

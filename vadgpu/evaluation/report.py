@@ -13,10 +13,12 @@ All files are written atomically.
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -41,8 +43,18 @@ class VideoScores:
 
 
 def safe_name(name: str) -> str:
-    """A video name usable as a file name (names like 'Test001/01' keep their parts, joined by '_')."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "video"
+    """A video name usable as a file name (names like 'Test001/01' keep their parts, joined by '_'; letters of any
+    script stay: 'cam ü' -> 'cam_ü')."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "video"
+
+
+def safe_names(names: Sequence[str]) -> list[str]:
+    """`safe_name` of each of `names`, made distinct: where two names give the same file name ('a/b' and 'a_b'),
+    each of them gets a short hash of its own name, so no video's file replaces another's."""
+    plain = [safe_name(n) for n in names]
+    taken = Counter(p.lower() for p in plain)  # case-insensitive file systems too
+    return [p if taken[p.lower()] == 1 else f"{p}-{hashlib.sha1(n.encode()).hexdigest()[:8]}"
+            for n, p in zip(names, plain)]
 
 
 def write_scores_csv(path: str | Path, videos: Iterable[VideoScores]) -> Path:
@@ -65,10 +77,11 @@ def write_scores_csv(path: str | Path, videos: Iterable[VideoScores]) -> Path:
 def write_curves(folder: str | Path, videos: Iterable[VideoScores], ylabel: str,
                  aucs: dict[str, float | None] | None = None) -> list[Path]:
     """One score-curve PNG per video, named after it; `aucs` (video name -> fraction) puts each AUC in its title."""
+    videos = list(videos)
     return [
-        plot_score_curve(Path(folder) / f"{safe_name(v.name)}.png", v.frames, v.score, v.labels,
+        plot_score_curve(Path(folder) / f"{name}.png", v.frames, v.score, v.labels,
                          title=f"video {v.name}", ylabel=ylabel, auc=(aucs or {}).get(v.name))
-        for v in videos
+        for v, name in zip(videos, safe_names([v.name for v in videos]))
     ]
 
 
