@@ -4,14 +4,11 @@ scoring (`vadgpu score SOURCE`): from a local HTTP server, from stdin, a stream 
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import torch
 from click.testing import CliRunner
 
 from cli_helpers import invoke, read_csv
+from stream_server import StreamServer
 
 from vadgpu.checkpoint import save_checkpoint
 from vadgpu.cli.main import cli
@@ -73,42 +71,6 @@ def live(tmp_path_factory):
     mp4 = root / "testing" / "videos_h264" / "01.mp4"
     ts = _write_ts(mp4, base / "01.ts")
     return {"base": base, "model": model_pt, "mp4": mp4, "avi": root / "testing" / "videos" / "01.avi", "ts": ts}
-
-
-class _Server:
-    """An HTTP server on 127.0.0.1 in a thread: files from `folder`; /cut/NAME sends half of NAME once (then 503)."""
-
-    def __init__(self, folder: Path):
-        served = {"cut": 0}
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, *_args):
-                pass
-
-            def do_GET(self):
-                if not self.path.startswith("/cut/"):
-                    return super().do_GET()
-                served["cut"] += 1
-                if served["cut"] > 1:
-                    self.send_error(503)
-                    return
-                data = (folder / self.path[5:]).read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data[: len(data) // 2])
-                self.close_connection = True
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler,
-                                                                                         directory=str(folder)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 # ------------------------------------------------------------------------------------------------------- export
@@ -176,7 +138,7 @@ def test_live_http_stream_equals_the_file_and_the_offline_scores(live, tmp_path)
     from vadgpu.evaluation.protocol import Protocol
     from vadgpu.evaluation.runner import score_input
 
-    server = _Server(live["mp4"].parent)
+    server = StreamServer(live["mp4"].parent)
     try:
         code, output = _live(live, f"{server.url}/01.mp4", tmp_path / "http", "--video-out", str(tmp_path / "http.mp4"))
     finally:
@@ -224,7 +186,7 @@ def test_live_from_stdin(live, tmp_path):
 
 
 def test_a_stream_that_stops_midway_is_retried_then_a_clear_error(live, tmp_path):
-    server = _Server(live["ts"].parent)
+    server = StreamServer(live["ts"].parent)
     try:
         result = CliRunner().invoke(cli, ["score", f"{server.url}/cut/{live['ts'].name}", "--checkpoint",
                                           str(live["model"]), "--out", str(tmp_path / "cut"), "--device", "cpu",

@@ -4,13 +4,11 @@ a full disk or a read-only folder is one clear error."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from click.testing import CliRunner
 from conftest import read_only_folder
 
 from cli_helpers import read_csv
+from stream_server import StreamServer
 from vadgpu.checkpoint import save_checkpoint
 from vadgpu.cli.main import cli
 from vadgpu.models.registry import build_model
@@ -98,51 +97,16 @@ def test_a_signal_with_an_alarm_open_writes_the_event_and_exits_128_plus_it(live
     assert len(events) == 1 and events[0]["ended_by"] == reason and events[0]["frames"] == len(rows) >= 3
 
 
-class _Server:
-    """HTTP/1.0 on 127.0.0.1: /whole sends the file and closes (no Content-Length), /half sends its first half
-    every time, /once-half sends its first half once and then answers 503."""
-
-    def __init__(self, data: bytes):
-        served = {"once-half": 0}
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, *_args):
-                pass
-
-            def do_GET(self):
-                name = self.path.strip("/")
-                if name == "once-half":
-                    served[name] += 1
-                    if served[name] > 1:
-                        self.send_error(503)
-                        return
-                self.send_response(200)
-                self.send_header("Content-Type", "video/mp2t")
-                self.end_headers()
-                self.wfile.write(data if name == "whole" else data[: len(data) // 2])
-                self.close_connection = True
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def server(live):
-    server = _Server(live["ts"].read_bytes())
+    server = StreamServer(live["ts"].parent)
     yield server
     server.close()
 
 
 def test_a_stream_that_fails_for_good_writes_the_open_event(live, server, tmp_path):
     out = tmp_path / "out"
-    done = subprocess.run(_command(live["ddl-tiny-cpu"], f"{server.url}/once-half", out, "--retries", "0"),
+    done = subprocess.run(_command(live["ddl-tiny-cpu"], f"{server.url}/cut/clip.ts", out, "--retries", "0"),
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 1 and "Error: stream" in done.stderr and "Traceback" not in done.stderr, done.stderr
     events, rows = _events(out), read_csv(out / "scores.csv")
@@ -176,7 +140,7 @@ def test_live_scoring_with_nan_weights_is_refused(live, tmp_path):
 @pytest.mark.parametrize("path, frames", [("whole", FRAMES), ("half", None)])
 def test_a_finite_http_stream_ends_instead_of_being_scored_again_and_again(live, server, tmp_path, path, frames):
     out = tmp_path / "out"
-    done = subprocess.run(_command(live["ddl-tiny-cpu"], f"{server.url}/{path}", out, "--retry-delay", "0.1"),
+    done = subprocess.run(_command(live["ddl-tiny-cpu"], f"{server.url}/{path}/clip.ts", out, "--retry-delay", "0.1"),
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert "started again from its first frame" in done.stderr
