@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_helpers import EXPORT_EXTRA
+
 from vadgpu.errors import VadgpuError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,8 +173,8 @@ def test_nan_weights_are_refused_where_the_checkpoint_is_read(tmp_path, frames_i
 
 
 def test_an_onnx_model_that_gives_nan_scores_is_an_error(tmp_path, frames_input):
-    pytest.importorskip("onnxruntime")
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime", reason=EXPORT_EXTRA)
+    onnx = pytest.importorskip("onnx", reason=EXPORT_EXTRA)
     from onnx import numpy_helper
 
     from vadgpu.checkpoint import save_checkpoint
@@ -298,8 +300,8 @@ def test_a_checkpoints_stored_scores_and_config_are_checked_where_it_is_read(tmp
 @pytest.fixture(scope="module")
 def onnx_export(tmp_path_factory):
     """An ONNX export of ddl-tiny-cpu with training scores: (path, its metadata)."""
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime", reason=EXPORT_EXTRA)
+    pytest.importorskip("onnx", reason=EXPORT_EXTRA)
     import torch
 
     from vadgpu.checkpoint import save_checkpoint

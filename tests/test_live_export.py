@@ -17,7 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli_helpers import invoke, read_csv
+from cli_helpers import EXPORT_EXTRA, invoke, read_csv
 from stream_server import StreamServer
 
 from vadgpu.checkpoint import save_checkpoint
@@ -26,6 +26,7 @@ from vadgpu.errors import VadgpuError
 from vadgpu.models.registry import build_model
 
 av = pytest.importorskip("av", reason="live scoring reads streams with PyAV")
+pytestmark = pytest.mark.av  # the whole module: declared, so `-m av` selects it
 FRAMES = 30
 
 
@@ -76,7 +77,7 @@ def live(tmp_path_factory):
 # ------------------------------------------------------------------------------------------------------- export
 @pytest.mark.parametrize("preset", ["ddl-tiny-cpu", "dualpath-tiny-cpu", "ddl-objects-cpu"])
 def test_export_round_trips_equal_torch(preset, tmp_path):
-    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime", reason=EXPORT_EXTRA)
     from vadgpu.export import OnnxModel, read_torchscript_metadata
 
     model = _save(tmp_path / "model.pt", preset).eval()
@@ -115,7 +116,7 @@ def test_missing_export_extra_is_one_clear_error(tmp_path, monkeypatch):
 
 
 def test_score_with_the_onnx_model_equals_the_checkpoint(live, tmp_path):
-    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime", reason=EXPORT_EXTRA)
     onnx_file = tmp_path / "model.onnx"
     assert invoke(["export", "--checkpoint", str(live["model"]), "--out", str(onnx_file)])[0] == 0
     common = [str(live["avi"]), "--device", "cpu", "--no-progress", "--loader", "torch", "--norm", "train"]

@@ -260,6 +260,12 @@ def test_benchmark_scripts_name_a_missing_dataset_without_a_traceback(tmp_path):
                                str(tmp_path / "ped2")], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert f"--root {tmp_path / 'ped2'}: no such folder" in done.stderr
+    table = REPO / "benchmarks" / "ped2" / "results_table.py"
+    done = subprocess.run([sys.executable, str(table), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("usage:") and "folder" in done.stdout, done.stderr
+    done = subprocess.run([sys.executable, str(table), str(tmp_path / "none")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and f"{tmp_path / 'none'}: no run folders" in done.stderr, done.stderr
 
 
 def test_package_data_matches_files_and_the_license_is_there():

@@ -16,9 +16,9 @@ metrics.json: the table cannot drift from the files anyone can check.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -185,4 +185,8 @@ def main(folder: str = "benchmarks/results/ped2") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", nargs="?", default="benchmarks/results/ped2",
+                        help="the folder of run folders (default: %(default)s)")
+    main(parser.parse_args().folder)
