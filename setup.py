@@ -41,5 +41,5 @@ setup(
     extras_require={"test": ["pytest", "ruff"], "tensorboard": ["tensorboard"],
                     # `vadgpu export` and `vadgpu score --model FILE.onnx`
                     "export": ["onnx", "onnxruntime"]},
-    entry_points={"console_scripts": ["vadgpu=vadgpu.cli.main:main"]},
+    entry_points={"console_scripts": ["vadgpu=vadgpu.cli.entry:main"]},
 )

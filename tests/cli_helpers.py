@@ -8,6 +8,9 @@ from click.testing import CliRunner
 
 from vadgpu.cli.main import cli
 
+# why a test that runs ONNX files is skipped (pytest.importorskip's reason)
+EXPORT_EXTRA = "needs the export extra (onnx, onnxruntime): pip install 'vadgpu[export]'"
+
 
 def invoke(args: list[str]) -> tuple[int, str]:
     """`vadgpu ARGS` through click's runner: (exit code, output); an unexpected exception propagates."""

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 PED2_ROOT = SHARED / "datasets" / "ped2"
 YOLOV3_TINY = SHARED / "models" / "yolov3-tiny"
+SHARED_FIXTURES = {"ped2_root", "yolov3_tiny_dir"}  # the fixtures that need ../shared (and skip without it)
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO / ".cache" / "ultralytics"))
@@ -30,6 +31,10 @@ def pytest_collection_modifyitems(config, items):
         "av": (available("av"), "needs PyAV, which is not installed here"),
     }
     for item in items:
+        uses_shared = SHARED_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if uses_shared and "shared" not in item.keywords:  # every skip is declared: `-m "not shared"` must hold
+            raise pytest.UsageError(f"{item.nodeid} uses {', '.join(sorted(uses_shared))} (../shared) without "
+                                    "@pytest.mark.shared")
         for marker, (present, reason) in skips.items():
             if marker in item.keywords and not present:
                 item.add_marker(pytest.mark.skip(reason=reason))

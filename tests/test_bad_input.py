@@ -193,6 +193,28 @@ def test_yaml_config_with_wrong_types_names_the_file_and_key(tmp_path, values, m
     assert f"--config {path}" in result.output and message in result.output
 
 
+def test_a_key_given_twice_in_a_yaml_config_is_an_error(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("dataset: synthetic\nlr: 0.1\nepochs: 2\nlr: 0.2\n")
+    result = CliRunner().invoke(cli, ["train", "--config", str(path), "--print-config"])
+    assert result.exit_code == 1 and "the key 'lr' is given twice" in result.output and "line 4" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", ""], "--preset '': name a preset"),
+    (["--lr", "nan"], "--lr nan: must be a number > 0"),
+    (["--epochs", "0"], "--epochs 0: must be >= 1"),
+])
+def test_print_config_prints_only_a_config_training_would_accept(tmp_path, args, message):
+    result = CliRunner().invoke(cli, ["train", "--dataset", "synthetic", "--root", str(tmp_path), "--out",
+                                      str(tmp_path / "run"), "--device", "cpu", *args, "--print-config"])
+    assert result.exit_code == 1 and message in result.output, result.output
+    result = CliRunner().invoke(cli, ["train", "--dataset", "synthetic", "--root", str(tmp_path), "--out",
+                                      str(tmp_path / "run"), "--device", "cpu", *args])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_yaml_number_written_as_text_is_read_as_a_number(tmp_path):
     from vadgpu.engine.config import load_config_file
 

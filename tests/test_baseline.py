@@ -65,6 +65,7 @@ def test_unreadable_frame_names_the_file(tmp_path):
         make_baseline_loader([video], ClipSpec(3, (H, W), 1), num_workers=-1, **SMALL)
 
 
+@pytest.mark.shared
 @pytest.mark.dali
 def test_ped2_baseline_matches_dali_on_real_frames(ped2_root):
     files = tuple(sorted((ped2_root / "training" / "frames" / "05").glob("*.jpg")))[:40]

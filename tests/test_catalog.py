@@ -116,6 +116,7 @@ def test_ped2_per_video_label_length_mismatch(ped2_jpg):
         open_dataset("ped2", ped2_jpg)
 
 
+@pytest.mark.shared
 def test_real_ped2(ped2_root):
     by_mat = open_dataset("ped2", ped2_root)
     by_npy = open_dataset("ped2", ped2_root, labels=ped2_root / "frame_labels_ped2.npy")

@@ -125,8 +125,10 @@ def test_eval_errors_name_the_problem(setup, tmp_path):
     save_checkpoint(bare, {**setup["state"], "config": {}})
     code, output = invoke(["eval", "--checkpoint", str(bare), "--device", "cpu"])
     assert code == 1 and "records no dataset/root" in output and str(bare) in output
-    code, output = invoke(["eval", "--checkpoint", str(bare), "--dataset", "synthetic", "--root", str(tmp_path)])
-    assert code == 1 and str(tmp_path) in output and "synthetic" in output
+    data = tmp_path / "data"  # an empty folder, no dataset (the run folder itself would be refused: eval/ is in it)
+    data.mkdir()
+    code, output = invoke(["eval", "--checkpoint", str(bare), "--dataset", "synthetic", "--root", str(data)])
+    assert code == 1 and str(data) in output and "synthetic" in output
 
 
 def test_score_h264_video_with_heatmap(setup, tmp_path):
@@ -189,6 +191,7 @@ def test_scores_are_placed_by_video_and_frame_whatever_the_batch_order():
         _place(videos, torch.zeros(4), torch.tensor([0, 0, 0, 1]), torch.tensor([0, 1, 2, 0]))
 
 
+@pytest.mark.shared
 def test_ped2_labels_align_with_scored_frames(ped2_root, tmp_path, monkeypatch):
     monkeypatch.setenv("VADGPU_CACHE", str(tmp_path / "cache"))
     dataset = open_dataset("ped2", ped2_root)
@@ -233,7 +236,24 @@ def test_eval_on_cuda_matches_cpu(setup):
 def test_score_heatmap_on_cuda(setup, tmp_path):
     from vadgpu.evaluation.runner import score_input
 
+    import av
+
     source = setup["root"] / "testing" / "videos_h264" / "02.mp4"  # H.264 decodes on NVDEC without a transcode
-    result = score_input(source, setup["run"] / "checkpoints" / "last.pt", out=tmp_path, heatmap_mp4=True,
-                         device="cuda", progress=False)
-    assert result.video.frames.tolist() == list(range(FRAMES)) and result.heatmap.stat().st_size > 0
+    ckpt = setup["run"] / "checkpoints" / "last.pt"
+    protocol = Protocol(smooth="none", norm="none")
+    cpu = score_input(source, ckpt, out=tmp_path / "cpu", heatmap_mp4=True, device="cpu", progress=False,
+                      protocol=protocol)
+    cuda = score_input(source, ckpt, out=tmp_path / "cuda", heatmap_mp4=True, device="cuda", progress=False,
+                       protocol=protocol)
+    assert cuda.video.frames.tolist() == cpu.video.frames.tolist() == list(range(FRAMES))
+    np.testing.assert_allclose(cuda.video.raw, cpu.video.raw, rtol=0.05, atol=1e-3)  # as eval on CUDA
+    decoded = []
+    for result in (cpu, cuda):
+        with av.open(str(result.heatmap)) as container:
+            decoded.append(np.stack([f.to_ndarray(format="gray").astype(np.float64)
+                                     for f in container.decode(video=0)]))
+    assert decoded[0].shape == decoded[1].shape and len(decoded[0]) == FRAMES
+    # the same frames, maps and curve: a few grey levels apart (decoders, encoder), far less than a frame apart
+    same = np.abs(decoded[0] - decoded[1]).mean()
+    shifted = np.abs(decoded[0][1:] - decoded[1][:-1]).mean()
+    assert same < 3 and same < shifted / 3, (same, shifted)

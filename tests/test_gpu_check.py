@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import invoke, read_csv
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
@@ -42,8 +43,23 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     bench = json.loads((out / "bench-ddl-tiny-cpu.json").read_text())
     assert bench["stages"]["train"]["rate"]["median"] > 0
     metrics = json.loads((out / "eval.json").read_text())
-    assert 0.0 <= metrics["metrics"]["micro_auc"] <= 1.0
     assert 1 <= summary["train_epochs"] <= 2
+    # the AUCs it reports are those of its scores.csv (recomputed here), and of the trained model (evaluated again)
+    from sklearn.metrics import roc_auc_score
+
+    rows = read_csv(out / "train" / "eval" / "scores.csv")
+    assert len(rows) == metrics["totals"]["scored_frames"] == 2 * 30
+    labels, scores = [int(r["label"]) for r in rows], [float(r["score"]) for r in rows]
+    assert metrics["metrics"]["micro_auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
+    for video in {r["video"] for r in rows}:
+        mine = [r for r in rows if r["video"] == video]
+        assert metrics["metrics"]["per_video_auc"][video] == pytest.approx(
+            roc_auc_score([int(r["label"]) for r in mine], [float(r["score"]) for r in mine]), abs=1e-9)
+    code, output = invoke(["eval", "--run", str(out / "train"), "--out", str(tmp_path / "again"), "--device", "cpu",
+                           "--loader", "auto", "--no-progress"])  # the script's LOADER default
+    assert code == 0, output
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again["metrics"]["micro_auc"] == pytest.approx(metrics["metrics"]["micro_auc"], abs=1e-6)
 
 
 def test_gpu_check_usage_errors(tmp_path):

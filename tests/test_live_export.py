@@ -4,8 +4,6 @@ scoring (`vadgpu score SOURCE`): from a local HTTP server, from stdin, a stream 
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import json
 import os
 import signal
@@ -19,8 +17,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli_helpers import invoke, read_csv
-from http_helpers import LocalServer
+from cli_helpers import EXPORT_EXTRA, invoke, read_csv
+from stream_server import StreamServer
 
 from vadgpu.checkpoint import save_checkpoint
 from vadgpu.cli.main import cli
@@ -28,6 +26,7 @@ from vadgpu.errors import VadgpuError
 from vadgpu.models.registry import build_model
 
 av = pytest.importorskip("av", reason="live scoring reads streams with PyAV")
+pytestmark = pytest.mark.av  # the whole module: declared, so `-m av` selects it
 FRAMES = 30
 
 
@@ -75,43 +74,10 @@ def live(tmp_path_factory):
     return {"base": base, "model": model_pt, "mp4": mp4, "avi": root / "testing" / "videos" / "01.avi", "ts": ts}
 
 
-class _Server:
-    """An HTTP server on 127.0.0.1 in a thread: files from `folder`; /cut/NAME sends half of NAME once (then 503)."""
-
-    def __init__(self, folder: Path):
-        served = {"cut": 0}
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, *_args):
-                pass
-
-            def do_GET(self):
-                if not self.path.startswith("/cut/"):
-                    return super().do_GET()
-                served["cut"] += 1
-                if served["cut"] > 1:
-                    self.send_error(503)
-                    return
-                data = (folder / self.path[5:]).read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data[: len(data) // 2])
-                self.close_connection = True
-
-        self.server = LocalServer(functools.partial(Handler, directory=str(folder)))
-        self.url = self.server.url
-
-    def close(self):
-        self.server.close()
-
-
 # ------------------------------------------------------------------------------------------------------- export
 @pytest.mark.parametrize("preset", ["ddl-tiny-cpu", "dualpath-tiny-cpu", "ddl-objects-cpu"])
 def test_export_round_trips_equal_torch(preset, tmp_path):
-    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime", reason=EXPORT_EXTRA)
     from vadgpu.export import OnnxModel, read_torchscript_metadata
 
     model = _save(tmp_path / "model.pt", preset).eval()
@@ -150,7 +116,7 @@ def test_missing_export_extra_is_one_clear_error(tmp_path, monkeypatch):
 
 
 def test_score_with_the_onnx_model_equals_the_checkpoint(live, tmp_path):
-    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime", reason=EXPORT_EXTRA)
     onnx_file = tmp_path / "model.onnx"
     assert invoke(["export", "--checkpoint", str(live["model"]), "--out", str(onnx_file)])[0] == 0
     common = [str(live["avi"]), "--device", "cpu", "--no-progress", "--loader", "torch", "--norm", "train"]
@@ -173,7 +139,7 @@ def test_live_http_stream_equals_the_file_and_the_offline_scores(live, tmp_path)
     from vadgpu.scoring.protocol import Protocol
     from vadgpu.evaluation.runner import score_input
 
-    server = _Server(live["mp4"].parent)
+    server = StreamServer(live["mp4"].parent)
     try:
         code, output = _live(live, f"{server.url}/01.mp4", tmp_path / "http", "--video-out", str(tmp_path / "http.mp4"))
     finally:
@@ -222,7 +188,7 @@ def test_live_from_stdin(live, tmp_path):
 
 
 def test_a_stream_that_stops_midway_is_retried_then_a_clear_error(live, tmp_path):
-    server = _Server(live["ts"].parent)
+    server = StreamServer(live["ts"].parent)
     try:
         result = CliRunner().invoke(cli, ["score", f"{server.url}/cut/{live['ts'].name}", "--checkpoint",
                                           str(live["model"]), "--out", str(tmp_path / "cut"), "--device", "cpu",
@@ -248,7 +214,7 @@ def test_ctrl_c_leaves_complete_jsonl_and_a_playable_video(live, tmp_path):
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 0, stderr.decode()
+    assert proc.returncode == 130, stderr.decode()  # as an interrupted command exits
     rows = read_csv(out / "scores.csv")
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert len(events) == 1 and events[0]["ended_by"] == "interrupted"

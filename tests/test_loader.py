@@ -198,6 +198,7 @@ def test_cuda_without_gpu_is_an_error(media):
         make_loader(media["avi"], ClipSpec(3, (32, 32), 1), device="cuda")
 
 
+@pytest.mark.shared
 def test_ped2_training_loader_over_two_videos(ped2_root):
     videos = []
     for name in ("01", "02"):
@@ -283,6 +284,7 @@ def test_float_clips_equal_the_uint8_gather_after_normalisation(channels):
     assert batch._spans is None  # both gathered: the decoded frames are let go
 
 
+@pytest.mark.shared
 def test_ped2_pipeline_equals_baseline_at_users_geometries(ped2_root):
     """256x256 RGB and 128x128 gray, T = 16, real Ped2 jpgs: the same libjpeg-turbo decode and the same OpenCV
     resize on both loaders, so the clips are equal (documented tolerance: 1 level, for DALI's and OpenCV's

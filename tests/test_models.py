@@ -208,19 +208,26 @@ def test_checkpoint_with_wrong_weights_is_a_clear_error():
 
 @pytest.fixture
 def forbid_host_sync(monkeypatch):
-    """Any Tensor -> host conversion raises: the code under test must stay on the device."""
+    """Any Tensor -> host conversion raises, and so does `nonzero` (its output size comes from the device: a sync
+    on CUDA that the CPU never shows): the code under test must stay on the device."""
 
     def refuse(*args, **kwargs):
         raise AssertionError("host synchronisation inside the model")
 
-    for name in ("item", "cpu", "numpy", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+    for name in ("item", "cpu", "numpy", "tolist", "__bool__", "__float__", "__int__", "__index__", "nonzero"):
         monkeypatch.setattr(torch.Tensor, name, refuse)
+    monkeypatch.setattr(torch, "nonzero", refuse)
 
 
-@pytest.mark.parametrize("preset,extra", [("ddl-tiny-cpu", {}), ("ddl-tiny-cpu", {"distinction": "pixel"}),
-                                          ("dualpath-tiny-cpu", {}), ("dualpath-tiny-cpu", {"memory_mode": "mnad"}),
-                                          ("dualpath-tiny-cpu", {"pseudo_recon": "clean"}),
-                                          ("dualpath-tiny-cpu", {"loss_terms": "authors"})])
+# The variants whose training step must not synchronise, on the CPU (forbid_host_sync) and on CUDA alike.
+NO_SYNC_VARIANTS = [("ddl-tiny-cpu", {}), ("ddl-tiny-cpu", {"distinction": "pixel"}), ("dualpath-tiny-cpu", {}),
+                    ("dualpath-tiny-cpu", {"memory_mode": "mnad"}), ("dualpath-tiny-cpu", {"pseudo_recon": "clean"}),
+                    ("dualpath-tiny-cpu", {"loss_terms": "authors"})]
+# The dual-path authors' routing reads its group sizes on the host (dualpath.py: one sync per step, documented).
+SPLIT_ROUTING = {"loss_terms": "authors", "routing": "split"}
+
+
+@pytest.mark.parametrize("preset,extra", NO_SYNC_VARIANTS)
 def test_no_host_sync_in_training_losses_and_reconstruct(preset, extra, request):
     model = small_model(preset, **extra).train()
     clips = batch_for(model, n=4)
@@ -228,6 +235,20 @@ def test_no_host_sync_in_training_losses_and_reconstruct(preset, extra, request)
     request.getfixturevalue("forbid_host_sync")
     losses = model.training_losses(clips, anomalies)
     losses["loss"].backward()
+    model.eval()
+    with torch.no_grad():
+        model.reconstruct(clips)
+
+
+def test_the_split_routing_is_the_one_documented_sync(request):
+    """routing="split" syncs once per training step (nonzero) and not at all when scoring: the check above
+    would see a sync added to any other variant the same way."""
+    model = small_model("dualpath-tiny-cpu", **SPLIT_ROUTING).train()
+    clips = batch_for(model, n=4)
+    anomalies = make_anomalies(model, clips)
+    request.getfixturevalue("forbid_host_sync")
+    with pytest.raises(AssertionError, match="host synchronisation"):
+        model.training_losses(clips, anomalies)
     model.eval()
     with torch.no_grad():
         model.reconstruct(clips)
@@ -452,13 +473,13 @@ def test_real_ped2_clips_train_with_falling_loss(preset, ped2_root):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("preset", ["ddl-tiny-cpu", "dualpath-tiny-cpu"])
-def test_cuda_step_has_no_host_sync_and_matches_cpu(preset):
+@pytest.mark.parametrize("preset,extra", NO_SYNC_VARIANTS + [("dualpath-tiny-cpu", SPLIT_ROUTING)])
+def test_cuda_step_has_no_host_sync_and_matches_cpu(preset, extra):
     torch.manual_seed(0)
-    model = small_model(preset).train()
+    model = small_model(preset, **extra).train()
     clips = batch_for(model, n=4)
     anomalies = make_anomalies(model, clips)
-    cpu_loss = model.training_losses(clips, anomalies)["loss"].detach()
+    cpu_losses = {k: v.detach() for k, v in model.training_losses(clips, anomalies).items()}
     cuda_model = model.cuda()
     moved = kernels.PseudoAnomalies(clips=anomalies.clips.detach().cuda(), kind=anomalies.kind.cuda(),
                             mask=anomalies.mask.cuda())
@@ -466,8 +487,14 @@ def test_cuda_step_has_no_host_sync_and_matches_cpu(preset):
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
+        if extra == SPLIT_ROUTING:  # the documented sync (nonzero) must be seen here, and only there
+            with pytest.raises(RuntimeError, match="synchroniz"):
+                cuda_model.training_losses(cuda_clips, moved)
+            torch.cuda.set_sync_debug_mode("default")
         losses = cuda_model.training_losses(cuda_clips, moved)
         losses["loss"].backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert torch.allclose(losses["loss"].detach().cpu(), cpu_loss, rtol=1e-3, atol=1e-4)
+    assert losses.keys() == cpu_losses.keys()
+    for key, value in cpu_losses.items():  # every term, not the total alone
+        assert torch.allclose(losses[key].detach().cpu(), value, rtol=1e-3, atol=1e-4), key

@@ -8,7 +8,6 @@ import torch
 
 from vadgpu.errors import VadgpuError
 from vadgpu.models.registry import build_model
-from vadgpu.optional import available
 
 PREDICT_PRESETS = ["ddl-objects-cpu", "dualpath-objects-cpu"]
 
@@ -105,14 +104,6 @@ def test_object_mode_trains_and_evaluates_end_to_end(object_run, monkeypatch):
                                  "--out", str(base / "scored"), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert (base / "scored" / "objects.csv").is_file() and (base / "scored" / "scores.csv").is_file()
-    if available("av"):  # the heatmap video: the scored boxes drawn, every frame
-        import av
-
-        result = runner.invoke(cli, ["score", str(video), "--checkpoint", str(run / "model.pt"), "--heatmap-mp4",
-                                     "--out", str(base / "scored-heat"), "--no-progress"])
-        assert result.exit_code == 0, result.output
-        with av.open(str(base / "scored-heat" / "02-heatmap.mp4")) as container:
-            assert sum(1 for _ in container.decode(video=0)) == 40
     # a training checkpoint has no location statistics: a notice, and the raw tube scores
     result = runner.invoke(cli, ["score", str(video), "--checkpoint", str(run / "checkpoints" / "last.pt"),
                                  "--out", str(base / "scored-last"), "--no-progress"])
@@ -120,6 +111,20 @@ def test_object_mode_trains_and_evaluates_end_to_end(object_run, monkeypatch):
     result = runner.invoke(cli, ["score", str(video), "--checkpoint", str(run / "checkpoints" / "last.pt"),
                                  "--tube-norm", "location", "--out", str(base / "scored-x"), "--no-progress"])
     assert result.exit_code != 0 and "no location statistics" in result.output, result.output
+
+
+@pytest.mark.av
+def test_object_heatmap_video_draws_every_frame(object_run, monkeypatch):
+    import av
+
+    base, root, run, runner, cli = object_run
+    monkeypatch.setenv("VADGPU_CACHE", str(base / "cache"))
+    video = root / "testing" / "videos" / "02.avi"
+    result = runner.invoke(cli, ["score", str(video), "--checkpoint", str(run / "model.pt"), "--heatmap-mp4",
+                                 "--out", str(base / "scored-heat"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    with av.open(str(base / "scored-heat" / "02-heatmap.mp4")) as container:  # the scored boxes, every frame
+        assert sum(1 for _ in container.decode(video=0)) == 40
 
 
 def test_box_cache_of_another_dataset_or_detector_is_refused(object_run, monkeypatch, tmp_path):

@@ -126,6 +126,7 @@ def test_bgsub_finds_moving_square_in_folder_and_video_file(tmp_path):
         assert {int(d.tracks[0]) for d in dets} == {0}  # one object, one track through the video
 
 
+@pytest.mark.shared
 def test_darknet_finds_pedestrians_on_ped2(ped2_root, yolov3_tiny_dir):
     folder = ped2_root / "training" / "frames" / "01"
     frames = [cv2.imread(str(folder / f"{i:03d}.jpg")) for i in (0, 50, 110)]
@@ -420,4 +421,5 @@ def test_procedural_patch_bank_is_deterministic_and_varied():
 @pytest.mark.gpu
 def test_patch_bank_on_cuda():
     bank = load_patch_bank(None, channels=1, size=(16, 16), device="cuda", max_patches=8)
-    assert bank.device.type == "cuda" and bank.shape == (8, 1, 16, 16)
+    assert bank.device.type == "cuda"
+    assert torch.equal(bank.cpu(), load_patch_bank(None, channels=1, size=(16, 16), device="cpu", max_patches=8))

@@ -105,3 +105,21 @@ def test_training_plot_panels_and_a_log_cut_short(tmp_path):
     assert _check_png(plot_training(log, tmp_path / "training.png"))[0] >= 1000  # 4 panels a row
     assert plot_training(tmp_path / "missing.jsonl", tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
+
+
+def test_videos_whose_names_reduce_alike_keep_their_own_curves_and_csvs(tmp_path):
+    """'cam ü' and 'cam 日' (and 'a/b' beside 'a_b') once both wrote curves/cam.png: one curve was lost."""
+    from vadgpu.evaluation.report import write_object_csvs
+    from vadgpu.evaluation.report import VideoScores, safe_names, write_curves
+
+    names = ["cam ü", "cam 日", "a/b", "a_b", "plain"]
+    files = safe_names(names)
+    assert len(set(f.lower() for f in files)) == len(names)
+    assert files[0] == "cam_ü" and files[1] == "cam_日" and files[4] == "plain"
+    videos = [VideoScores(n, 4, np.arange(4), np.zeros(4), np.arange(4.0) + i) for i, n in enumerate(names)]
+    paths = write_curves(tmp_path / "curves", videos, ylabel="score")
+    assert len(set(paths)) == len(names) and all(p.is_file() for p in paths)
+    records = [(np.array([i]), np.array([0]), np.array([[0.1, 0.1, 0.5, 0.5]]), np.array([1.0]), np.array([2.0]))
+               for i in range(len(names))]
+    csvs = write_object_csvs(tmp_path / "objects", names, records, (48, 64))
+    assert len(set(csvs)) == len(names) and len(list((tmp_path / "objects").iterdir())) == len(names)

@@ -22,6 +22,7 @@ from vadgpu.data.synth import encode_video, make_synthetic_dataset
 from vadgpu.errors import VadgpuError
 
 av = pytest.importorskip("av", reason="these tests write and read videos with PyAV")
+pytestmark = pytest.mark.av  # the whole module: declared, so `-m av` selects it
 
 FRAMES = 24
 
@@ -156,8 +157,20 @@ def test_backend_for():
 
 
 @pytest.mark.gpu
-def test_backend_for_cuda_is_gpu():
+@pytest.mark.dali
+def test_gpu_backend_prepares_what_the_cpu_backend_does(synth_root, tmp_path):
     assert backend_for("auto") == "gpu" and backend_for("cuda") == "gpu"
+    for variant in ("avi", "mp4", "frames"):  # MJPEG is transcoded for NVDEC, H.264 and jpg are not
+        dataset = open_dataset("synthetic", synth_root, variant)
+        cpu = prepare_dataset(dataset, "cpu", cache=tmp_path / f"cpu-{variant}", progress=False)
+        gpu = prepare_dataset(dataset, "gpu", cache=tmp_path / f"gpu-{variant}", progress=False)
+        assert [(v.name, v.num_frames, v.height, v.width) for v in gpu.videos] == \
+            [(v.name, v.num_frames, v.height, v.width) for v in cpu.videos]
+        for a, b in zip(cpu.test, gpu.test):
+            assert np.array_equal(np.asarray(a.labels), np.asarray(b.labels))
+        if variant == "avi":
+            assert all(v.decode_path != v.video.path for v in gpu.videos)  # NVDEC has no MJPEG
+            assert all(probe_video(v.decode_path, decode=True).num_frames == v.num_frames for v in gpu.videos)
 
 
 # ----------------------------------------------------------------------------------------------------- errors
@@ -220,6 +233,7 @@ def test_cli_prepare(synth_root, tmp_path):
     assert "probed 0 and transcoded 0" in second.output
 
 
+@pytest.mark.shared
 def test_real_ped2_prepare(ped2_root, tmp_path):
     result = prepare_dataset(open_dataset("ped2", ped2_root), "cpu", cache=tmp_path, progress=False)
     assert sum(v.num_frames for v in result.train) == 2550 and sum(v.num_frames for v in result.test) == 2010

@@ -43,12 +43,17 @@ def trained(synth, tmp_path_factory):
 # ---------------------------------------------------------------------------------------------- --overwrite
 
 
-def test_overwrite_deletes_only_the_files_a_run_wrote(tmp_path, capsys):
+def test_overwrite_deletes_only_the_files_a_run_wrote(trained, tmp_path, capsys):
     run = tmp_path / "run"
-    ours = ["config.yaml", "log.jsonl", "summary.json", "model.pt", "checkpoints/last.pt", "checkpoints/epoch-001.pt",
+    shutil.copytree(trained[2], run)
+    shutil.copy(run / "checkpoints" / "last.pt", run / "checkpoints" / "epoch-001.pt")
+    (run / "tensorboard").mkdir(exist_ok=True)
+    (run / "tensorboard" / "events.out.tfevents.1.host.2.0").write_text("events")
+    ours = ["config.yaml", "log.jsonl", "model.pt", "checkpoints/last.pt", "checkpoints/epoch-001.pt",
             "tensorboard/events.out.tfevents.1.host.2.0"]
+    assert all((run / n).is_file() for n in ours)
     users = ["notes.txt", "checkpoints/my_best_model.pt", "checkpoints/epoch-best.pt", "tensorboard/README"]
-    for name in ours + users + ["eval/metrics.json"]:
+    for name in users + ["eval/metrics.json"]:
         (run / name).parent.mkdir(parents=True, exist_ok=True)
         (run / name).write_text(name)
     with pytest.raises(VadgpuError, match="already holds a training run"):
@@ -60,6 +65,45 @@ def test_overwrite_deletes_only_the_files_a_run_wrote(tmp_path, capsys):
     aside = [p for p in run.iterdir() if p.name.startswith("eval-before-")]
     assert len(aside) == 1 and (aside[0] / "metrics.json").read_text() == "eval/metrics.json"  # ... nor is it lost
     assert str(aside[0]) in capsys.readouterr().err  # and the user is told where it went
+
+
+def _users_files(folder: Path) -> dict[str, bytes]:
+    """A user's own files that share a run file's name: a YAML config of another tool, a torch file that is no
+    vadgpu checkpoint, a text file named model.pt, a PNG."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text("learning_rate: 0.1\nlayers: 3\n")
+    torch.save({"weights": torch.zeros(3)}, folder / "summary.json")  # any bytes under a run file's name
+    (folder / "model.pt").write_text("x\n")
+    (folder / "training.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+    (folder / "checkpoints").mkdir(exist_ok=True)
+    torch.save({"state": torch.ones(2)}, folder / "checkpoints" / "last.pt")
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_users_files_under_run_names_are_never_replaced_overwrite_or_not(trained, tmp_path):
+    root, boxes, _ = trained
+    home = tmp_path / "home"
+    before = _users_files(home)
+    for flags in ([], ["--overwrite"]):
+        result = _invoke(_train_args(root, boxes, home, "--max-steps", "1", *flags))
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert "which vadgpu did not write" in result.output and "config.yaml" in result.output
+        assert "checkpoints/last.pt" in result.output and "model.pt" in result.output
+        assert {str(p.relative_to(home)): p.read_bytes() for p in home.rglob("*") if p.is_file()} == before
+    with pytest.raises(VadgpuError, match=r"holds config\.yaml, summary\.json, model\.pt, training\.png, "
+                                          r"checkpoints/last\.pt, which vadgpu did not write"):
+        prepare_run_dir(home, resume=False, overwrite=True)
+
+
+def test_a_run_folder_inside_the_dataset_is_refused_before_anything_is_made(trained):
+    root, boxes, _ = trained
+    result = _invoke(_train_args(root, boxes, root / "runs" / "x", "--max-steps", "1"))
+    assert result.exit_code == 1 and "lies inside the dataset root" in result.output, result.output
+    assert not (root / "runs").exists()
+    result = _invoke(_train_args(root, boxes, root, "--max-steps", "1"))
+    assert result.exit_code == 1 and f"--out {root} is the dataset root" in result.output, result.output
 
 
 def test_a_folder_with_a_users_checkpoints_is_no_run(tmp_path):

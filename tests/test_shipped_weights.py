@@ -15,6 +15,9 @@ from vadgpu.scoring.calibration import stored_calibration
 from vadgpu.weights import SHIPPED, metrics_file, scores_file, shipped_weights
 
 
+RECORDED = {"ped2-ddl": (98.30, 98.70)}  # micro, macro AUC of its Ped2 evaluation, as docs/scoring.md gives them
+
+
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_weights_load_by_name_with_their_record(name):
     path = shipped_weights(name)
@@ -28,6 +31,11 @@ def test_shipped_weights_load_by_name_with_their_record(name):
     record = json.loads(metrics_file(name).read_text())
     assert record["dataset"]["name"] == "ped2" and record["checkpoint"]["path"] == name
     assert record["objects"]["calibration"]["tube_score"] == calibration.terms()
+    # the record is of these very weights, and holds the numbers the docs give for them
+    assert (record["checkpoint"]["epoch"], record["checkpoint"]["step"]) == (ckpt["epoch"], ckpt["step"])
+    assert record["checkpoint"]["model_name"] == ckpt["model_name"]
+    assert (round(100 * record["metrics"]["micro_auc"], 2), round(100 * record["metrics"]["macro_auc"], 2)) == \
+        RECORDED[name]
     # the recorded AUC is the one its scores give
     rows = read_csv(scores_file(name))
     labels = np.array([int(r["label"]) for r in rows])

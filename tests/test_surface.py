@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -18,6 +21,8 @@ from vadgpu.engine.config import TrainConfig
 from vadgpu.engine.distributed import DistContext
 from vadgpu.models.presets import DEFAULT_PRESETS, PRESETS, PURPOSES
 from vadgpu.models.registry import default_preset, list_presets
+
+REPO = Path(__file__).resolve().parents[1]
 
 CPU = DistContext(0, 1, 0, torch.device("cpu"))
 
@@ -256,6 +261,12 @@ def test_benchmark_scripts_name_a_missing_dataset_without_a_traceback(tmp_path):
                                str(tmp_path / "ped2")], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert f"--root {tmp_path / 'ped2'}: no such folder" in done.stderr
+    table = REPO / "benchmarks" / "ped2" / "results_table.py"
+    done = subprocess.run([sys.executable, str(table), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("usage:") and "folder" in done.stdout, done.stderr
+    done = subprocess.run([sys.executable, str(table), str(tmp_path / "none")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and f"{tmp_path / 'none'}: no run folders" in done.stderr, done.stderr
 
 
 def test_package_data_matches_files_and_the_license_is_there():
@@ -276,3 +287,22 @@ def test_print_config_shows_the_resolved_config_and_trains_nothing(tmp_path):
     assert (printed["preset"], printed["temporal"], printed["size"], printed["epochs"]) == (
         "dualpath-ped2-cpu", 8, [64, 64], 3)
     assert not (tmp_path / "r").exists()
+
+
+def test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback(tmp_path):
+    """SIGINT arriving while torch is imported (the first second or two of any command) is a KeyboardInterrupt
+    there; it ends the command as Ctrl-C does anywhere: status 130, one line."""
+    script = ("import os, runpy, signal, sys\n"
+              "class Trip:\n"
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name == 'torch':\n"
+              "            sys.meta_path.remove(self)\n"
+              "            os.kill(os.getpid(), signal.SIGINT)\n"
+              "        return None\n"
+              "sys.meta_path.insert(0, Trip())\n"
+              "sys.argv = ['vadgpu', 'presets']\n"
+              "runpy.run_module('vadgpu', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
+    assert done.stderr.strip() == "Interrupted."

@@ -16,6 +16,7 @@ from vadgpu.data.synth import make_synthetic_dataset
 from vadgpu.errors import VadgpuError
 
 av = pytest.importorskip("av", reason="these tests write and read videos with PyAV")
+pytestmark = pytest.mark.av  # the whole module: declared, so `-m av` selects it
 
 FRAMES = 40
 SIZE = (64, 48)  # width, height

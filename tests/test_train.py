@@ -274,15 +274,26 @@ def test_cuda_steps_fed_by_the_real_loader_never_sync(loader, synth, tmp_path, m
 
 @pytest.mark.gpu
 def test_cuda_end_to_end_with_compile(synth, tmp_path, monkeypatch):
+    """The compiled CUDA step computes the loss the CPU computes: the same weights (seeded), the same clips (the
+    torch loader decodes both), no pseudo-anomalies (their random streams differ by device), fp32."""
     root, boxes, cache = synth
     monkeypatch.setenv("VADGPU_CACHE", str(cache))
-    run = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", "--dataset", "synthetic", "--root", str(root), "--model", "ddl",
-                                      "--preset", "ddl-tiny-cpu", "--out", str(run), "--max-steps", "4",
-                                      "--boxes", str(boxes), "--device", "cuda", "--compile",
-                                      "--no-progress"])
-    assert result.exit_code == 0, result.output
-    assert json.loads((run / "summary.json").read_text())["device"].startswith("cuda")
+    config = tmp_path / "no-pseudo.yaml"
+    config.write_text(yaml.safe_dump({"extra": {"pseudo_p": 0.0}}))
+    logs = {}
+    for device, flags in (("cpu", []), ("cuda", ["--compile", "--no-amp"])):
+        run = tmp_path / device
+        result = CliRunner().invoke(cli, ["train", "--config", str(config), "--dataset", "synthetic", "--root",
+                                          str(root), "--model", "ddl", "--preset", "ddl-tiny-cpu", "--out", str(run),
+                                          "--max-steps", "4", "--boxes", str(boxes), "--device", device, "--loader",
+                                          "torch", "--workers", "1", "--log-every", "1", "--no-progress", *flags])
+        assert result.exit_code == 0, result.output
+        logs[device] = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert json.loads((tmp_path / "cuda" / "summary.json").read_text())["device"].startswith("cuda")
+    assert [r["step"] for r in logs["cuda"]] == [r["step"] for r in logs["cpu"]] == [1, 2, 3, 4]
+    for key in ("loss", "recon"):  # step 1: the same weights on the same batch (cuDNN's TF32 convolutions aside)
+        assert logs["cuda"][0][key] == pytest.approx(logs["cpu"][0][key], rel=5e-3), key
+    assert all(abs(c["loss"] - g["loss"]) <= 2e-2 * abs(c["loss"]) for c, g in zip(logs["cpu"], logs["cuda"]))
 
 
 def test_channels_last_option_is_gone_with_a_reason(tmp_path):
@@ -336,6 +347,7 @@ def test_cli_trains_dualpath_and_protects_the_run_folder(synth, tmp_path, monkey
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 1
 
 
+@pytest.mark.shared
 def test_cli_trains_on_real_ped2(ped2_root, tmp_path, monkeypatch):
     monkeypatch.setenv("VADGPU_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"

@@ -18,8 +18,18 @@ pytestmark = pytest.mark.slow
 
 WORKER = textwrap.dedent("""
     import json, sys, torch
+    import vadgpu.engine.train as engine
     from vadgpu.engine.config import train_config_from_dict
     from vadgpu.engine.train import fit
+    build = engine.build_components
+
+    def keep_initial(*args, **kwargs):  # the weights training starts from, as fit built them (seeded)
+        parts, config = build(*args, **kwargs)
+        initial = {k: v.detach().clone() for k, v in engine.unwrap(parts.model).state_dict().items()}
+        torch.save(initial, sys.argv[2] + ".initial")
+        return parts, config
+
+    engine.build_components = keep_initial
     config = train_config_from_dict(json.loads(sys.argv[1]), "test")
     result = fit(config)
     state = {k: v for k, v in result.model.state_dict().items()}
@@ -38,8 +48,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _train_two_ranks(config: dict, tmp_path, cache) -> list[dict]:
-    """Run WORKER as ranks 0 and 1 (torchrun's environment variables), return each rank's final state_dict."""
+def _train_two_ranks(config: dict, tmp_path, cache) -> list[tuple[dict, dict]]:
+    """Run WORKER as ranks 0 and 1 (torchrun's environment variables), return each rank's (initial, final)
+    state_dict."""
     port = _free_port()
     procs = []
     for rank in range(2):
@@ -53,7 +64,7 @@ def _train_two_ranks(config: dict, tmp_path, cache) -> list[dict]:
     for proc, out in procs:
         text, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, text
-        states.append(torch.load(out, weights_only=True))
+        states.append((torch.load(f"{out}.initial", weights_only=True), torch.load(out, weights_only=True)))
     return states
 
 
@@ -64,15 +75,15 @@ def test_two_gloo_ranks_stay_identical(synth, tmp_path, preset, extra):
     config = dict(dataset="synthetic", root=str(root), model=preset.split("-")[0], preset=preset, out=str(run),
                   device="cpu", epochs=1, batch_size=2, max_steps=3, log_every=1, workers=1, boxes=str(boxes),
                   progress=False, extra=extra, lr=1e-2)  # a large lr makes any rank difference visible
-    rank0, rank1 = _train_two_ranks(config, tmp_path, cache)
-    from vadgpu.models.registry import build_model
-
-    initial = build_model(preset, **extra).state_dict()
-    assert rank0.keys() == rank1.keys()
+    (initial, rank0), (initial1, rank1) = _train_two_ranks(config, tmp_path, cache)
+    assert rank0.keys() == rank1.keys() == initial.keys()
     for key in rank0:
+        assert torch.equal(initial[key], initial1[key]), f"{key} started differently on the two ranks"
         assert torch.equal(rank0[key], rank1[key]), f"{key} differs between ranks"
+    # against the very weights fit started from (a model built apart, without fit's seed, differs anyway)
     moved = [k for k in rank0 if rank0[k].is_floating_point() and not torch.equal(rank0[k], initial[k])]
     assert moved, "training changed nothing: the test would prove nothing"
+    assert len(moved) > len(rank0) // 2, f"only {moved} moved"
     if preset.startswith("ddl"):
         assert "anomaly_logit" in moved
     else:

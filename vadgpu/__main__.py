@@ -1,6 +1,6 @@
 """`python -m vadgpu ...` runs the CLI (torchrun uses this form)."""
 
-from vadgpu.cli.main import main
+from vadgpu.cli.entry import main
 
 if __name__ == "__main__":
     main()

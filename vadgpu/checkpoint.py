@@ -64,23 +64,57 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """The file a --checkpoint value names: `path` itself when it is a file, else the weights shipped with vadgpu
+    under that name (a folder of the same name never hides them); neither is a VadgpuError."""
+    from vadgpu.weights import SHIPPED, shipped_weights
+
+    path = Path(path)
+    if path.is_file():
+        return path
+    named = shipped_weights(path)
+    if named is None:
+        raise VadgpuError(f"checkpoint {path} does not exist (weights shipped with vadgpu, loadable by name: "
+                          f"{', '.join(SHIPPED)})")
+    return named
+
+
+def shipped_name(path: str | Path) -> str | None:
+    """The shipped weights' name when a --checkpoint value names them (no local file of that name), else None."""
+    from vadgpu.weights import shipped_weights
+
+    return str(path) if not Path(path).is_file() and shipped_weights(path) is not None else None
+
+
+def checkpoint_record(path: str | Path) -> dict:
+    """How metrics.json and export metadata name a checkpoint: its absolute path, plus `shipped` (the name) for
+    weights shipped with vadgpu, whose path is the installed package's file, not a file in the current folder."""
+    name = shipped_name(path)
+    return {"path": str(checkpoint_file(path).resolve()), **({"shipped": name} if name is not None else {})}
+
+
+def default_eval_out(checkpoint: str | Path | None, run_dir: str | Path) -> Path:
+    """Where `vadgpu eval` writes without --out: RUN/eval for a run's checkpoint; for weights shipped with vadgpu
+    (`--checkpoint ped2-ddl`), ./runs/eval-NAME, so that nothing it writes takes the shipped name."""
+    name = None if checkpoint is None else shipped_name(checkpoint)
+    if name is not None:
+        return Path.cwd() / "runs" / f"eval-{name}"
+    return Path(run_dir) / EVAL_DIR
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely (weights_only=True); a missing or unreadable file is a VadgpuError naming it.
 
     `path` may also name weights shipped with vadgpu (vadgpu/weights: e.g. "ped2-ddl") when no such file exists."""
-    from vadgpu.weights import SHIPPED, shipped_weights
+    from vadgpu.model_checks import check_train_scores, check_training_config, check_weights
+    from vadgpu.zip_limits import check_zip_expansion
 
-    path = Path(path)
-    if not path.is_file():
-        named = shipped_weights(path)
-        if named is None:
-            raise VadgpuError(f"checkpoint {path} does not exist (weights shipped with vadgpu, loadable by name: "
-                              f"{', '.join(SHIPPED)})")
-        path = named
+    path = checkpoint_file(path)
+    check_zip_expansion(path, "checkpoint")  # a small file that would unpack to gigabytes is refused unread
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated / foreign files
-        raise VadgpuError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from exc
+        raise VadgpuError(f"checkpoint {path} cannot be read ({_load_failure(exc)})") from exc
     if not isinstance(state, dict):
         raise VadgpuError(f"checkpoint {path} is not a vadgpu checkpoint (it holds a {type(state).__name__}, not a "
                           "mapping)")
@@ -91,7 +125,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if key in state and not isinstance(state[key], dict) and not (key == "config" and state[key] is None):
             raise VadgpuError(f"checkpoint {path} is damaged: its {key} is a {type(state[key]).__name__}, not a "
                               "mapping")
+    check_weights(path, state["model"])
+    check_train_scores(f"checkpoint {path}", state.get("train_scores"))
+    check_training_config(path, state.get("config") or {})
     return state
+
+
+def _load_failure(exc: Exception) -> str:
+    """What torch.load's error says, for users: a refused pickle is named as such (torch's own text advises
+    loading with weights_only=False, which would run the file's code: vadgpu never does that)."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        found = [line.strip() for line in text.splitlines() if "GLOBAL" in line or "Unsupported" in line]
+        return ("it holds Python objects other than tensors and plain data, which vadgpu refuses to load since "
+                "loading them could run code" + (f": {found[0]}" if found else ""))
+    first = text.strip().splitlines()[0][:300] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def save_model_file(path: str | Path, state: dict[str, Any]) -> Path:

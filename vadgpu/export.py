@@ -93,18 +93,27 @@ def export_metadata(ckpt: dict, model: nn.Module, calibration=None, source: Path
                                       "output": MAPS_NAME}
         record["calibration"] = tensors_to_json(stored)
     if source is not None:
-        record["checkpoint"] = str(source)
+        from vadgpu.checkpoint import checkpoint_record
+
+        named = checkpoint_record(source)  # shipped weights: the package's file, and their name
+        record["checkpoint"] = named["path"]
+        if "shipped" in named:
+            record["checkpoint_shipped"] = named["shipped"]
     return record
 
 
-def export_model(checkpoint: str | Path, fmt: str, out: str | Path, seed: int = 0) -> ExportResult:
-    """Export a vadgpu checkpoint (RUN/model.pt or a training checkpoint) as `fmt` to `out`, checked (see above)."""
+def export_model(checkpoint: str | Path, fmt: str, out: str | Path, seed: int = 0,
+                 overwrite: bool = False) -> ExportResult:
+    """Export a vadgpu checkpoint (RUN/model.pt or a training checkpoint) as `fmt` to `out`, checked (see above).
+    An existing `out` is replaced only when it is an earlier vadgpu export and `overwrite` is set."""
     from vadgpu.checkpoint import load_checkpoint
     from vadgpu.models.registry import model_from_checkpoint
+    from vadgpu.outputs import check_export_out
     from vadgpu.scoring.calibration import stored_calibration
 
     if fmt not in FORMATS:
         raise VadgpuError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    check_export_out(out, checkpoint, overwrite)
     if fmt == "onnx":  # both, before any work: the export writes with one and checks with the other
         require("onnx", "vadgpu export --format onnx")
         require("onnxruntime", "vadgpu export --format onnx (its self-check)")
@@ -116,8 +125,7 @@ def export_model(checkpoint: str | Path, fmt: str, out: str | Path, seed: int = 
     if fmt == "onnx" and calibration is not None and calibration.appearance is not None:
         backbone = calibration.appearance.features.backbone
     network = ScoringNetwork(model, backbone).eval()
-    metadata = export_metadata(ckpt, model, calibration if fmt == "onnx" else None,
-                               checkpoint if checkpoint.is_file() else checkpoint.name)
+    metadata = export_metadata(ckpt, model, calibration if fmt == "onnx" else None, checkpoint)
     cfg = model.config
     generator = torch.Generator().manual_seed(seed)
 

@@ -57,6 +57,7 @@ def throughput(name, root, variant, cache, device, preset, temporal, resize, cha
     from vadgpu.bench.report import format_markdown, format_table
     from vadgpu.bench.throughput import ThroughputSettings, run_throughput
     from vadgpu.io import atomic_write_json
+    from vadgpu.outputs import check_output_file
 
     settings = ThroughputSettings(
         dataset=name, root=str(root), variant=variant, cache=str(cache) if cache else None, device=device,
@@ -64,6 +65,9 @@ def throughput(name, root, variant, cache, device, preset, temporal, resize, cha
         channels=int(channels) if channels else None, max_skip=max_skip, batch_size=batch_size, seconds=seconds,
         repeats=repeats, warmup=warmup, workers=workers, boxes=str(boxes) if boxes else None, loader=loader,
         stages=tuple(s.strip() for s in stages.split(",") if s.strip()), progress=not no_progress)
+    if json_path is not None:  # before the minutes of measuring
+        check_output_file(json_path, "--json", sources=[(root, "the dataset root")], kinds=("json",),
+                          what="a benchmark result")
     result = run_throughput(settings)
     click.echo(format_table(result))
     if markdown:

@@ -45,6 +45,7 @@ def boxes(dataset: str, root: Path, variant: str | None, kind: str, weights: Pat
     """
     from vadgpu.objects import build_box_cache, make_detector
     from vadgpu.objects.default_boxes import default_boxes_path
+    from vadgpu.outputs import check_output_file
 
     if kind == "darknet" and weights is not None:
         cfg = cfg or weights.with_suffix(".cfg")
@@ -59,6 +60,7 @@ def boxes(dataset: str, root: Path, variant: str | None, kind: str, weights: Pat
     splits = {"train": ds.train, "test": ds.test}
     if split != "both":
         splits = {split: splits[split]}
-    out = out or default_boxes_path(ds, kind, split, cache)
+    out = check_output_file(out or default_boxes_path(ds, kind, split, cache), "--out",
+                            sources=[(root, "the dataset root")], kinds=("box cache",), what="a box cache")
     summary = build_box_cache(splits, detector, out, dataset=ds.name, progress=False if no_progress else None)
     click.echo(f"{detector.describe()}: {summary}")

@@ -110,7 +110,9 @@ def pack(name: str, root: Path, variant: str | None, out: Path, codec: str, qual
     """
     from vadgpu.data.catalog import open_dataset
     from vadgpu.data.pack import pack_dataset
+    from vadgpu.outputs import check_not_in_sources
 
+    check_not_in_sources(out, "--out", [(root, "the dataset root")])
     dataset = open_dataset(name, root, variant=variant)
     result = pack_dataset(dataset, out, codec=codec, quality=quality, progress=not no_progress)
     click.echo(f"packed {result.videos} videos ({result.frames} frames) of {name} into {result.out}: "

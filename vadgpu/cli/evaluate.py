@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
+from vadgpu.cli.options import CHECKPOINT
 from vadgpu.evaluation.authors_protocol import NAME as AUTHORS
 from vadgpu.evaluation.authors_protocol import PROTOCOL_NAMES
 from vadgpu.scoring.protocol import GAUSSIAN_SIGMA, MEDIAN_WINDOW, NORMALISATIONS, SMOOTHINGS, Protocol
@@ -75,7 +77,7 @@ def _protocol(kw: dict) -> Protocol:
 @click.option("--run", type=click.Path(path_type=Path, file_okay=False),
               help="Run folder: evaluates RUN/model.pt (RUN/checkpoints/last.pt while the run is unfinished), "
               "writes RUN/eval/.")
-@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--checkpoint", type=CHECKPOINT,
               help="A checkpoint file instead (or shipped weights by name: ped2-ddl).")
 @click.option("--dataset", help="Catalog name (default: the dataset the checkpoint was trained on).")
 @click.option("--root", type=click.Path(path_type=Path), help="Dataset root (default: from the checkpoint).")
@@ -104,10 +106,11 @@ def eval_command(ctx, run, checkpoint, dataset, root, variant, out, boxes, proto
 
     Writes metrics.json (with the whole protocol), scores.csv, curves/VIDEO.png and roc.png, and prints a table.
     """
-    from vadgpu.checkpoint import EVAL_DIR
+    from vadgpu.checkpoint import default_eval_out, shipped_name
     from vadgpu.evaluation.report import format_table
     from vadgpu.evaluation.runner import evaluate, resolve_checkpoint
     from vadgpu.folder_lock import hold_folder
+    from vadgpu.outputs import check_eval_out
 
     protocol = _protocol(kw)
     if protocol_name != "vadgpu":
@@ -117,7 +120,10 @@ def eval_command(ctx, run, checkpoint, dataset, root, variant, out, boxes, proto
             raise click.UsageError(f"--protocol {protocol_name} sets the scoring itself; leave out {', '.join(given)}")
         protocol = protocol_name  # resolved for the dataset and model in evaluate()
     path, run_dir = resolve_checkpoint(run, checkpoint)
-    out = out if out is not None else run_dir / EVAL_DIR
+    out = out if out is not None else default_eval_out(checkpoint, run_dir)
+    check_eval_out(out, _dataset_root(path, dataset, root))  # before the lock creates the folder
+    if checkpoint is not None and shipped_name(checkpoint) is not None:
+        click.echo(f"evaluating the shipped weights {checkpoint}; writing to {out}", err=True)
     with hold_folder(out, "vadgpu eval", tidy=("curves", "objects")):  # one evaluation per output folder
         result = evaluate(path, dataset=dataset, root=root, variant=variant, protocol=protocol,
                           batch_size=kw["batch_size"], device=kw["device"], out=out, run_dir=run_dir,
@@ -128,9 +134,20 @@ def eval_command(ctx, run, checkpoint, dataset, root, variant, out, boxes, proto
     click.echo(f"\nwrote {result.out}/metrics.json, scores.csv, roc.png, curves/{objects}")
 
 
+def _dataset_root(checkpoint: Path, dataset: str | None, root: Path | None) -> str | None:
+    """The dataset root `vadgpu eval` will read: --root, else the root of the checkpoint's training config (for
+    its own dataset), else None."""
+    from vadgpu.checkpoint import load_checkpoint
+
+    if root is not None:
+        return str(root)
+    config = load_checkpoint(checkpoint).get("config") or {}
+    return config.get("root") if dataset is None or dataset == config.get("dataset") else None
+
+
 @click.command("score")
 @click.argument("source", metavar="SOURCE")
-@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--checkpoint", type=CHECKPOINT,
               help="The trained model: RUN/model.pt (or a checkpoint such as RUN/checkpoints/last.pt), or the "
               "name of weights shipped with vadgpu (ped2-ddl).")
 @click.option("--model", "model_file", type=click.Path(path_type=Path, dir_okay=False),
@@ -179,12 +196,13 @@ def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, 
         raise click.UsageError("--threshold, --video-out and --max-frames are for live scoring (a stream, or "
                                "--live)")
     from vadgpu.evaluation.runner import default_score_out, score_input
+    from vadgpu.outputs import check_score_out
 
     path = Path(source)
     if not path.exists():
         raise click.BadParameter(f"{source} does not exist (a stream is rtsp://..., http(s)://..., /dev/videoN "
                                  "or -)", param_hint="SOURCE")
-    out = out if out is not None else default_score_out(path)
+    out = check_score_out(out if out is not None else default_score_out(path), path)  # before the lock
     with hold_folder(out, "vadgpu score"):
         result = score_input(path, checkpoint, model_file=model_file, out=out, protocol=_protocol(kw),
                              heatmap_mp4=heatmap_mp4, batch_size=kw["batch_size"], device=kw["device"],
@@ -205,7 +223,8 @@ def _score_live(source, checkpoint, model_file, out, threshold, video_out, retri
     from vadgpu.folder_lock import hold_folder
     from vadgpu.live.parts import live_parts
     from vadgpu.live.scoring import score_stream
-    from vadgpu.live.stream import source_name
+    from vadgpu.live.stream import source_kind, source_name
+    from vadgpu.outputs import check_live_outs
 
     if (checkpoint is None) == (model_file is None):
         raise VadgpuError("give exactly one of --checkpoint FILE and --model FILE.onnx")
@@ -216,6 +235,7 @@ def _score_live(source, checkpoint, model_file, out, threshold, video_out, retri
     objects, train_scores, train_names = live_parts(model, ckpt, checkpoint or model_file, protocol, source, boxes,
                                                     device)
     out = out if out is not None else Path.cwd() / f"{source_name(source)}-live"
+    check_live_outs(out, video_out, source, source_kind(source) == "file")  # before the lock creates the folder
     cfg = model.config
     with hold_folder(out, "vadgpu score"):
         click.echo(f"scoring {source} live: {cfg.architecture} {cfg.channels} x {cfg.temporal} x {cfg.size[0]} x "
@@ -236,6 +256,8 @@ def _score_live(source, checkpoint, model_file, out, threshold, video_out, retri
     for path in (out / "scores.csv", out / "events.jsonl", video_out):
         if path is not None and Path(path).exists():
             click.echo(f"wrote {path}")
+    if summary.exit_code is not None:  # 130 after SIGINT, 143 after SIGTERM, as an interrupted command exits
+        sys.exit(summary.exit_code)
 
 
 @click.command("calibrate")

@@ -6,18 +6,21 @@ from pathlib import Path
 
 import click
 
+from vadgpu.cli.options import CHECKPOINT
 from vadgpu.export import FORMATS, TOLERANCE
 
 
 @click.command("export")
-@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), required=True,
+@click.option("--checkpoint", type=CHECKPOINT, required=True,
               help="The trained model: RUN/model.pt (or a checkpoint such as RUN/checkpoints/last.pt), or the "
               "name of weights shipped with vadgpu (ped2-ddl).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="onnx", show_default=True,
               help="onnx (onnxruntime, TensorRT, OpenVINO ...; needs the export extra) or torchscript (LibTorch).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="The file to write (e.g. model.onnx).")
-def export(checkpoint, fmt, out) -> None:
+              help="The file to write (e.g. model.onnx); not an existing file, unless --overwrite.")
+@click.option("--overwrite", is_flag=True, help="Replace --out when it is an earlier export of vadgpu (any other "
+              "file is never replaced).")
+def export(checkpoint, fmt, out, overwrite) -> None:
     """Export the model's scoring network: clips (N, C, T, H, W) in [0, 1] -> reconstructed centre frame.
 
     The batch size is dynamic; the model config, the input layout and the training videos' score statistics
@@ -26,7 +29,7 @@ def export(checkpoint, fmt, out) -> None:
     """
     from vadgpu.export import export_model
 
-    result = export_model(checkpoint, fmt, out)
+    result = export_model(checkpoint, fmt, out, overwrite=overwrite)
     cfg = result.metadata["model_config"]
     click.echo(f"exported {result.metadata['model_name']} ({cfg['architecture']}, {cfg['clips']}, input N x "
                f"{cfg['channels']} x {cfg['temporal']} x {cfg['size'][0]} x {cfg['size'][1]}) as {fmt}")

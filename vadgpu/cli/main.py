@@ -56,7 +56,19 @@ _register()
 
 
 def main() -> None:
-    cli(prog_name="vadgpu")
+    """Run the command group; as click's standalone mode, except that Ctrl-C exits 130 (not 1, "Aborted!")."""
+    import sys
+
+    try:
+        code = cli.main(prog_name="vadgpu", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort as exc:
+        interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
+        click.echo("Interrupted." if interrupted else "Aborted!", err=True)
+        sys.exit(130 if interrupted else 1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

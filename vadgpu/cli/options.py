@@ -30,3 +30,23 @@ def dataset_options(cache_help: str | None):
         return command
 
     return decorate
+
+
+class CheckpointPath(click.ParamType):
+    """--checkpoint: a file, or the name of weights shipped with vadgpu (ped2-ddl), which a folder of the same
+    name in the current folder (an old `vadgpu eval` output, say) does not hide."""
+
+    name = "file"
+
+    def convert(self, value, param, ctx):
+        from vadgpu.weights import shipped_weights
+
+        if isinstance(value, Path):
+            return value
+        path = Path(value)
+        if path.is_dir() and shipped_weights(value) is None:
+            self.fail(f"{value!r} is a folder, not a checkpoint file", param, ctx)
+        return path
+
+
+CHECKPOINT = CheckpointPath()

@@ -194,13 +194,16 @@ def train(ctx: click.Context, config_file: str | None, resume: bool, overwrite: 
     if print_config:
         import yaml
 
+        config.validate(complete=False)  # what it prints must be a config training would accept
+
         click.echo(yaml.safe_dump(with_preset_values(config).to_dict(), sort_keys=False), nl=False)
         return
     config.validate()
     if nproc is not None and nproc > 1 and not launched_by_torchrun():
-        from vadgpu.engine.run_folder import prepare_run_dir
+        from vadgpu.engine.run_folder import check_run_out, prepare_run_dir
         from vadgpu.folder_lock import hold_folder
 
+        check_run_out(config)
         with hold_folder(config.out, "vadgpu train"):  # rank 0 takes the folder's lock again in its process
             prepare_run_dir(config.out, resume, overwrite)  # refuse here, once, rather than in every worker
         # The workers read the resolved config from a file, so every rank trains exactly this configuration.

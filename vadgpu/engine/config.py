@@ -88,14 +88,18 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimiser steps in all (for smoke tests and benchmarks)
     extra: dict[str, Any] = field(default_factory=dict)  # model overrides passed to build_model (from YAML only)
 
-    def validate(self) -> "TrainConfig":
-        """Check values a user can get wrong; the message names the option."""
-        if not self.dataset:
+    def validate(self, complete: bool = True) -> "TrainConfig":
+        """Check values a user can get wrong; the message names the option. `complete=False` (--print-config)
+        leaves out the options a run needs but a printed config does not (dataset, root, out)."""
+        if complete and not self.dataset:
             raise VadgpuError("--dataset is required (e.g. ped2, synthetic)")
-        if not self.root:
+        if complete and not self.root:
             raise VadgpuError("--root is required (the dataset folder)")
-        if not self.out:
+        if complete and not self.out:
             raise VadgpuError("--out is required (the run folder)")
+        if self.preset is not None and not self.preset.strip():
+            raise VadgpuError(f"--preset {self.preset!r}: name a preset (`vadgpu presets` lists them), or leave the "
+                              "option out for the default")
         if self.model not in ARCHITECTURES:
             raise VadgpuError(f"--model {self.model!r}: choose one of {', '.join(ARCHITECTURES)}")
         if self.schedule not in SCHEDULES:
@@ -138,7 +142,8 @@ class TrainConfig:
             raise VadgpuError("--appearance scores the objects of an object model's tubes; this is a frame model")
         for name in ("boxes", "patches", "appearance"):
             value = getattr(self, name)
-            if value is not None and not (name == "boxes" and value == NO_BOXES) and not Path(value).exists():
+            if complete and value is not None and not (name == "boxes" and value == NO_BOXES) \
+                    and not Path(value).exists():
                 raise VadgpuError(f"--{name} {value}: no such file or folder")
         return self
 
@@ -212,13 +217,27 @@ def _typed(name: str, value: Any, source: str) -> Any:
     raise VadgpuError(f"{source}: {name} must be {wanted}, not {value!r}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_config_values(path: str | Path) -> dict[str, Any]:
     """The option: value mapping of a YAML config file (only the keys it sets)."""
     path = Path(path)
     if not path.is_file():
         raise VadgpuError(f"--config {path}: no such file")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         raise VadgpuError(f"--config {path}: not valid YAML ({exc})") from exc
     if not isinstance(values, dict):

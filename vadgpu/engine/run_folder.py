@@ -11,8 +11,12 @@
 
 A folder that already holds a run is left alone unless the user says --resume (continue it) or --overwrite
 (delete the run's own files above, matched by their exact names; anything else in the folder stays, a user's
-`checkpoints/my_model.pt` too). A folder counts as a run only when it holds one of those files. An earlier
-`vadgpu eval` output (`DIR/eval/`) would describe the old run, so --overwrite moves it aside and says where.
+`checkpoints/my_model.pt` too). A file at one of those names counts as the run's only when its content shows
+that vadgpu wrote it (outputs.written_by_vadgpu: config.yaml holds training options, model.pt a vadgpu
+checkpoint, ...); a folder where any of those names holds something else is refused, --overwrite or not, since
+training would replace that file. A folder counts as a run when it holds one of the run's files. An earlier
+`vadgpu eval` output (`DIR/eval/`) would describe the old run, so --overwrite moves it aside and says where. The
+run folder never lies inside the dataset it trains on (outputs.check_not_in_sources).
 """
 
 from __future__ import annotations
@@ -48,8 +52,24 @@ def run_files(run_dir: Path) -> list[Path]:
     return [p for p in files if p.is_file()]
 
 
+def foreign_run_files(run_dir: Path) -> list[Path]:
+    """The files at the run's names (RUN_FILES, checkpoints/...) that vadgpu did not write: what training would
+    replace or --overwrite delete if it trusted the names alone."""
+    from vadgpu.outputs import written_by_vadgpu
+
+    anchor = Path(run_dir) / LOG_NAME if written_by_vadgpu(Path(run_dir) / LOG_NAME) else Path(run_dir) / CONFIG_NAME
+    return [p for p in run_files(run_dir) if not written_by_vadgpu(p, anchor=anchor)]
+
+
 def holds_run(run_dir: Path) -> bool:
     return bool(run_files(run_dir))
+
+
+def check_run_out(config) -> None:
+    """Before anything is created: the run folder (`config.out`) is not the dataset root nor inside it."""
+    from vadgpu.outputs import check_not_in_sources
+
+    check_not_in_sources(config.out, "--out", [(config.root or None, "the dataset root")])
 
 
 def clear_run(run_dir: Path) -> None:
@@ -78,6 +98,12 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path:
         raise VadgpuError("--resume and --overwrite exclude each other: continue the run, or start it again")
     if run_dir.exists() and not run_dir.is_dir():
         raise VadgpuError(f"--out {run_dir} is a file, not a folder")
+    foreign = foreign_run_files(run_dir)
+    if foreign:
+        names = ", ".join(str(p.relative_to(run_dir)) for p in foreign)
+        raise VadgpuError(f"--out {run_dir} holds {names}, which vadgpu did not write and training would replace; "
+                          "vadgpu never replaces a file it did not write (--overwrite neither): move it away or "
+                          "choose another --out")
     if resume:
         if not (checkpoint_dir(run_dir) / LAST).is_file():
             raise VadgpuError(f"--resume: {run_dir} has no checkpoints/{LAST} to continue from")

@@ -25,7 +25,7 @@ from vadgpu.engine.distributed import (DistContext, any_rank_true, barrier, broa
                                        gather_objects, setup_distributed)
 from vadgpu.engine.run_log import LOG_NAME, NullLogger, RunLogger, truncate_log
 from vadgpu.engine.rng_state import capture_rng, restore_rng
-from vadgpu.engine.run_folder import SUMMARY_NAME, prepare_run_dir
+from vadgpu.engine.run_folder import SUMMARY_NAME, check_run_out, prepare_run_dir
 from vadgpu.errors import VadgpuError
 from vadgpu.folder_lock import hold_folder
 from vadgpu.io import atomic_write_json
@@ -268,6 +268,7 @@ def train_one_epoch(parts: Components, config: TrainConfig, position: TrainingPo
 def fit(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> FitResult:
     """Train as `config` says (under torchrun: one rank of DDP); write the run folder; return the trained model."""
     config.validate()
+    check_run_out(config)  # before the lock creates the folder
     ctx = setup_distributed(config.device)
     try:
         with contextlib.ExitStack() as held:

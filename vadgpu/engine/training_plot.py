@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vadgpu.io import atomic_path
+from vadgpu.outputs import png_metadata
 
 TRAINING_PLOT = "training.png"
 REFRESH_SECONDS = 60.0
@@ -93,5 +94,5 @@ def plot_training(log_path: str | Path, out: str | Path) -> Path | None:
     fig.tight_layout()
     out = Path(out)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
+        fig.savefig(tmp, format="png", dpi=DPI, metadata=png_metadata())
     return out

@@ -65,12 +65,13 @@ def calibrate_file(checkpoint: str | Path, *, appearance: str | Path | None = No
     from vadgpu.device import resolve_device
     from vadgpu.models.registry import model_from_checkpoint
     from vadgpu.objects.appearance import BoxFeatures
+    from vadgpu.outputs import check_calibrate_out
     from vadgpu.pipelines.choose import resolve_loader
 
     checkpoint = Path(checkpoint)
     if out is None and not checkpoint.is_file():
         raise VadgpuError(f"{checkpoint} names weights shipped with vadgpu, which stay as they are: give --out FILE")
-    out = Path(out) if out is not None else checkpoint
+    out = check_calibrate_out(out if out is not None else checkpoint, checkpoint)
     device = resolve_device(device)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     model = model_from_checkpoint(ckpt).to(device).eval()

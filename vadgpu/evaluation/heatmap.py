@@ -27,7 +27,6 @@ with decoding the source and the H.264 encoder ("veryfast"), about 15 ms.
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -37,9 +36,8 @@ import torch
 from vadgpu.colour_bar import draw_colour_bar
 from vadgpu.data.types import PreparedVideo
 from vadgpu.errors import VadgpuError
-from vadgpu.io import atomic_path
 from vadgpu.objects.frames import iter_frames
-from vadgpu.optional import require
+from vadgpu.video_file import Mp4Writer
 
 HEAT_MAX_ERROR = 0.3
 MAX_OPACITY = 0.75
@@ -120,16 +118,12 @@ class HeatmapVideoWriter:
 
     def __init__(self, path: str | Path, video: PreparedVideo):
         self.path = Path(path)
-        self._av = av = require("av", f"writing the heatmap video {self.path}")
         self.video = video
         self.fps = video.fps if video.fps and video.fps > 0 else 25.0
+        self._file = Mp4Writer(self.path, "the heatmap video", options=CODEC_OPTIONS)  # errors name the file
         self._source = iter_frames(video.video)
         self._scores = np.empty(video.num_frames, np.float64)
         self._layout: HeatmapLayout | None = None
-        self._atomic = atomic_path(self.path)
-        self._tmp = self._atomic.__enter__()
-        self._container = av.open(str(self._tmp), mode="w", format="mp4")
-        self._stream = None
         self.frames = 0
 
     def _next_source(self) -> np.ndarray:
@@ -138,13 +132,6 @@ class HeatmapVideoWriter:
             raise VadgpuError(f"{self.video.video.path}: the source ended after {self.frames} frames, but "
                               f"{self.video.num_frames} were scored; cannot draw the heatmap video")
         return frame
-
-    def _open_stream(self, first: np.ndarray) -> None:
-        self._layout = HeatmapLayout(first.shape[0], first.shape[1], self.video.num_frames)
-        self._stream = self._container.add_stream(CODEC, rate=Fraction(self.fps).limit_denominator(1001))
-        self._stream.height, self._stream.width = self._layout.size
-        self._stream.pix_fmt = "yuv420p"
-        self._stream.options = dict(CODEC_OPTIONS)
 
     def write(self, target: torch.Tensor, errors: torch.Tensor, scores: torch.Tensor, video: torch.Tensor,
               frame: torch.Tensor) -> None:
@@ -158,30 +145,23 @@ class HeatmapVideoWriter:
         self._scores[self.frames:self.frames + len(frame)] = scores.double().cpu().numpy()
         for map_ in heat:
             source = self._next_source()
-            if self._stream is None:
-                self._open_stream(source)
-            image = self._layout.draw(source, map_, self.frames, self._scores[:self.frames + 1])
-            for packet in self._stream.encode(self._av.VideoFrame.from_ndarray(image, format="bgr24")):
-                self._container.mux(packet)
+            if self._layout is None:
+                self._layout = HeatmapLayout(source.shape[0], source.shape[1], self.video.num_frames)
+            self._file.write(self._layout.draw(source, map_, self.frames, self._scores[:self.frames + 1]), self.fps)
             self.frames += 1
 
     def close(self) -> Path:
         """Flush the encoder and move the finished file into place."""
-        if self._stream is None:
+        if self._file.frames == 0:
             self.abort()
             raise VadgpuError(f"heatmap video {self.path}: no frames were written")
-        for packet in self._stream.encode(None):
-            self._container.mux(packet)
-        self._container.close()
         self._source.close()
-        self._atomic.__exit__(None, None, None)
-        return self.path
+        return self._file.close()
 
     def abort(self) -> None:
         """Drop the partial file (on an error while scoring)."""
-        self._container.close()
+        self._file.abort()
         self._source.close()
-        self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
 
 def write_object_heatmap(path: str | Path, video: PreparedVideo, records, raw_scores: np.ndarray) -> Path:
@@ -191,7 +171,6 @@ def write_object_heatmap(path: str | Path, video: PreparedVideo, records, raw_sc
     (video, frame, boxes, raw, score) of this one video, `raw_scores` the per-frame raw scores. The colours span
     the video's own range of tube scores (lowest transparent, highest opaque yellow; a colour bar in the right
     panel gives the range): unlike the frame models' writer this one sees the whole video first."""
-    av = require("av", f"writing the heatmap video {path}")
     path = Path(path)
     if records:
         _, frames, boxes, _, scores = (np.concatenate(part) for part in zip(*records))
@@ -202,40 +181,33 @@ def write_object_heatmap(path: str | Path, video: PreparedVideo, records, raw_sc
     fps = video.fps if video.fps and video.fps > 0 else 25.0
     layout = None
     source_frames = iter_frames(video.video)
-    with atomic_path(path) as tmp:
-        container = av.open(str(tmp), mode="w", format="mp4")
-        try:
-            stream = None
-            for index in range(video.num_frames):
-                source = next(source_frames, None)
-                if source is None:
-                    raise VadgpuError(f"{video.video.path}: the source ended after {index} frames, but "
-                                      f"{video.num_frames} were scored; cannot draw the heatmap video")
-                if layout is None:
-                    layout = HeatmapLayout(source.shape[0], source.shape[1], video.num_frames)
-                    stream = container.add_stream(CODEC, rate=Fraction(fps).limit_denominator(1001))
-                    stream.height, stream.width = layout.size
-                    stream.pix_fmt = "yuv420p"
-                    stream.options = dict(CODEC_OPTIONS)
-                height, width = source.shape[:2]
-                heat = np.zeros((height, width), np.float32)
-                mine = np.flatnonzero(frames == index)
-                mine = mine[np.argsort(level[mine])]  # the best box drawn last, on top
-                drawn = source.copy()
-                for rank, row in enumerate(mine[::-1]):
-                    x1, y1, x2, y2 = (int(round(v)) for v in boxes[row] * np.array([width, height, width, height]))
-                    region = heat[max(y1, 0):y2, max(x1, 0):x2]
-                    np.maximum(region, level[row], out=region)
-                    colour = (60, 60, 255) if rank == 0 else (235, 235, 235)
-                    cv2.rectangle(drawn, (x1, y1), (x2, y2), colour, 1)
-                image = layout.draw(drawn, heat, index, np.asarray(raw_scores[:index + 1], np.float64))
-                draw_colour_bar(image, 2 * layout.panel[1] - 6, 8, layout.panel[0] - 8, low, high, MAX_OPACITY,
-                                "tube score")  # the right panel's legend
-                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
-                    container.mux(packet)
-            for packet in stream.encode(None):
-                container.mux(packet)
-        finally:
-            container.close()
-            source_frames.close()
-    return path
+    writer = Mp4Writer(path, "the heatmap video", options=CODEC_OPTIONS)
+    try:
+        for index in range(video.num_frames):
+            source = next(source_frames, None)
+            if source is None:
+                raise VadgpuError(f"{video.video.path}: the source ended after {index} frames, but "
+                                  f"{video.num_frames} were scored; cannot draw the heatmap video")
+            if layout is None:
+                layout = HeatmapLayout(source.shape[0], source.shape[1], video.num_frames)
+            height, width = source.shape[:2]
+            heat = np.zeros((height, width), np.float32)
+            mine = np.flatnonzero(frames == index)
+            mine = mine[np.argsort(level[mine])]  # the best box drawn last, on top
+            drawn = source.copy()
+            for rank, row in enumerate(mine[::-1]):
+                x1, y1, x2, y2 = (int(round(v)) for v in boxes[row] * np.array([width, height, width, height]))
+                region = heat[max(y1, 0):y2, max(x1, 0):x2]
+                np.maximum(region, level[row], out=region)
+                colour = (60, 60, 255) if rank == 0 else (235, 235, 235)
+                cv2.rectangle(drawn, (x1, y1), (x2, y2), colour, 1)
+            image = layout.draw(drawn, heat, index, np.asarray(raw_scores[:index + 1], np.float64))
+            draw_colour_bar(image, 2 * layout.panel[1] - 6, 8, layout.panel[0] - 8, low, high, MAX_OPACITY,
+                            "tube score")  # the right panel's legend
+            writer.write(image, fps)
+        source_frames.close()
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        source_frames.close()
+        raise

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
 from vadgpu.io import atomic_path
+from vadgpu.outputs import png_metadata
 
 CURVE_SIZE = (8.0, 3.0)  # inches; at DPI -> 800 x 300 pixels
 ROC_SIZE = (5.0, 5.0)
@@ -30,7 +31,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     FigureCanvasAgg(fig)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
+        fig.savefig(tmp, format="png", dpi=DPI, metadata=png_metadata())
     return path
 
 

@@ -13,10 +13,12 @@ All files are written atomically.
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -41,8 +43,18 @@ class VideoScores:
 
 
 def safe_name(name: str) -> str:
-    """A video name usable as a file name (names like 'Test001/01' keep their parts, joined by '_')."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "video"
+    """A video name usable as a file name (names like 'Test001/01' keep their parts, joined by '_'; letters of any
+    script stay: 'cam ü' -> 'cam_ü')."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "video"
+
+
+def safe_names(names: Sequence[str]) -> list[str]:
+    """`safe_name` of each of `names`, made distinct: where two names give the same file name ('a/b' and 'a_b'),
+    each of them gets a short hash of its own name, so no video's file replaces another's."""
+    plain = [safe_name(n) for n in names]
+    taken = Counter(p.lower() for p in plain)  # case-insensitive file systems too
+    return [p if taken[p.lower()] == 1 else f"{p}-{hashlib.sha1(n.encode()).hexdigest()[:8]}"
+            for n, p in zip(names, plain)]
 
 
 def write_scores_csv(path: str | Path, videos: Iterable[VideoScores]) -> Path:
@@ -65,10 +77,11 @@ def write_scores_csv(path: str | Path, videos: Iterable[VideoScores]) -> Path:
 def write_curves(folder: str | Path, videos: Iterable[VideoScores], ylabel: str,
                  aucs: dict[str, float | None] | None = None) -> list[Path]:
     """One score-curve PNG per video, named after it; `aucs` (video name -> fraction) puts each AUC in its title."""
+    videos = list(videos)
     return [
-        plot_score_curve(Path(folder) / f"{safe_name(v.name)}.png", v.frames, v.score, v.labels,
+        plot_score_curve(Path(folder) / f"{name}.png", v.frames, v.score, v.labels,
                          title=f"video {v.name}", ylabel=ylabel, auc=(aucs or {}).get(v.name))
-        for v in videos
+        for v, name in zip(videos, safe_names([v.name for v in videos]))
     ]
 
 
@@ -122,7 +135,7 @@ def write_object_csvs(out_dir, video_names: list[str], records, frame_hw: tuple[
         video = frame = raw = score = np.zeros(0)
         boxes = np.zeros((0, 4))
     pixels = boxes * np.array([width, height, width, height])
-    paths = []
+    paths, file_names = [], safe_names(video_names)  # distinct: two videos never share a CSV
     for index, name in enumerate(video_names):
         mine = np.flatnonzero(video == index)
         mine = mine[np.lexsort((-score[mine], frame[mine]))]  # by frame, then best first
@@ -134,7 +147,7 @@ def write_object_csvs(out_dir, video_names: list[str], records, frame_hw: tuple[
             rank = rank + 1 if j and frame[mine[j - 1]] == frame[row] else 1
             writer.writerow([int(frame[row]), rank, f"{score[row]:.6g}", f"{raw[row]:.6g}",
                              *(f"{v:.1f}" for v in pixels[row])])
-        path = out_dir / f"{safe_name(name)}.csv"
+        path = out_dir / f"{file_names[index]}.csv"
         atomic_write_text(path, text.getvalue())
         paths.append(path)
     return paths

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from vadgpu import __version__
-from vadgpu.checkpoint import EVAL_DIR, checkpoint_dir, find_run_model, load_checkpoint
+from vadgpu.checkpoint import (checkpoint_dir, checkpoint_record, default_eval_out, find_run_model,
+                               load_checkpoint)
 from vadgpu.data.types import PreparedVideo
 from vadgpu.device import describe, resolve_device
 from vadgpu.errors import VadgpuError
@@ -29,6 +30,7 @@ from vadgpu.scoring.kinds import patch_size_for
 from vadgpu.scoring.protocol import (Protocol, TrainStats, apply_protocol, edge_frames, scored_frames)
 from vadgpu.scoring.run import DEFAULT_BATCH_SIZE, score_videos
 from vadgpu.scoring.train_scores import frame_stats
+from vadgpu.outputs import check_eval_out, check_score_out
 
 log = logging.getLogger("vadgpu")
 
@@ -64,8 +66,8 @@ def resolve_checkpoint(run: str | Path | None, checkpoint: str | Path | None) ->
     path = Path(checkpoint)
     from vadgpu.weights import shipped_weights
 
-    if not path.is_file() and shipped_weights(path) is not None:  # shipped weights: outputs under ./NAME/
-        return path, Path.cwd() / str(checkpoint)
+    if not path.is_file() and shipped_weights(path) is not None:  # shipped weights: no run folder of their own
+        return path, default_eval_out(checkpoint, Path.cwd())
     # DIR/checkpoints/last.pt belongs to run DIR; a loose checkpoint file gets its outputs beside it.
     run_dir = path.parent.parent if path.parent.name == checkpoint_dir("").name else path.parent
     return path, run_dir
@@ -103,7 +105,7 @@ def _apply(videos: Sequence[PreparedVideo], raw: list[np.ndarray], protocol: Pro
 
 
 def _checkpoint_record(path: Path, ckpt: dict) -> dict:
-    return {"path": str(path.resolve()), "model_name": ckpt.get("model_name"), "epoch": ckpt.get("epoch"),
+    return {**checkpoint_record(path), "model_name": ckpt.get("model_name"), "epoch": ckpt.get("epoch"),
             "step": ckpt.get("step"), "vadgpu_version": ckpt.get("vadgpu_version")}
 
 
@@ -149,8 +151,8 @@ def evaluate(
     if not dataset or not root:
         raise VadgpuError(f"checkpoint {checkpoint} records no dataset/root in its config; pass --dataset and --root")
     if out is None:
-        out = Path(run_dir if run_dir is not None else resolve_checkpoint(None, checkpoint)[1]) / EVAL_DIR
-    out = Path(out)
+        out = default_eval_out(checkpoint, run_dir if run_dir is not None else resolve_checkpoint(None, checkpoint)[1])
+    out = check_eval_out(out, root)
 
     data = open_dataset(dataset, root, variant=variant)
     prepared = load_prepared(data, device, progress=progress, loader=loader)
@@ -335,7 +337,7 @@ def score_input(
     ckpt = load_checkpoint(checkpoint, map_location="cpu") if model_file is None else {}
     boxes = boxes_option(boxes, ckpt, checkpoint or model_file,
                          "background subtraction runs over the input first, cached")
-    out = Path(out) if out is not None else default_score_out(source)
+    out = check_score_out(out if out is not None else default_score_out(source), source)
     video = prepare_input(source, device, progress=progress, loader=loader)
     model = load_model(ckpt, device) if model_file is None else open_onnx_model(model_file)
     tube_norm_chosen = protocol.tube_norm is not None

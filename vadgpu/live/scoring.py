@@ -24,7 +24,7 @@ Per frame, in order:
 Outputs in the output folder, each line written and flushed as it happens (a kill leaves complete lines):
 `scores.csv` (frame, time, raw_score, score, alarm), `events.jsonl` (one line per finished event: start and end
 frame and time, peak frame and score, frames), and with `video_out` an annotated H.264 MP4 (fragmented: playable
-even if the process is killed, and closed properly on Ctrl-C or at the end of the stream).
+even if the process is killed, and closed properly on SIGINT / SIGTERM, an error or the end of the stream).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import torch
 from vadgpu.errors import VadgpuError
 from vadgpu.scoring.frames import FrameScorer
 from vadgpu.scoring.protocol import Protocol, TrainStats, median_smooth, trailing_smooth
+from vadgpu.model_checks import check_finite_score
 
 log = logging.getLogger("vadgpu")
 
@@ -77,6 +78,7 @@ class LiveSummary:
     fps: float | None = None
     delay_ms: float | None = None  # delay_frames at the stream's frame rate
     interrupted: bool = False
+    exit_code: int | None = None  # 130 / 143: a signal stopped scoring (live/session.py)
     threshold: float | None = None
     stats: TrainStats | None = None
 
@@ -174,6 +176,7 @@ class CausalScorer:
             else:
                 index = torch.full((1,), centre, dtype=torch.int64, device=self.device)
                 raw = float(self.frame_scorer(self.model, clips, index, index)[0])
+        raw = check_finite_score(raw, centre, str(getattr(self.model, "path", "the model")))
         self.recent.append(raw)
         smoothed = float(median_smooth(np.asarray(self.recent), self.recent.maxlen, causal=True)[-1])
         score = smoothed if self.stats is None else (smoothed - self.stats.mean) / self.stats.std
@@ -246,26 +249,17 @@ class LineFiles:
 
 
 class AnnotatedVideo:
-    """The stream's frames with their score (and a red frame while an alarm is on), H.264 in a fragmented MP4."""
+    """The stream's frames with their score (and a red frame while an alarm is on), H.264 in a fragmented MP4,
+    opened before the first frame (video_file.Mp4Writer: an unwritable target or a full disk is a VadgpuError)."""
 
-    def __init__(self, path: Path, fps: float | None):
-        from fractions import Fraction
+    def __init__(self, path: Path):
+        from vadgpu.video_file import Mp4Writer
 
-        from vadgpu.optional import require
-
-        av = self.av = require("av", f"writing --video-out {path}")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.container = av.open(str(self.path), mode="w", format="mp4",
-                                     options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
-        except (av.error.FFmpegError, OSError) as exc:
-            raise VadgpuError(f"cannot write --video-out {path}: {exc}") from exc
-        self.rate = Fraction(fps if fps and fps > 0 else 25.0).limit_denominator(1001)
-        self.stream = None
-        self.frames = 0
+        self.file = Mp4Writer(self.path, "--video-out", fragmented=True, atomic=False)
 
-    def write(self, image: np.ndarray, frame: int, score: float, alarm: bool, threshold: float | None) -> None:
+    def write(self, image: np.ndarray, frame: int, score: float, alarm: bool, threshold: float | None,
+              fps: float | None = None) -> None:
         import cv2
 
         picture = image.copy()
@@ -276,44 +270,10 @@ class AnnotatedVideo:
                     (0, 0, 255) if alarm else (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
         if alarm:
             cv2.rectangle(picture, (0, 0), (width - 1, height - 1), (0, 0, 255), max(2, int(4 * scale)))
-        picture = picture[: height - height % 2, : width - width % 2]  # H.264 wants even sides
-        if self.stream is None:
-            self.stream = self.container.add_stream("libx264", rate=self.rate)
-            self.stream.height, self.stream.width = picture.shape[:2]
-            self.stream.pix_fmt = "yuv420p"
-            self.stream.options = {"preset": "veryfast"}
-        for packet in self.stream.encode(self.av.VideoFrame.from_ndarray(picture, format="bgr24")):
-            self.container.mux(packet)
-        self.frames += 1
+        self.file.write(picture[: height - height % 2, : width - width % 2], fps)  # H.264 wants even sides
 
     def close(self) -> None:
-        if self.stream is not None:
-            for packet in self.stream.encode(None):
-                self.container.mux(packet)
-        self.container.close()
-
-
-class _InterruptFlag:
-    """Notes Ctrl-C (SIGINT) while scoring, then raises KeyboardInterrupt as Python would (main thread only)."""
-
-    def __init__(self):
-        import signal
-        import threading
-
-        self.seen, self._previous = False, None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, _signum, _frame):
-        self.seen = True
-        raise KeyboardInterrupt
-
-    def restore(self) -> None:
-        import signal
-
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        self.file.close()
 
 
 def score_stream(source: str, model, *, out: Path, protocol: Protocol, norm: str = "train",
@@ -321,8 +281,10 @@ def score_stream(source: str, model, *, out: Path, protocol: Protocol, norm: str
                  train_names: list[str] | None = None, objects=None, video_out: Path | None = None,
                  device: torch.device | None = None, retries: int = 3, retry_delay: float = 2.0,
                  max_frames: int | None = None, echo: Callable[[str], None] = print) -> LiveSummary:
-    """Score `source` live (see the module docstring); returns when the stream ends, or on Ctrl-C
-    (KeyboardInterrupt: the files are closed, the open event ends there, and the summary says interrupted)."""
+    """Score `source` live (see the module docstring); returns when the stream ends or a signal stops it (SIGINT,
+    SIGTERM: the summary says interrupted and its exit_code), raises on an error; in every case the open event
+    ends with the reason (live/session.py) and the files are closed."""
+    from vadgpu.live.session import StopSignals, close_all, ended_by, no_signals
     from vadgpu.live.stream import FrameStream, Gap
 
     device = device or torch.device("cpu")
@@ -330,8 +292,8 @@ def score_stream(source: str, model, *, out: Path, protocol: Protocol, norm: str
     scorer = CausalScorer(model, protocol, stats, device, objects)
     stream = FrameStream(source, retries=retries, retry_delay=retry_delay)
     summary = LiveSummary(delay_frames=scorer.ahead, threshold=threshold, stats=stats)
+    video = None if video_out is None else AnnotatedVideo(video_out)
     files = LineFiles(Path(out))
-    video = None
     images: deque[tuple[int, float, np.ndarray]] = deque()  # frames waiting for their score (video, times)
 
     def started(event: Event) -> None:
@@ -345,44 +307,44 @@ def score_stream(source: str, model, *, out: Path, protocol: Protocol, norm: str
     detector = EventDetector(threshold, started, ended)
 
     def emit(results: list[tuple[int, float, float, list | None]]) -> None:
-        nonlocal video
         for index, raw, score, boxes in results:
             frame_index, when, image = images.popleft()
             assert frame_index == index
             alarm = detector.update(index, when, score, boxes)
             files.score(index, when, raw, score, alarm)
-            if video_out is not None:
-                if video is None:
-                    video = AnnotatedVideo(video_out, stream.fps)
-                video.write(image, index, score, alarm, threshold)
+            if video is not None:
+                video.write(image, index, score, alarm, threshold, stream.fps)
             summary.frames += 1
 
     begun = time.perf_counter()
-    interrupted = _InterruptFlag()
-    try:
-        for item in stream:
-            if isinstance(item, Gap):
-                emit(scorer.finish())
-                continue
-            if summary.fps is None and stream.fps:
-                summary.fps = stream.fps
-            images.append((item.index, item.time, item.image))
-            emit(scorer.push(item.index, item.image))
-            if max_frames is not None and item.index + 1 >= max_frames:
-                break
-        emit(scorer.finish())
-        # PyAV may end a read that Ctrl-C broke as if the stream had ended; the flag tells the two apart
-        summary.interrupted = interrupted.seen
-        detector.close("interrupted" if interrupted.seen else "end of stream")
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        detector.close("interrupted")
-    finally:
-        interrupted.restore()
-        stream.close()
-        files.close()
-        if video is not None:
-            video.close()
+    # One exit path (live/session.py): whatever ends scoring, the open event is closed with the reason and written
+    with StopSignals() as signals:
+        try:
+            for item in stream:
+                if isinstance(item, Gap):
+                    emit(scorer.finish())
+                    continue
+                if summary.fps is None and stream.fps:
+                    summary.fps = stream.fps
+                images.append((item.index, item.time, item.image))
+                emit(scorer.push(item.index, item.image))
+                if max_frames is not None and item.index + 1 >= max_frames:
+                    break
+            emit(scorer.finish())
+            failure = None
+        except BaseException as exc:
+            failure = exc
+        # PyAV may end a read that a signal broke as if the stream had ended; `signals` tells the two apart
+        try:
+            with no_signals():
+                detector.close(ended_by(failure, signals))
+        finally:
+            closers = [stream.close, files.close] + ([video.close] if video is not None else [])
+            close_all(closers, failing=failure is not None and not isinstance(failure, KeyboardInterrupt))
+        summary.interrupted = signals.seen is not None or isinstance(failure, KeyboardInterrupt)
+        summary.exit_code = signals.exit_code or (130 if isinstance(failure, KeyboardInterrupt) else None)
+        if failure is not None and not isinstance(failure, KeyboardInterrupt):
+            raise failure
     summary.events = detector.events
     summary.seconds = time.perf_counter() - begun
     summary.frames_per_s = summary.frames / max(summary.seconds, 1e-9)

@@ -9,11 +9,18 @@ their running index across a reconnect; the gap is reported to the caller (a `Ga
 there. A clean end of stream ends the iteration: a file or stdin simply ends, and so does a server that closes
 the stream properly. An MP4 URL that opens but fails before its first frame is an error at once, without
 retries, with what to do: such a file usually has its index at the end and sits on a server without HTTP range
-requests, and reopening it would fail the same way.
+requests, and reopening it would fail the same way. A finite stream ends too when its end looks like a drop: a
+file served over HTTP without a length (or cut half-way) fails at its end, and reopened it starts again from its
+first frame (the same timestamp, the same pixels), which a live source never does; that replay ends the iteration
+with a message instead of scoring the same content again and again.
+
+`Frame.time` never goes back: where the stream's timestamps restart (a looped MPEG-TS, a spliced stream, a
+reconnect) time goes on from the last frame, one frame interval later.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import sys
@@ -114,24 +121,45 @@ class FrameStream:
             for frame in container.decode(stream):
                 decoded = True
                 yield frame.time, frame.to_ndarray(format="bgr24")
+            return
         except (av.error.FFmpegError, OSError) as exc:
             if isinstance(exc, av.error.EOFError):
                 return
             if not decoded and self.kind == "url" and _is_mp4(container):  # reopening would fail the same way
                 raise VadgpuError(unstreamable_mp4_message(self.source, exc)) from exc
-            raise _StreamFailed(f"reading failed ({exc})") from exc
+            failed = exc
+        # a failed read leaves the frames the decoder still holds (a few, with frame threads or B-frames): drain them
+        try:
+            for frame in stream.codec_context.decode(None):
+                yield frame.time, frame.to_ndarray(format="bgr24")
+        except (av.error.FFmpegError, OSError, ValueError):
+            pass
+        raise _StreamFailed(f"reading failed ({failed})") from failed
 
     def __iter__(self) -> Iterator[Frame | Gap]:
         index, failures, offset, last = 0, 0, 0.0, None
+        first = None  # (timestamp, digest) of the source's very first frame: a replay starts with it again
         while True:
             try:
                 self._container = self._open()
-                start, count = None, 0
+                start, previous, count = None, None, 0
                 for stamp, image in self._frames(self._container):
                     step = 1.0 / (self.fps or 25.0)
                     stamp = count * step if stamp is None else stamp
-                    start = stamp if start is None else start
-                    last = offset + max(0.0, stamp - start)
+                    if count == 0:
+                        mark = (stamp, hashlib.sha1(image.tobytes()).digest())
+                        if first is None:
+                            first = mark
+                        elif mark == first:  # reopened, it started over: a finite file, not a live stream
+                            log.warning(f"stream {self.source}: reopened after the drop, it started again from its "
+                                        f"first frame, so it is a file (complete, or cut where it dropped), not a "
+                                        f"live stream; scoring ends after its {index} frames")
+                            return
+                    if start is None or stamp < previous:  # timestamps reset (a looped or spliced stream):
+                        offset = 0.0 if last is None else last + step  # time goes on from the last frame
+                        start = stamp
+                    last = offset + (stamp - start)
+                    previous = stamp
                     failures, count = 0, count + 1
                     yield Frame(index, last, image)
                     index += 1
@@ -144,8 +172,6 @@ class FrameStream:
                 log.warning(f"stream {self.source} dropped ({exc}); reopening in {self.retry_delay:g} s (attempt "
                             f"{failures} of {self.retries})")
                 time.sleep(self.retry_delay)
-                if last is not None:
-                    offset = last + 1.0 / (self.fps or 25.0)
                 if index:
                     yield Gap(str(exc))
             finally:

@@ -13,6 +13,7 @@ Under DDP the engine wraps its `TrainingObjective` (whose `forward` makes the ps
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -34,6 +35,9 @@ TARGETS = ("reconstruct", "predict")
 # applies it before the pseudo-anomalies, so they act in the model's input space (see `model_input`).
 INPUT_NORMS = ("unit", "zscore")
 ZSCORE_MIN_STD = 1e-6  # a constant frame is not divided by 0 (the authors' data.py floor)
+# Bounds a config read from a file must keep (the largest preset: 16 x 256 x 256): a config asking for clips of
+# 100000 x 100000 pixels is refused here, not by a memory error in the loader.
+MAX_SIDE, MAX_TEMPORAL, MAX_CLIP_PIXELS, MAX_SKIP = 4096, 256, 1 << 26, 64
 
 
 class Anomalies(Protocol):
@@ -101,10 +105,12 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise VadgpuError naming the option that is out of range."""
-        if not isinstance(self.temporal, int) or self.temporal < 1:
-            self._bad("temporal", "must be an integer >= 1")
-        if len(self.size) != 2 or not all(isinstance(s, int) and s > 0 for s in self.size):
-            self._bad("size", "must be two positive integers (H, W)")
+        if not isinstance(self.temporal, int) or not 1 <= self.temporal <= MAX_TEMPORAL:
+            self._bad("temporal", f"must be an integer in [1, {MAX_TEMPORAL}]")
+        if len(self.size) != 2 or not all(isinstance(s, int) and 0 < s <= MAX_SIDE for s in self.size):
+            self._bad("size", f"must be two integers (H, W) in [1, {MAX_SIDE}]")
+        if self.temporal * self.size[0] * self.size[1] > MAX_CLIP_PIXELS:
+            self._bad("size", f"with temporal {self.temporal} makes clips of more than {MAX_CLIP_PIXELS} pixels")
         if self.channels not in (1, 3):
             self._bad("channels", "must be 1 (gray) or 3 (RGB)")
         if not 0.0 <= float(self.pseudo_p) <= 1.0:
@@ -123,18 +129,20 @@ class ModelConfig:
             self._bad("target", f"choose from {list(TARGETS)}")
         if self.target == "predict" and (self.temporal < 3 or self.temporal % 2 == 0):
             self._bad("temporal", "must be odd and >= 3 to predict the centre frame from neighbours on both sides")
-        if self.window < 8:
-            self._bad("window", "must be at least 8 pixels")
+        if not 8 <= self.window <= MAX_SIDE:
+            self._bad("window", f"must be 8 to {MAX_SIDE} pixels")
         if self.clips == "objects" and self.size[0] != self.size[1]:
             self._bad("size", "object tubes are square: give H == W")
         for option, choices in (("input_norm", INPUT_NORMS), ("pseudo_kind_draw", DRAWS), ("shuffle_draw", DRAWS),
                                 ("skip_source", SKIP_SOURCES)):
             if getattr(self, option) not in choices:
                 self._bad(option, f"choose from {list(choices)}")
-        if self.noise_sigma < 0:
-            self._bad("noise_sigma", "must be >= 0")
-        if any((not isinstance(s, int)) or s < 2 for s in self.skips):
-            self._bad("skips", "must be integers >= 2 (a skip of 1 is a normal clip)")
+        if not (math.isfinite(self.noise_sigma) and self.noise_sigma >= 0):
+            self._bad("noise_sigma", "must be a number >= 0")
+        if any((not isinstance(s, int)) or not 2 <= s <= MAX_SKIP for s in self.skips):
+            self._bad("skips", f"must be integers in [2, {MAX_SKIP}] (a skip of 1 is a normal clip)")
+        if not 0 <= self.max_skip <= MAX_SKIP:
+            self._bad("max_skip", f"must lie in [0, {MAX_SKIP}]")
         if "skip" in self.pseudo_kinds and self.max_skip < max(self.skips, default=0):
             self._bad("max_skip", f"must be >= max(skips) = {max(self.skips)} when 'skip' is a pseudo kind")
 

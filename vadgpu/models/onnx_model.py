@@ -9,7 +9,6 @@ alone gives the scores of the weights file it was exported from. Nothing in the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -64,35 +63,11 @@ class OnnxModel:
         meta = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if meta is None:
             raise VadgpuError(f"--model {self.path} has no vadgpu metadata: export it with `vadgpu export`")
-        try:
-            self.metadata = json.loads(meta)
-        except ValueError as exc:
-            raise VadgpuError(f"--model {self.path}: its vadgpu metadata is not JSON ({exc})") from exc
-        if not isinstance(self.metadata, dict):
-            raise VadgpuError(f"--model {self.path}: its vadgpu metadata is not a JSON object")
-        from vadgpu.models.registry import model_config_from_dict
-        from vadgpu.scoring.train_scores import from_json
+        from vadgpu.model_checks import read_onnx_metadata  # checked against the graph, train_scores too
 
-        try:
-            self.config = model_config_from_dict(self.metadata["model_config"], self.metadata.get("model_name"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise VadgpuError(f"--model {self.path}: its vadgpu metadata has no usable model_config ({exc!r})") from exc
+        self.metadata, self.config, self.train_scores = read_onnx_metadata(self.path, self.session, meta)
         self.inputs = {i.name: i for i in self.session.get_inputs()}
-        self._check_graph()
-        self.train_scores = from_json(self.metadata.get("train_scores"))
         self.calibration = self._calibration()
-
-    def _check_graph(self) -> None:
-        """The graph's clips input must be the shape the metadata's config says (a mismatch is a clear error)."""
-        clips = self.inputs.get(INPUT_NAME)
-        cfg = self.config
-        expected = [cfg.channels, cfg.temporal, *cfg.size]
-        if clips is None:
-            raise VadgpuError(f"--model {self.path}: the graph has no input named {INPUT_NAME!r}")
-        fixed = [d if isinstance(d, int) else None for d in clips.shape[1:]]
-        if len(fixed) != len(expected) or any(f is not None and f != e for f, e in zip(fixed, expected)):
-            raise VadgpuError(f"--model {self.path}: its graph takes clips {clips.shape}, but its metadata describes "
-                              f"(N, {', '.join(map(str, expected))})")
 
     def _calibration(self):
         record = self.metadata.get("calibration")

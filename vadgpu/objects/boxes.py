@@ -26,11 +26,12 @@ import torch
 from vadgpu.data.types import PreparedVideo, Video
 from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_write
+from vadgpu.objects.box_checks import FORMAT, check_box_arrays
 from vadgpu.objects.detectors import Detector
 from vadgpu.objects.frames import FrameSource
 from vadgpu.objects.tracking import track_video
+from vadgpu.zip_limits import check_zip_expansion
 
-FORMAT = 1
 _ROW_KEYS = ("video", "frame", "x1", "y1", "x2", "y2", "score", "cls", "track")
 _META_KEYS = ("format", "dataset", "detector", "class_names", "video_names", "video_splits", "video_frames",
               "video_width", "video_height")
@@ -109,10 +110,12 @@ def build_box_cache(
 
 
 def read_box_cache(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The cache's arrays (allow_pickle=False), checked for the keys and lengths of this format."""
+    """The cache's arrays (allow_pickle=False), checked once here for everything later code relies on
+    (`check_box_arrays`): whatever the file holds, what leaves this function is a valid cache or a VadgpuError."""
     path = Path(path)
     if not path.is_file():
         raise VadgpuError(f"box cache {path}: no such file (make it with `vadgpu data boxes`)")
+    check_zip_expansion(path, "box cache")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -121,11 +124,7 @@ def read_box_cache(path: str | os.PathLike) -> dict[str, np.ndarray]:
     missing = [k for k in _ROW_KEYS + _META_KEYS if k not in arrays]
     if missing:
         raise VadgpuError(f"box cache {path}: not a vadgpu box cache (missing {', '.join(missing)})")
-    if int(arrays["format"]) != FORMAT:
-        raise VadgpuError(f"box cache {path}: format {int(arrays['format'])}, this vadgpu reads {FORMAT}")
-    if len({len(arrays[k]) for k in _ROW_KEYS}) != 1:
-        raise VadgpuError(f"box cache {path}: per-box arrays differ in length")
-    return arrays
+    return check_box_arrays(path, arrays)
 
 
 def match_cache_videos(arrays: dict[str, np.ndarray], path, videos: Sequence[PreparedVideo], split: str,

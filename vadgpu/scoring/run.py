@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from vadgpu.data.types import PreparedVideo
 from vadgpu.errors import VadgpuError
+from vadgpu.model_checks import check_finite_scores
 
 DEFAULT_BATCH_SIZE = 16
 
@@ -47,6 +48,8 @@ def score_videos(model, videos: Sequence[PreparedVideo], scorer, device: torch.d
     if not scores:
         raise VadgpuError("the loader gave no clips: the videos have no frames to score")
     raw = place(videos, torch.cat(scores), torch.cat(video_ids), torch.cat(frame_ids))
+    check_finite_scores(raw, [v.name for v in videos], str(getattr(model, "path", "the model")),
+                        model.config.clips == "objects")
     return [scorer.finish(r) for r in raw]
 
 

@@ -1,0 +1,50 @@
+"""An HTTP/1.0 server on 127.0.0.1 in a thread, serving the files of a folder the ways live-scoring tests need."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from pathlib import Path
+
+
+class StreamServer:
+    """Files from `folder` at /NAME (SimpleHTTPRequestHandler: with a Content-Length), and without a length,
+    closing the connection at the end (HTTP/1.0):
+
+        /whole/NAME     the whole file
+        /half/NAME      its first half, every time
+        /cut/NAME       its first half once, then 503
+    """
+
+    def __init__(self, folder: Path):
+        served: dict[str, int] = {}
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *_args):
+                pass
+
+            def do_GET(self):
+                mode, _, name = self.path.strip("/").partition("/")
+                if mode not in ("whole", "half", "cut"):
+                    return super().do_GET()
+                served[self.path] = served.get(self.path, 0) + 1
+                if mode == "cut" and served[self.path] > 1:
+                    self.send_error(503)
+                    return
+                data = (folder / name).read_bytes()
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(data if mode == "whole" else data[: len(data) // 2])
+                self.close_connection = True
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler,
+                                                                                         directory=str(folder)))
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
