@@ -11,7 +11,41 @@ import click  # noqa: E402
 from vadgpu import __version__  # noqa: E402
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+# name -> (module, attribute, the one line `vadgpu --help` shows): a command's module, and torch with it, is imported
+# only when that command runs or shows its own help, so `vadgpu --help` and `--version` start at once.
+COMMANDS = {
+    "data": ("vadgpu.cli.data", "data", "Datasets: the synthetic set, prepare, boxes, pack."),
+    "train": ("vadgpu.cli.train", "train", "Train DDL or the dual-path model; write a run folder."),
+    "eval": ("vadgpu.cli.evaluate", "eval_command", "Evaluate a checkpoint on a dataset's test split."),
+    "score": ("vadgpu.cli.evaluate", "score_command", "Score a video file, frame folder or live stream."),
+    "calibrate": ("vadgpu.cli.evaluate", "calibrate_command",
+                  "Fit an object model's calibration record and store it in the weights file."),
+    "export": ("vadgpu.cli.export", "export", "Export a model as ONNX or TorchScript, self-checked."),
+    "bench": ("vadgpu.cli.bench", "bench", "Benchmarks: loader throughput."),
+    "presets": ("vadgpu.cli.presets", "presets", "List the model presets."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands are imported when used (COMMANDS)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        import importlib
+
+        module, attribute, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, _, short) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="vadgpu")
 def cli() -> None:
     """vadgpu: video anomaly detection for fixed cameras, with decoding and pseudo-anomalies on the device.
@@ -22,37 +56,11 @@ def cli() -> None:
       vadgpu data prepare --dataset synthetic --root data/synth
       vadgpu train --dataset synthetic --root data/synth --model ddl --preset ddl-tiny-cpu --out runs/x
       vadgpu eval --run runs/x --dataset synthetic --root data/synth
+      vadgpu score my_camera.mp4 --checkpoint ped2-ddl  # shipped weights, no training
     """
     from vadgpu.log import show_on_terminal
 
     show_on_terminal()  # library code reports through the `vadgpu` logger; here it becomes plain lines
-
-
-def _register() -> None:
-    # Each command module owns one command (or group); add new ones here.
-    from vadgpu.cli import data
-
-    cli.add_command(data.data)
-    from vadgpu.cli import train
-
-    cli.add_command(train.train)
-    from vadgpu.cli import evaluate
-
-    cli.add_command(evaluate.eval_command)
-    cli.add_command(evaluate.score_command)
-    cli.add_command(evaluate.calibrate_command)
-    from vadgpu.cli import bench
-
-    cli.add_command(bench.bench)
-    from vadgpu.cli import presets
-
-    cli.add_command(presets.presets)
-    from vadgpu.cli import export
-
-    cli.add_command(export.export)
-
-
-_register()
 
 
 def main() -> None:
