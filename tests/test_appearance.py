@@ -65,6 +65,7 @@ def test_box_features_equal_opencv_dnn_and_do_not_depend_on_the_batch(tiny):
     assert not torch.allclose(vectors[0], vectors[1], atol=1e-3)  # a box over other pixels gives another vector
 
 
+@pytest.mark.shared
 def test_yolov3_tiny_features_equal_opencv_dnn(yolov3_tiny_dir):
     weights = yolov3_tiny_dir / "yolov3-tiny.weights"
     features = BoxFeatures.from_darknet(weights)
