@@ -63,6 +63,7 @@ def calibrate_file(checkpoint: str | Path, *, appearance: str | Path | None = No
     from vadgpu.data.catalog import open_dataset
     from vadgpu.data.prepare import load_prepared
     from vadgpu.device import resolve_device
+    from vadgpu.evaluation.runner import dataset_defaults
     from vadgpu.models.registry import model_from_checkpoint
     from vadgpu.objects.appearance import BoxFeatures
     from vadgpu.outputs import check_calibrate_out
@@ -80,12 +81,7 @@ def calibrate_file(checkpoint: str | Path, *, appearance: str | Path | None = No
                           "an object model's (a frame model's training scores are written by `vadgpu train`)")
     features = None if appearance is None else BoxFeatures.from_darknet(appearance)
     config = ckpt.get("config") or {}
-    trained_on = dataset is None or dataset == config.get("dataset")
-    dataset = dataset or config.get("dataset")
-    root = root if root is not None or not trained_on else config.get("root")
-    variant = variant if variant is not None or not trained_on else config.get("variant")
-    if not dataset or not root:
-        raise VadgpuError(f"checkpoint {checkpoint} records no dataset/root in its config; pass --dataset and --root")
+    dataset, root, variant, trained_on = dataset_defaults(checkpoint, config, dataset, root, variant)
     data = open_dataset(dataset, root, variant=variant)
     loader = resolve_loader(loader)[0]
     prepared = load_prepared(data, device, progress=progress, loader=loader)

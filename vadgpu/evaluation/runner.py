@@ -104,6 +104,18 @@ def _apply(videos: Sequence[PreparedVideo], raw: list[np.ndarray], protocol: Pro
     return result
 
 
+def dataset_defaults(checkpoint, config: dict, dataset: str | None, root, variant: str | None):
+    """(dataset, root, variant, whether it is the training dataset): the training config's root and variant are
+    defaults only for that same dataset; a clear error when neither the options nor the config name one."""
+    trained_on = dataset is None or dataset == config.get("dataset")
+    dataset = dataset or config.get("dataset")
+    root = root if root is not None or not trained_on else config.get("root")
+    variant = variant if variant is not None or not trained_on else config.get("variant")
+    if not dataset or not root:
+        raise VadgpuError(f"checkpoint {checkpoint} records no dataset/root in its config; pass --dataset and --root")
+    return dataset, root, variant, trained_on
+
+
 def _checkpoint_record(path: Path, ckpt: dict) -> dict:
     return {**checkpoint_record(path), "model_name": ckpt.get("model_name"), "epoch": ckpt.get("epoch"),
             "step": ckpt.get("step"), "vadgpu_version": ckpt.get("vadgpu_version")}
@@ -143,13 +155,7 @@ def evaluate(
     config = ckpt.get("config") or {}
     boxes = boxes_option(boxes, ckpt, checkpoint, "the training run's box cache, else the dataset's background-"
                          "subtraction cache, made once")
-    # The training dataset's root and variant are defaults only for that same dataset.
-    trained_on = dataset is None or dataset == config.get("dataset")
-    dataset = dataset or config.get("dataset")
-    root = root if root is not None or not trained_on else config.get("root")
-    variant = variant if variant is not None or not trained_on else config.get("variant")
-    if not dataset or not root:
-        raise VadgpuError(f"checkpoint {checkpoint} records no dataset/root in its config; pass --dataset and --root")
+    dataset, root, variant, trained_on = dataset_defaults(checkpoint, config, dataset, root, variant)
     if out is None:
         out = default_eval_out(checkpoint, run_dir if run_dir is not None else resolve_checkpoint(None, checkpoint)[1])
     out = check_eval_out(out, root)
