@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from vadgpu.errors import VadgpuError
+from vadgpu.log import logger
 from vadgpu.scoring.appearance import DEFAULT_WEIGHT, MAX_BANK, AppearanceBank, AppearanceTerm
 from vadgpu.scoring.kinds import MIX_WEIGHT, OBJECT_SCORE
 from vadgpu.scoring.location import LocationStats, fit_from_records
@@ -224,6 +225,11 @@ def calibrate(model, videos, boxes, *, dataset: str, variant: str | None = None,
     tubes = location.apply(torch.from_numpy(np.concatenate([r.boxes for r in records])),
                            torch.from_numpy(np.concatenate([r.raw for r in records]))).double().numpy()
     appearance = None
+    if features is not None and len(np.unique(video)) < 2:
+        logger.warning(f"the appearance term needs boxes in at least two training videos (a box's distance to the "
+                       f"training objects is measured against the other videos); {dataset}'s training videos give "
+                       f"boxes in {len(np.unique(video))}: calibrated without it")
+        features = None
     if features is not None:
         vectors = torch.cat(scorer.kept_features)
         bank = AppearanceBank.fit(vectors, torch.from_numpy(video), max_rows=max_bank)
