@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import EXPORT_EXTRA
+from conftest import make_box_dataset
 
 from vadgpu.errors import VadgpuError
 
@@ -45,6 +46,15 @@ class Outcomes:
             if case >= self.minimum and time.monotonic() - self.started > BUDGET_S:
                 break
             yield case
+
+    def attempt(self, case) -> None:
+        """Run `case()`: it returns (a correct result, which it checked) or raises VadgpuError; nothing else."""
+        try:
+            case()
+        except VadgpuError as exc:
+            self.error(exc)
+        else:
+            self.results += 1
 
     def error(self, exc: VadgpuError) -> None:
         message = exc.format_message()
@@ -99,18 +109,10 @@ def _mutate_bytes(data: bytes, rng: np.random.Generator) -> bytes:
 @pytest.fixture(scope="module")
 def boxes(tmp_path_factory):
     """A synthetic dataset prepared for the torch loader, and its box cache of both splits."""
-    from vadgpu.data.catalog import open_dataset
     from vadgpu.data.prepare import load_prepared
-    from vadgpu.data.synth import make_synthetic_dataset
-    from vadgpu.objects import build_box_cache, make_detector
 
     base = tmp_path_factory.mktemp("fuzz-boxes")
-    root = make_synthetic_dataset(base / "synth", seed=2, train_videos=1, test_videos=1, frames=20,
-                                  frame_size=(48, 64), formats=("frames",))
-    data = open_dataset("synthetic", root)
-    cache = base / "boxes.npz"
-    build_box_cache({"train": data.train, "test": data.test}, make_detector("bgsub"), cache, "synthetic",
-                    progress=False)
+    _, data, cache = make_box_dataset(base, seed=2, videos=1)
     prepared = load_prepared(data, "cpu", cache=base / "cache", progress=False, loader="torch")
     with np.load(cache) as npz:
         arrays = {k: npz[k] for k in npz.files}
@@ -190,13 +192,7 @@ def test_fuzzed_box_caches_give_clear_errors_or_valid_tables(boxes, tmp_path):
         else:
             np.savez(path, **_mutate_arrays(arrays, rng)) if rng.random() < 0.5 else \
                 np.savez_compressed(path, **_mutate_arrays(arrays, rng))
-        try:
-            read_box_cache(path)
-            _check_tables(path, train, test)
-        except VadgpuError as exc:
-            outcomes.error(exc)
-            continue
-        outcomes.results += 1
+        outcomes.attempt(lambda: (read_box_cache(path), _check_tables(path, train, test)))
     print(outcomes.done())
 
 
@@ -264,24 +260,22 @@ def test_fuzzed_label_files_give_clear_errors_or_frame_labels(tmp_path):
 
     rng = np.random.default_rng(SEED + 1)
     outcomes = Outcomes("label files", 200, 80)
+
+    def check(path: Path, kind: str, frames: int) -> None:
+        if kind in ("ucsd", "intervals"):
+            videos = (read_ucsd_m_intervals if kind == "ucsd" else read_mat_intervals)(path)
+            assert isinstance(videos, list) and videos
+            for intervals in videos:
+                assert all(isinstance(a, int) and isinstance(b, int) for a, b in intervals)
+                assert intervals_to_labels(intervals, frames, path).dtype == np.uint8
+        else:
+            labels = read_label_file(path)
+            assert labels.ndim == 1 and labels.size > 0 and labels.dtype == np.uint8
+            assert set(np.unique(labels).tolist()) <= {0, 1}
+
     for case in outcomes:
         path, kind = _label_file(tmp_path, case, rng)
-        try:
-            if kind in ("ucsd", "intervals"):
-                videos = (read_ucsd_m_intervals if kind == "ucsd" else read_mat_intervals)(path)
-                assert isinstance(videos, list) and videos
-                for intervals in videos:
-                    assert all(isinstance(a, int) and isinstance(b, int) for a, b in intervals)
-                    labels = intervals_to_labels(intervals, int(rng.integers(1, 50)), path)
-                    assert labels.dtype == np.uint8
-            else:
-                labels = read_label_file(path)
-                assert labels.ndim == 1 and labels.size > 0 and labels.dtype == np.uint8
-                assert set(np.unique(labels).tolist()) <= {0, 1}
-        except VadgpuError as exc:
-            outcomes.error(exc)
-            continue
-        outcomes.results += 1
+        outcomes.attempt(lambda: check(path, kind, int(rng.integers(1, 50))))
     print(outcomes.done())
 
 
@@ -351,10 +345,19 @@ def _mutate_state(state: dict, rng: np.random.Generator):
     return state
 
 
-def _check_model(ckpt: dict) -> None:
-    """A checkpoint load_checkpoint accepted must build, score finitely, and give training statistics."""
+def _check_stats(stored: dict | None, config) -> None:
+    """Stored training scores that were accepted give finite statistics for every score kind."""
     from vadgpu.evaluation.protocol import Protocol
     from vadgpu.evaluation.train_scores import stats_for
+
+    for score in ("patch-max", "psnr", "mse"):
+        protocol = Protocol(score=score, norm="train").for_model(config)
+        stats = stats_for(stored, protocol, config.temporal) if stored else None
+        assert stats is None or (math.isfinite(stats.mean) and math.isfinite(stats.std))
+
+
+def _check_model(ckpt: dict) -> None:
+    """A checkpoint load_checkpoint accepted must build, score finitely, and give training statistics."""
     from vadgpu.evaluation.tube_location import KEY, LocationStats
     from vadgpu.models.registry import model_from_checkpoint
 
@@ -365,9 +368,7 @@ def _check_model(ckpt: dict) -> None:
         target, recon = model.reconstruct(clips)
     assert recon.shape == target.shape == (2, cfg.channels, *cfg.size) and torch.isfinite(recon).all()
     stored = ckpt.get("train_scores")
-    for score in ("patch-max", "psnr", "mse"):
-        stats = stats_for(stored, Protocol(score=score, norm="train").for_model(cfg), cfg.temporal) if stored else None
-        assert stats is None or (math.isfinite(stats.mean) and math.isfinite(stats.std))
+    _check_stats(stored, cfg)
     location = LocationStats.from_record((stored or {}).get(KEY), "mse")
     assert location is None or torch.isfinite(location.mean).all()
 
@@ -391,12 +392,7 @@ def test_fuzzed_checkpoints_give_clear_errors_or_working_models(states, tmp_path
             torch.save(state, path)  # intact: a correct result expected
         else:
             torch.save(_mutate_state(state, rng), path)
-        try:
-            _check_model(load_checkpoint(path))
-        except VadgpuError as exc:
-            outcomes.error(exc)
-            continue
-        outcomes.results += 1
+        outcomes.attempt(lambda: _check_model(load_checkpoint(path)))
     print(outcomes.done())
 
 
@@ -440,8 +436,6 @@ def test_fuzzed_onnx_metadata_gives_clear_errors_or_a_matching_model(onnx_file, 
     import onnx
     import onnxruntime as ort
 
-    from vadgpu.evaluation.protocol import Protocol
-    from vadgpu.evaluation.train_scores import stats_for
     from vadgpu.export import OnnxModel
     from vadgpu.model_checks import read_onnx_metadata
 
@@ -449,6 +443,20 @@ def test_fuzzed_onnx_metadata_gives_clear_errors_or_a_matching_model(onnx_file, 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(SEED + 3)
     outcomes = Outcomes("ONNX metadata", 150, 60)
+
+    def check(text: str, whole_file: bool) -> None:
+        if whole_file:  # now and then through a whole file, as `vadgpu score --model` reads it
+            proto = onnx.load(str(path))
+            for entry in proto.metadata_props:
+                entry.value = text if entry.key == "vadgpu" else entry.value
+            onnx.save(proto, str(tmp_path / "m.onnx"))
+            model = OnnxModel(tmp_path / "m.onnx")
+            config, stored = model.config, model.train_scores
+        else:
+            _, config, stored = read_onnx_metadata(path, session, text)
+        assert [config.channels, config.temporal, *config.size] == session.get_inputs()[0].shape[1:]
+        _check_stats(stored, config)
+
     for case in outcomes:
         form = rng.integers(10)
         if form == 0:
@@ -459,25 +467,7 @@ def test_fuzzed_onnx_metadata_gives_clear_errors_or_a_matching_model(onnx_file, 
             text = json.dumps(metadata)  # intact
         else:
             text = json.dumps(_mutate_json(metadata, rng))
-        try:
-            if case % 10 == 9:  # now and then through a whole file, as `vadgpu score --model` reads it
-                proto = onnx.load(str(path))
-                for entry in proto.metadata_props:
-                    entry.value = text if entry.key == "vadgpu" else entry.value
-                onnx.save(proto, str(tmp_path / "m.onnx"))
-                model = OnnxModel(tmp_path / "m.onnx")
-                config, stored = model.config, model.train_scores
-            else:
-                _, config, stored = read_onnx_metadata(path, session, text)
-        except VadgpuError as exc:
-            outcomes.error(exc)
-            continue
-        assert [config.channels, config.temporal, *config.size] == session.get_inputs()[0].shape[1:]
-        for score in ("patch-max", "psnr", "mse"):
-            stats = stats_for(stored, Protocol(score=score, norm="train").for_model(config), config.temporal) \
-                if stored else None
-            assert stats is None or (math.isfinite(stats.mean) and math.isfinite(stats.std))
-        outcomes.results += 1
+        outcomes.attempt(lambda: check(text, whole_file=case % 10 == 9))
     print(outcomes.done())
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import EXPORT_EXTRA
+from conftest import make_box_dataset
 
 from vadgpu.errors import VadgpuError
 
@@ -21,17 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 def box_data(tmp_path_factory):
     """A synthetic dataset (2 train / 2 test videos of 20 frames, 64x48) and its background-subtraction cache of
     both splits: (root, cache path, the cache's arrays)."""
-    from vadgpu.data.catalog import open_dataset
-    from vadgpu.data.synth import make_synthetic_dataset
-    from vadgpu.objects import build_box_cache, make_detector
-
-    base = tmp_path_factory.mktemp("boxes")
-    root = make_synthetic_dataset(base / "synth", seed=1, train_videos=2, test_videos=2, frames=20,
-                                  frame_size=(48, 64), formats=("frames",))
-    data = open_dataset("synthetic", root)
-    cache = base / "boxes.npz"
-    build_box_cache({"train": data.train, "test": data.test}, make_detector("bgsub"), cache, "synthetic",
-                    progress=False)
+    root, _, cache = make_box_dataset(tmp_path_factory.mktemp("boxes"), seed=1, videos=2)
     with np.load(cache) as npz:
         arrays = {k: npz[k] for k in npz.files}
     assert len(arrays["x1"]) > 10
