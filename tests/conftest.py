@@ -113,6 +113,22 @@ def make_tiny_training_set(base: Path, seed: int) -> tuple[Path, Path, Path]:
     return root, boxes, base / "cache"
 
 
+def make_box_dataset(base: Path, seed: int, videos: int) -> tuple[Path, object, Path]:
+    """A synthetic dataset of jpg frame folders (`videos` train and test videos of 20 frames, 64x48) under `base`
+    and its background-subtraction box cache of both splits: (root, the opened Dataset, the cache)."""
+    from vadgpu.data.catalog import open_dataset
+    from vadgpu.data.synth import make_synthetic_dataset
+    from vadgpu.objects import build_box_cache, make_detector
+
+    root = make_synthetic_dataset(base / "synth", seed=seed, train_videos=videos, test_videos=videos, frames=20,
+                                  frame_size=(48, 64), formats=("frames",))
+    data = open_dataset("synthetic", root)
+    cache = base / "boxes.npz"
+    build_box_cache({"train": data.train, "test": data.test}, make_detector("bgsub"), cache, "synthetic",
+                    progress=False)
+    return root, data, cache
+
+
 @pytest.fixture(scope="session")
 def media(tmp_path_factory):
     """Short encoded videos and frame folders of every format the loaders read (clip_media.write_media)."""

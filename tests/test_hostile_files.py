@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import EXPORT_EXTRA
+from conftest import make_box_dataset
 
 from vadgpu.errors import VadgpuError
 
@@ -21,17 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 def box_data(tmp_path_factory):
     """A synthetic dataset (2 train / 2 test videos of 20 frames, 64x48) and its background-subtraction cache of
     both splits: (root, cache path, the cache's arrays)."""
-    from vadgpu.data.catalog import open_dataset
-    from vadgpu.data.synth import make_synthetic_dataset
-    from vadgpu.objects import build_box_cache, make_detector
-
-    base = tmp_path_factory.mktemp("boxes")
-    root = make_synthetic_dataset(base / "synth", seed=1, train_videos=2, test_videos=2, frames=20,
-                                  frame_size=(48, 64), formats=("frames",))
-    data = open_dataset("synthetic", root)
-    cache = base / "boxes.npz"
-    build_box_cache({"train": data.train, "test": data.test}, make_detector("bgsub"), cache, "synthetic",
-                    progress=False)
+    root, _, cache = make_box_dataset(tmp_path_factory.mktemp("boxes"), seed=1, videos=2)
     with np.load(cache) as npz:
         arrays = {k: npz[k] for k in npz.files}
     assert len(arrays["x1"]) > 10
@@ -365,3 +356,51 @@ def test_score_with_bad_onnx_metadata_is_one_error_line(onnx_export, tmp_path, f
                                                                                     "size": [16, 16]}})
     code, output, exc = _score(frames_input, ["--model", str(bad)], tmp_path / "o", "--norm", "train")
     assert code == 1 and isinstance(exc, SystemExit) and "does not describe this graph" in output, output
+
+
+# ---------------------------------------------------------------------------------------------------- label files
+
+# A 296-byte mask .mat (volLabel, 3 x 1 x 4 int64, with one byte of its header changed) that the fuzz test found:
+# scipy 1.17's loadmat dies of a segmentation fault on it.
+SCIPY_CRASHER = (
+    "TUFUTEFCIDUuMCBNQVQtZmlsZSBQbGF0Zm9ybTogcG9zaXgsIENyZWF0ZWQgb246IE1vbiBEZWMgIDcgMTc6MDc6NTEgMjAyNgAAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABSU0OAAAAoAAAAAYAAAAIAAAADgAAAAAAAAAFAAAADAAAAAMA"
+    "AAABAAAABAAAAAAAAAABAAAACAAAAHZvbExhYmVsFgAAAGAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABAAAAAAAAAAEAAAAAAAAAAQAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAEAAAAAAAAAAQAAAAAAAAA=")
+
+
+def test_a_mat_label_file_that_crashes_scipy_is_one_clear_error(tmp_path):
+    import base64
+
+    import scipy.io
+
+    from vadgpu.data.labels import read_mask_mat, read_mat_intervals
+
+    bad = tmp_path / "01_label.mat"
+    bad.write_bytes(base64.b64decode(SCIPY_CRASHER))
+    done = subprocess.run([sys.executable, "-c", "import scipy.io, sys\ntry:\n    scipy.io.loadmat(sys.argv[1])\n"
+                           "except Exception:\n    pass\n", str(bad)], capture_output=True, timeout=120)
+    if done.returncode >= 0:
+        pytest.skip("this scipy reads the file without crashing; nothing to isolate it from")
+    for reader in (read_mask_mat, read_mat_intervals):
+        with pytest.raises(VadgpuError, match=r"label file .*01_label\.mat is damaged: the MATLAB file reader "
+                                              r"\(scipy\) crashed \(signal 11\)"):
+            reader(bad)
+    good = tmp_path / "02_label.mat"
+    scipy.io.savemat(good, {"volLabel": np.stack([np.zeros((4, 6)), np.ones((4, 6))], axis=-1)})
+    np.testing.assert_array_equal(read_mask_mat(good), [0, 1])  # read in the child, the same labels
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"frames": 10**12, "intervals": []}, r"intervals need a positive integer \"frames\""),
+    ({"labels": [0, [1, 0], 1]}, r"expected a flat list of 0/1 per frame"),
+])
+def test_json_labels_that_would_take_memory_or_nest_are_errors(tmp_path, content, message):
+    import json
+
+    from vadgpu.data.labels import read_json_labels
+
+    path = tmp_path / "clip.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(VadgpuError, match=message):
+        read_json_labels(path)

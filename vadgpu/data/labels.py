@@ -25,11 +25,15 @@ import numpy as np
 from vadgpu.errors import VadgpuError
 
 Intervals = list[tuple[int, int]]  # (first, last) frame numbers, inclusive
+MAX_FRAMES = 10**8  # frames of one video a label file may describe (46 days at 25 fps): no larger array is made
 
 
 def as_frame_labels(values, source: str | Path) -> np.ndarray:
     """Validate a 1-D sequence of 0/1 (or bool) values and return it as uint8."""
-    array = np.asarray(values)
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError, OverflowError) as exc:  # nested lists of unequal lengths, and the like
+        raise VadgpuError(f"labels in {source}: expected a flat list of 0/1 per frame ({exc})") from exc
     if array.ndim == 2 and 1 in array.shape:
         array = array.reshape(-1)
     if array.ndim != 1 or array.size == 0:
@@ -87,7 +91,14 @@ def _mat_variable(contents: dict, path: Path, preferred: Sequence[str]):
 
 
 def read_mat_intervals(path: str | Path) -> list[Intervals]:
-    """Per-video anomalous intervals (1-based, inclusive) from a .mat whose `gt` holds one (2, K) array per video."""
+    """Per-video anomalous intervals (1-based, inclusive) from a .mat whose `gt` holds one (2, K) array per video
+    (parsed in a child process: mat_isolated.py)."""
+    from vadgpu.data.mat_isolated import run_isolated
+
+    return run_isolated(_read_mat_intervals_here, path)
+
+
+def _read_mat_intervals_here(path: str | Path) -> list[Intervals]:
     path = Path(path)
     cell = _mat_variable(_loadmat(path), path, ("gt",))
     videos = []
@@ -101,6 +112,10 @@ def read_mat_intervals(path: str | Path) -> list[Intervals]:
                               "first/last frame rows")
         if array.shape[0] != 2:
             array = array.T
+        if array.dtype.kind not in "iuf" or not np.isfinite(array).all() or (array != np.round(array)).any() \
+                or np.abs(array).max() > MAX_FRAMES:
+            raise VadgpuError(f"label file {path}: entry {index} must hold whole frame numbers, not "
+                              f"{array.reshape(-1)[:4].tolist()}")
         videos.append([(int(a), int(b)) for a, b in zip(array[0], array[1])])
     if not videos:
         raise VadgpuError(f"label file {path} holds no videos")
@@ -138,7 +153,14 @@ def read_ucsd_m_intervals(path: str | Path) -> list[Intervals]:
 
 
 def read_mask_mat(path: str | Path) -> np.ndarray:
-    """Frame labels from per-frame masks (`volLabel`: a cell of (H, W) arrays): 1 where a mask has any pixel set."""
+    """Frame labels from per-frame masks (`volLabel`: a cell of (H, W) arrays): 1 where a mask has any pixel set
+    (parsed in a child process: mat_isolated.py)."""
+    from vadgpu.data.mat_isolated import run_isolated
+
+    return run_isolated(_read_mask_mat_here, path)
+
+
+def _read_mask_mat_here(path: str | Path) -> np.ndarray:
     path = Path(path)
     masks = _mat_variable(_loadmat(path), path, ("volLabel", "frame_mask", "mask"))
     masks = np.asarray(masks)
@@ -161,8 +183,9 @@ def read_npy_labels(path: str | Path) -> np.ndarray:
         array = np.load(path, allow_pickle=False)
     except FileNotFoundError as exc:
         raise VadgpuError(f"label file {path} does not exist") from exc
-    except ValueError as exc:  # object arrays need pickle; a truncated file fails to parse
-        raise VadgpuError(f"label file {path} is not a plain numeric .npy array: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001  object arrays need pickle; a damaged header fails in many ways
+        raise VadgpuError(f"label file {path} is not a plain numeric .npy array ({type(exc).__name__}: "
+                          f"{exc})") from exc
     return as_frame_labels(array, path)
 
 
@@ -184,7 +207,7 @@ def read_json_labels(path: str | Path) -> np.ndarray:
         data = data["labels"]
     elif isinstance(data, dict) and "intervals" in data:
         frames = data.get("frames")
-        if not _whole(frames) or frames <= 0:
+        if not _whole(frames) or not 0 < frames <= MAX_FRAMES:
             raise VadgpuError(f"label file {path}: intervals need a positive integer \"frames\" (the video length), "
                               f"not {frames!r}")
         pairs = data["intervals"]

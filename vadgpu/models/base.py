@@ -38,6 +38,18 @@ ZSCORE_MIN_STD = 1e-6  # a constant frame is not divided by 0 (the authors' data
 # Bounds a config read from a file must keep (the largest preset: 16 x 256 x 256): a config asking for clips of
 # 100000 x 100000 pixels is refused here, not by a memory error in the loader.
 MAX_SIDE, MAX_TEMPORAL, MAX_CLIP_PIXELS, MAX_SKIP = 4096, 256, 1 << 26, 64
+MAX_WIDTH = 4096  # channels of a layer, memory items and the like (the presets use at most 2000)
+
+
+def _like(value: Any, example: Any) -> bool:
+    """`value` has the type of `example` (an int is no bool, an int will do for a float)."""
+    if isinstance(example, bool) or isinstance(example, str):
+        return type(value) is type(example)
+    if isinstance(example, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(example, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return True
 
 
 class Anomalies(Protocol):
@@ -83,9 +95,11 @@ class ModelConfig:
 
     def _check_type(self, name: str, value: Any, default: Any) -> None:
         # A YAML typo ("width: 8x") should name the option, not surface as a TypeError deep in the model.
-        if default is None or value is None:
+        if default is None:  # optional options (None by default) take None or their value
             return
-        if isinstance(default, bool) or isinstance(default, str):
+        if value is None:
+            ok = False
+        elif isinstance(default, bool) or isinstance(default, str):
             ok = type(value) is type(default)
         elif isinstance(default, int):
             ok = isinstance(value, int) and not isinstance(value, bool)
@@ -94,7 +108,8 @@ class ModelConfig:
             if ok:
                 setattr(self, name, float(value))
         elif isinstance(default, tuple):
-            ok = isinstance(value, tuple)
+            ok = isinstance(value, tuple) and all(_like(v, default[0]) for v in value) if default else \
+                isinstance(value, tuple)
         else:
             ok = True
         if not ok:
@@ -105,6 +120,11 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise VadgpuError naming the option that is out of range."""
+        for field in dataclasses.fields(self):  # NaN passes every comparison: refused here, once, for all
+            value = getattr(self, field.name)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple)
+                                                                           else (value,))):
+                self._bad(field.name, "must be a finite number")
         if not isinstance(self.temporal, int) or not 1 <= self.temporal <= MAX_TEMPORAL:
             self._bad("temporal", f"must be an integer in [1, {MAX_TEMPORAL}]")
         if len(self.size) != 2 or not all(isinstance(s, int) and 0 < s <= MAX_SIDE for s in self.size):
@@ -119,6 +139,8 @@ class ModelConfig:
         if unknown:
             self._bad("pseudo_kinds", f"has unknown kind(s) {unknown}; choose from {list(PSEUDO_KINDS)}")
         if self.pseudo_weights is not None:
+            if not isinstance(self.pseudo_weights, tuple) or not all(_like(w, 0.0) for w in self.pseudo_weights):
+                self._bad("pseudo_weights", "must be a list of numbers, one per kind")
             if len(self.pseudo_weights) != len(self.pseudo_kinds):
                 self._bad("pseudo_weights", f"needs one weight per kind ({len(self.pseudo_kinds)})")
             if any(w < 0 for w in self.pseudo_weights) or sum(self.pseudo_weights) <= 0:

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from vadgpu.kernels.kinds import KIND_NONE
-from vadgpu.models.base import (Anomalies, ModelConfig, VadModel, centre_frame, channels_last_convolutions,
-                               without_centre)
+from vadgpu.models.base import (MAX_WIDTH, Anomalies, ModelConfig, VadModel, centre_frame,
+                               channels_last_convolutions, without_centre)
 from vadgpu.models.blocks import MultiKernelBlock
 from vadgpu.models.ddl_loss import FORMS, distinction_loss, reconstruction_loss
 
@@ -61,10 +61,13 @@ class DDLConfig(ModelConfig):
         step = 2**LEVELS
         if self.size[0] % step or self.size[1] % step:
             self._bad("size", f"H and W must be multiples of {step} (the encoder halves them {LEVELS} times)")
-        if self.width < 1:
-            self._bad("width", "must be >= 1")
-        if not self.kernels or any(k < 1 or k % 2 == 0 for k in self.kernels):
-            self._bad("kernels", "must be odd kernel sizes (padding keeps H and W)")
+        widest = MAX_WIDTH // 2**(LEVELS - 1)  # the deepest level has 2**(LEVELS - 1) times as many channels
+        if not 1 <= self.width <= widest:
+            self._bad("width", f"must lie in [1, {widest}]")
+        if not self.kernels or len(self.kernels) > 8 or any(k < 1 or k > 31 or k % 2 == 0 for k in self.kernels):
+            self._bad("kernels", "must be up to 8 odd kernel sizes of at most 31 (padding keeps H and W)")
+        if not 0 <= self.dropout < 1:
+            self._bad("dropout", "is a probability in [0, 1)")
         if self.distinction not in FORMS:
             self._bad("distinction", f"choose from {list(FORMS)}")
         if self.blend_weight not in BLEND_WEIGHTS:

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from vadgpu.kernels.kinds import KIND_NONE
-from vadgpu.models.base import (Anomalies, ModelConfig, VadModel, blank_centre, centre_frame,
+from vadgpu.models.base import (MAX_WIDTH, Anomalies, ModelConfig, VadModel, blank_centre, centre_frame,
                                channels_last_convolutions, model_input)
 from vadgpu.models.dualpath_authors import AuthorsLossWeights, authors_losses, pooled_channels
 from vadgpu.models.blocks import DoubleConv3d, Down3d, Up3d
@@ -83,10 +83,10 @@ class DualPathConfig(ModelConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.features < 1:
-            self._bad("features", "must be >= 1")
-        if self.memory_items < 2:
-            self._bad("memory_items", "must be >= 2")
+        if not 1 <= self.features <= MAX_WIDTH // 8:
+            self._bad("features", f"must lie in [1, {MAX_WIDTH // 8}] (the deepest level has 8 F channels)")
+        if not 2 <= self.memory_items <= 100_000:
+            self._bad("memory_items", "must lie in [2, 100000]")
         if not 0 <= self.shrink < 1:
             self._bad("shrink", "must lie in [0, 1)")
         if self.memory_mode not in MODES:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from vadgpu.errors import VadgpuError
@@ -101,9 +102,13 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> VadModel:
     missing = {"model_name", "model_config"} - set(ckpt)
     if missing:
         raise VadgpuError(f"checkpoint lacks {', '.join(sorted(missing))}; it was not written by vadgpu train")
-    model = model_from_config(model_config_from_dict(ckpt["model_config"], ckpt["model_name"]))
+    config = model_config_from_dict(ckpt["model_config"], ckpt["model_name"])
+    state = None
     if "model" in ckpt:
         state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}  # a DDP-wrapped save
+        _check_fits(ckpt["model_name"], config, state)
+    model = model_from_config(config)
+    if state is not None:
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
@@ -111,6 +116,22 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> VadModel:
                 f"checkpoint weights do not fit model {ckpt['model_name']!r} with its saved config: {exc}"
             ) from exc
     return model
+
+
+def _check_fits(name: str, config: ModelConfig, state: dict[str, Any]) -> None:
+    """The weights of a file fit the model its config describes: compared on torch's meta device (shapes only, no
+    memory), so a small file whose config asks for a huge model is refused before that model is allocated."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in model_from_config(config).state_dict().items()}
+    given = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
+    if expected == given:
+        return
+    missing, unexpected = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
+    wrong = [k for k in expected if k in given and expected[k] != given[k]]
+    parts = ([f"missing {', '.join(missing[:3])}"] if missing else []) + (
+        [f"unexpected {', '.join(unexpected[:3])}"] if unexpected else []) + (
+        [f"{wrong[0]} is {given[wrong[0]]} in the file, {expected[wrong[0]]} in the model"] if wrong else [])
+    raise VadgpuError(f"checkpoint weights do not fit model {name!r} with its saved config: {'; '.join(parts)}")
 
 
 def count_parameters(model: nn.Module) -> int:

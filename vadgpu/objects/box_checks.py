@@ -40,6 +40,7 @@ def _whole(path, arrays: dict, key: str, ndim: int = 1) -> np.ndarray:
     if value.dtype.kind == "b":
         raise _bad(path, f"{key} must hold whole numbers, not true/false")
     if value.dtype.kind == "f":
+        value = value.astype(np.float64)
         if value.size and not (np.isfinite(value).all() and (value == np.round(value)).all()
                                and np.abs(value).max() < 2.0 ** 62):
             raise _bad(path, f"{key} must hold whole numbers")

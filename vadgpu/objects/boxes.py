@@ -119,8 +119,9 @@ def read_box_cache(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise VadgpuError(f"box cache {path}: not a readable .npz without pickles ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001  a damaged archive raises BadZipFile, zlib.error, EOFError, ValueError ...
+        raise VadgpuError(f"box cache {path}: not a readable .npz without pickles ({type(exc).__name__}: "
+                          f"{exc})") from exc
     missing = [k for k in _ROW_KEYS + _META_KEYS if k not in arrays]
     if missing:
         raise VadgpuError(f"box cache {path}: not a vadgpu box cache (missing {', '.join(missing)})")
