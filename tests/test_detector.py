@@ -118,3 +118,34 @@ def test_bad_frames_are_one_clear_error(setup):
         list(detector.stream([np.zeros((48, 64), np.uint8)]))
     with pytest.raises(VadgpuError, match="not one frame"):
         detector.stream(np.zeros((48, 64, 3), np.uint8))
+
+
+def test_event_clips_hold_the_pre_and_post_roll(tmp_path):
+    from vadgpu.detector import Result
+    from vadgpu.live.clips import EventClips
+    from vadgpu.live.events import Event
+
+    clips = EventClips(tmp_path / "clips", 0.2)  # 5 frames at 25 fps
+    event = Event(10, 0.4, 15, 0.6, 12, 3.0)
+    for i in range(30):
+        image = np.full((48, 64, 3), 8 * i, np.uint8)
+        clips.add(Result(i, i / 25, 0.0, 1.0, 1.0, [[4, 4, 20, 30, 2.5]] if 10 <= i <= 15 else [], 10 <= i <= 15,
+                         2.0, [event] if i == 10 else [], [event] if i == 15 else [], image), 25.0)
+    clips.close()
+    (path,) = clips.paths
+    assert path.name == "event-000010.mp4"
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert len(frames) == 5 + 6 + 5  # frames 5 ... 20
+    assert abs(int(frames[0][30, 40].mean()) - 40) < 8 and abs(int(frames[-1][30, 40].mean()) - 160) < 8
+
+
+def test_the_cli_saves_a_clip_per_event(setup, tmp_path):
+    out = tmp_path / "clipped"
+    code, output = invoke(["score", str(setup["avi"]), "--live", "--checkpoint", str(setup["model"]), "--out",
+                           str(out), "--device", "cpu", "--norm", "none", "--threshold", "-1e9", "--save-clips", "1"])
+    assert code == 0, output
+    (clip,) = sorted((out / "clips").glob("event-*.mp4"))
+    with av.open(str(clip)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == FRAMES  # one event from the first frame to the last
+    assert "wrote 1 event clip(s)" in output

@@ -18,7 +18,7 @@ from vadgpu.pipelines.choose import LOADERS
 
 # The options only live scoring takes.
 LIVE_OPTIONS = ("threshold", "threshold_off", "min_duration", "merge_gap", "false_alarms_per_hour", "webhook", "mqtt",
-                "video_out", "max_frames")
+                "save_clips", "video_out", "max_frames")
 # The options a named protocol (--protocol) sets itself.
 SCORING_OPTIONS = ("score", "mix_weight", "norm", "smooth", "window", "sigma", "drop_edges", "tube_norm",
                    "appearance", "appearance_weight")
@@ -184,6 +184,9 @@ def _dataset_root(checkpoint: Path, dataset: str | None, root: Path | None) -> s
               "timeouts, 3 retries, dropped deliveries counted).")
 @click.option("--mqtt", metavar="HOST[:PORT]/TOPIC", help="Live: publish each event as JSON to an MQTT broker "
               "(QoS 1; needs paho-mqtt: pip install 'vadgpu[alarms]').")
+@click.option("--save-clips", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Live: write each event to OUT/clips/event-FRAME.mp4 (FRAME: the alarm's), from SECONDS before "
+              "the alarm to SECONDS after the event's end, with the boxes and scores drawn.")
 @click.option("--video-out", type=click.Path(path_type=Path, dir_okay=False),
               help="Live: write the frames annotated with their score and alarms to this MP4, as it goes.")
 @click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
@@ -195,8 +198,8 @@ def _dataset_root(checkpoint: Path, dataset: str | None, root: Path | None) -> s
                    "takes train or none, default train")
 @click.pass_context
 def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, live, threshold, threshold_off,
-                  min_duration, merge_gap, false_alarms_per_hour, webhook, mqtt, video_out, retries, retry_delay,
-                  max_frames, **kw) -> None:
+                  min_duration, merge_gap, false_alarms_per_hour, webhook, mqtt, save_clips, video_out, retries,
+                  retry_delay, max_frames, **kw) -> None:
     """Score a video: a file or frame folder (scores.csv, a score-curve PNG, optional heatmap MP4), or live
     (SOURCE rtsp://..., http(s)://..., /dev/videoN, - for stdin, or a file with --live): every frame's score as
     soon as its clip is complete, a trailing median, the training videos' normalisation, alarms to events.jsonl
@@ -212,7 +215,7 @@ def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, 
             raise click.UsageError("--heatmap-mp4 is for files; live scoring writes --video-out")
         alarms = AlarmOptions(threshold, threshold_off, min_duration, merge_gap, false_alarms_per_hour)
         return _score_live(source, checkpoint, model_file, out, alarms, video_out, retries, retry_delay,
-                           max_frames, boxes, {"webhook": webhook, "mqtt": mqtt}, kw)
+                           max_frames, boxes, {"webhook": webhook, "mqtt": mqtt, "save_clips": save_clips}, kw)
     live_only = [f"--{name.replace('_', '-')}" for name in LIVE_OPTIONS
                  if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
     if live_only:
@@ -265,7 +268,8 @@ def _score_live(source, checkpoint, model_file, out, alarms, video_out, retries,
         notifiers = Notifiers(([Webhook(notify["webhook"])] if notify["webhook"] else [])
                               + ([Mqtt(notify["mqtt"])] if notify["mqtt"] else []))
         try:
-            summary = score_stream(source, detector, out=out, video_out=video_out, boxes=boxes, retries=retries,
+            summary = score_stream(source, detector, out=out, video_out=video_out, boxes=boxes,
+                                   save_clips=notify["save_clips"], retries=retries,
                                    retry_delay=retry_delay, max_frames=max_frames, echo=click.echo,
                                    on_event=notifiers)
         finally:
@@ -282,6 +286,9 @@ def _score_live(source, checkpoint, model_file, out, alarms, video_out, retries,
     for path in (out / "scores.csv", out / "events.jsonl", video_out):
         if path is not None and Path(path).exists():
             click.echo(f"wrote {path}")
+    clips = sorted((out / "clips").glob("event-*.mp4")) if notify["save_clips"] else []
+    if clips:
+        click.echo(f"wrote {len(clips)} event clip(s) in {out / 'clips'}")
     if summary.exit_code is not None:  # 130 after SIGINT, 143 after SIGTERM, as an interrupted command exits
         sys.exit(summary.exit_code)
 

@@ -246,20 +246,24 @@ class AnnotatedVideo:
 
 
 def score_stream(source: str, detector, *, out: Path, video_out: Path | None = None, boxes=None,
-                 retries: int = 3, retry_delay: float = 2.0, max_frames: int | None = None,
+                 save_clips: float | None = None, retries: int = 3, retry_delay: float = 2.0,
+                 max_frames: int | None = None,
                  echo: Callable[[str], None] = print, on_event: Callable[[str, Event], None] | None = None
                  ) -> LiveSummary:
     """Score `source` live with `detector` (vadgpu.Detector) and write the files (module docstring); returns when
     the stream ends or a signal stops it (SIGINT, SIGTERM: the summary says interrupted and its exit_code), raises
     on an error; in every case the open event ends with the reason (live/session.py) and the files are closed.
-    `on_event(kind, event)`: also called with "start" and "end" (notifications)."""
+    `on_event(kind, event)`: also called with "start" and "end" (notifications). `save_clips`: seconds of pre- and
+    post-roll of each event's clip in OUT/clips/ (live/clips.py)."""
+    from vadgpu.live.clips import EventClips
     from vadgpu.live.session import StopSignals, close_all, ended_by
 
     signals = StopSignals()
     live = detector.stream(source, boxes=boxes, retries=retries, retry_delay=retry_delay, max_frames=max_frames,
                            on_event=lambda kind, e: event(kind, e), signals=signals,
-                           keep_images=video_out is not None)  # the model's parts are checked before any file
+                           keep_images=video_out is not None or save_clips is not None)  # checked before any file
     video = None if video_out is None else AnnotatedVideo(video_out)
+    clips = None if save_clips is None else EventClips(Path(out) / "clips", save_clips)
     files = LineFiles(Path(out))
 
     def event(kind: str, event: Event) -> None:
@@ -280,6 +284,8 @@ def score_stream(source: str, detector, *, out: Path, video_out: Path | None = N
                 if video is not None:
                     video.write(result.image, result.frame, result.score, result.alarm, result.threshold,
                                 live.fps, result.boxes)
+                if clips is not None:
+                    clips.add(result, live.fps)
             failure = None
         except BaseException as exc:
             failure = exc
@@ -287,7 +293,7 @@ def score_stream(source: str, detector, *, out: Path, video_out: Path | None = N
         try:
             live.close(ended_by(failure, signals))
         finally:
-            closers = [files.close] + ([video.close] if video is not None else [])
+            closers = [files.close] + [c.close for c in (video, clips) if c is not None]
             close_all(closers, failing=failure is not None and not isinstance(failure, KeyboardInterrupt))
         summary = live.summary
         summary.interrupted = signals.seen is not None or isinstance(failure, KeyboardInterrupt)
