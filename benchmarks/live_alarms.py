@@ -13,6 +13,11 @@ its threshold (`Detector.rules`), and live/events.py's EventTracker frame by fra
   interval with the alarm on, minus the interval's first frame, plus the clip delay (the frames after a frame that
   its score waits for): frames of video between the anomaly's start and the alarm; median and worst over the
   intervals that got an alarm;
+  also over the intervals that begin after the stream's first frame (the others are in view from the first
+  frame, while the live background is still forming);
+  and, stricter, the latency of the first alarm *raised* during such an interval (an alarm already on when it
+  begins, held from an event before it, does not count; None: no alarm raised in it);
+- events per interval: how many events overlap each anomalous interval (one anomaly split into several events);
 - alarmed: the share of anomalous intervals with the alarm on during them;
 - false alarms per hour: events on the training videos (normal footage) per hour of them at 25 fps; also the test
   videos' events that touch no anomalous frame.
@@ -32,16 +37,15 @@ import numpy as np
 from vadgpu.threads import prefer_passive_omp_waiting
 
 FPS = 25.0
-SETTINGS = {  # name: Detector.load options
-    "previous (percentile, window 17)": {},
-    "window 9": {"window": 9},
-    "window 9, min 3, gap 25": {"window": 9, "min_duration": 3, "merge_gap": 25},
-    "window 9, 1/h, min 3, gap 25": {"window": 9, "min_duration": 3, "merge_gap": 25, "false_alarms_per_hour": 1},
-    "window 9, 1/h, gap 25, hysteresis": {"window": 9, "merge_gap": 25, "false_alarms_per_hour": 1,
-                                          "threshold_off_below": 1.0},
-    "window 5, 1/h, min 3, gap 25": {"window": 5, "min_duration": 3, "merge_gap": 25, "false_alarms_per_hour": 1},
-    "window 17, 1/h, min 3, gap 25": {"window": 17, "min_duration": 3, "merge_gap": 25, "false_alarms_per_hour": 1},
-    "defaults": None,  # Detector.load's own defaults
+SETTINGS = {  # name: Detector.load options (the defaults: window 9, percentile threshold, min 1, merge gap 50)
+    "before (window 17, no merge gap)": {"window": 17, "merge_gap": 0},
+    "defaults": {},
+    "defaults, no merge gap": {"merge_gap": 0},
+    "defaults, min duration 3": {"min_duration": 3},
+    "defaults, hysteresis 1.0": {"threshold_off_below": 1.0},
+    "defaults, 1 false alarm/h": {"false_alarms_per_hour": 1},
+    "window 17, merge gap 50": {"window": 17},
+    "window 5, 1 false alarm/h": {"window": 5, "false_alarms_per_hour": 1},
 }
 
 
@@ -91,12 +95,12 @@ def measure(scored: dict, model: str, options: dict | None) -> dict:
     options = dict(options or {})
     below = options.pop("threshold_off_below", None)
     detector = Detector.load(model, "cpu", **options)
-    if below is not None:  # hysteresis: off this much below the on-threshold the rate gives
+    if below is not None:  # hysteresis: off this much below the on-threshold
         on = detector.rules(FPS).threshold
         detector = Detector.load(model, "cpu", threshold_off=on - below, **options)
     rules = detector.rules(FPS)
     delay = scored["delay_frames"]
-    latencies, missed, test_false = [], 0, 0
+    latencies, late, missed, test_false, split, raised = [], [], 0, 0, [], []
     for video in scored["test"].values():
         labels = np.asarray(video["labels"])
         states, events = alarms_of(detector, np.asarray(video["raw"]))
@@ -104,8 +108,14 @@ def measure(scored: dict, model: str, options: dict | None) -> dict:
             on = np.flatnonzero(states[start:end + 1])
             if on.size:
                 latencies.append(int(on[0]) + delay)
+                if start > 0:  # the stream was running before the anomaly came into view
+                    late.append(latencies[-1])
             else:
                 missed += 1
+            split.append(sum(1 for e in events if e.start_frame <= end and e.end_frame >= start))
+            new = [e.alarm_frame for e in events if start <= e.alarm_frame <= end]
+            if start > 0:  # strict: only an alarm raised during the interval, none held from before it
+                raised.append(int(min(new) - start + delay) if new else None)
         test_false += sum(1 for e in events if not labels[e.start_frame:e.end_frame + 1].any())
     train_events, train_frames = 0, 0
     for video in scored["train"].values():
@@ -118,6 +128,11 @@ def measure(scored: dict, model: str, options: dict | None) -> dict:
             "min_duration": rules.min_duration, "merge_gap": rules.merge_gap,
             "latency_median": float(np.median(latencies)) if latencies else None,
             "latency_worst": int(max(latencies)) if latencies else None, "latencies": latencies,
+            "latency_median_after_start": float(np.median(late)) if late else None,
+            "latency_worst_after_start": int(max(late)) if late else None,
+            "events_per_interval": split, "raised_after_start": raised,
+            "raised_median_after_start": float(np.median([r for r in raised if r is not None]))
+            if any(r is not None for r in raised) else None,
             "intervals": total, "alarmed": len(latencies) / total, "train_events": train_events,
             "train_hours": hours, "false_alarms_per_hour": train_events / hours, "test_false_events": test_false}
 
@@ -148,13 +163,17 @@ def main(argv=None) -> int:
               "streaming_seconds": scored.get("seconds"), "machine": platform.machine(),
               "python": sys.version.split()[0], "settings": results}
     args.out.write_text(json.dumps(record, indent=1) + "\n")
-    print("| setting | window | threshold (off) | min | gap | latency median (worst) | alarmed | false alarms/h "
-          "(train events) | test events off the anomalies |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| setting | window | threshold (off) | min | gap | latency median (worst) | after frame 0 | raised after "
+          "frame 0 | alarmed | events per interval (max) | false alarms/h (train events) | test events off the "
+          "anomalies |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         off = "" if r["threshold_off"] == r["threshold"] else f" ({r['threshold_off']:.2f})"
         print(f"| {name} | {r['window']} | {r['threshold']:.2f}{off} | {r['min_duration']} | {r['merge_gap']} | "
-              f"{r['latency_median']} ({r['latency_worst']}) | {r['alarmed']:.0%} of {r['intervals']} | "
+              f"{r['latency_median']:g} ({r['latency_worst']}) | {r['latency_median_after_start']:g} "
+              f"({r['latency_worst_after_start']}) | {', '.join(str(v) for v in r['raised_after_start'])} | "
+              f"{r['alarmed']:.0%} of {r['intervals']} | "
+              f"{np.mean(r['events_per_interval']):.2f} ({max(r['events_per_interval'])}) | "
               f"{r['false_alarms_per_hour']:.1f} ({r['train_events']} in {r['train_hours'] * 60:.1f} min) | "
               f"{r['test_false_events']} |")
     print(f"wrote {args.out}")

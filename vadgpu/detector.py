@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from vadgpu.errors import VadgpuError
-from vadgpu.live.events import AlarmOptions, Event, EventRules, EventTracker, wall_iso
+from vadgpu.live.events import DEFAULT_MERGE_GAP, LIVE_WINDOW, AlarmOptions, Event, EventRules, EventTracker, wall_iso
 
 DEFAULT_FPS = 25.0  # frames pushed by the caller, frame folders, and the false-alarm rate when a stream has none
 
@@ -123,21 +123,21 @@ class Detector:
     def load(cls, model: str | Path = "ped2-ddl", device: str = "auto", *, protocol=None, norm: str = "train",
              score: str | None = None, smooth: str = "median", window: int | None = None,
              tube_norm: str | None = None, threshold: float | None = None, threshold_off: float | None = None,
-             min_duration: int = 1, merge_gap: int = 0, false_alarms_per_hour: float | None = None,
+             min_duration: int = 1, merge_gap: int = DEFAULT_MERGE_GAP, false_alarms_per_hour: float | None = None,
              fps: float | None = None) -> "Detector":
         """A model file (RUN/model.pt or a checkpoint), shipped weights by name ("ped2-ddl") or an exported .onnx
         file, on `device` (auto, cpu, cuda, cuda:N; an ONNX file runs on the CPU).
 
         Scoring: `norm` "train" (z-score against the training videos) or "none"; `score`, `smooth` ("median" or
-        "none"), `window` (frames of the trailing median), `tube_norm` as for `vadgpu score` (or a whole
+        "none"), `window` (frames of the trailing median, default 9), `tube_norm` as for `vadgpu score` (or a whole
         `protocol`). Alarms (live/events.py): `threshold` (default with norm "train": the 99.5th percentile of the
         training videos' scores) or `false_alarms_per_hour` (the threshold for at most that many events per hour
         of the training videos, at the stream's frame rate, else `fps`, else 25), `threshold_off` (hysteresis),
-        `min_duration` and `merge_gap` in frames."""
+        `min_duration` and `merge_gap` in frames (defaults 1 and 50, chosen with benchmarks/live_alarms.py)."""
         from vadgpu.checkpoint import checkpoint_file, load_checkpoint
         from vadgpu.device import resolve_device
         from vadgpu.evaluation.runner import load_model, open_onnx_model
-        from vadgpu.scoring.protocol import MEDIAN_WINDOW, Protocol
+        from vadgpu.scoring.protocol import Protocol
 
         torch_device = resolve_device(device)
         if str(model).lower().endswith(".onnx"):
@@ -146,7 +146,7 @@ class Detector:
             ckpt = load_checkpoint(checkpoint_file(model), map_location="cpu")
             net = load_model(ckpt, torch_device)
         if protocol is None:
-            protocol = Protocol(score=score, norm=norm, smooth=smooth, window=window or MEDIAN_WINDOW,
+            protocol = Protocol(score=score, norm=norm, smooth=smooth, window=window or LIVE_WINDOW,
                                 tube_norm=tube_norm)
         protocol = protocol.for_model(net.config)
         alarms = AlarmOptions(threshold, threshold_off, min_duration, merge_gap, false_alarms_per_hour, fps)

@@ -14,6 +14,7 @@ from vadgpu.scoring.protocol import GAUSSIAN_SIGMA, MEDIAN_WINDOW, NORMALISATION
 from vadgpu.scoring.kinds import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, SCORE_KINDS
 from vadgpu.scoring.location import TUBE_NORMS
 from vadgpu.pipelines.choose import LOADERS
+from vadgpu.live.events import DEFAULT_MERGE_GAP, LIVE_WINDOW
 
 
 # The options only live scoring takes.
@@ -47,8 +48,9 @@ def _protocol_options(norms: tuple[str, ...], norm_default: str = NORM_DEFAULT):
                      "objects share one scale; none = the raw tube score. [default: location]"),
         click.option("--smooth", type=click.Choice(SMOOTHINGS), default="median", show_default=True,
                      help="Temporal smoothing: median (DDL), gaussian (dual-path code) or none."),
-        click.option("--window", type=int, default=MEDIAN_WINDOW, show_default=True,
-                     help="--smooth median: window in frames (odd)."),
+        click.option("--window", type=int, default=None,
+                     help=f"--smooth median: window in frames (odd). [default: {MEDIAN_WINDOW}; live scoring: "
+                     f"{LIVE_WINDOW}, a trailing median]"),
         click.option("--sigma", type=float, default=GAUSSIAN_SIGMA, show_default=True,
                      help="--smooth gaussian: standard deviation in frames."),
         click.option("--drop-edges", is_flag=True,
@@ -70,7 +72,8 @@ def _protocol_options(norms: tuple[str, ...], norm_default: str = NORM_DEFAULT):
 
 
 def _protocol(kw: dict) -> Protocol:
-    return Protocol(score=kw["score"], norm=kw["norm"], smooth=kw["smooth"], window=kw["window"], sigma=kw["sigma"],
+    window = MEDIAN_WINDOW if kw["window"] is None else kw["window"]
+    return Protocol(score=kw["score"], norm=kw["norm"], smooth=kw["smooth"], window=window, sigma=kw["sigma"],
                     drop_edges=kw["drop_edges"], mix_weight=kw["mix_weight"], tube_norm=kw["tube_norm"],
                     appearance=None if kw.get("appearance") is None else str(kw["appearance"]),
                     appearance_weight=kw.get("appearance_weight", 1.0))
@@ -173,7 +176,7 @@ def _dataset_root(checkpoint: Path, dataset: str | None, root: Path | None) -> s
               "this (hysteresis; at most the on-threshold) [default: the on-threshold].")
 @click.option("--min-duration", type=click.IntRange(min=1), default=1, show_default=True,
               help="Live: frames at or above the threshold before the alarm goes on (a shorter flicker is no event).")
-@click.option("--merge-gap", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--merge-gap", type=click.IntRange(min=0), default=DEFAULT_MERGE_GAP, show_default=True,
               help="Live: a dip below the threshold of at most this many frames does not split an event (its end is "
               "reported that many frames later).")
 @click.option("--false-alarms-per-hour", type=click.FloatRange(min=0), help="Live: instead of --threshold, the "
@@ -202,8 +205,10 @@ def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, 
                   retry_delay, max_frames, **kw) -> None:
     """Score a video: a file or frame folder (scores.csv, a score-curve PNG, optional heatmap MP4), or live
     (SOURCE rtsp://..., http(s)://..., /dev/videoN, - for stdin, or a file with --live): every frame's score as
-    soon as its clip is complete, a trailing median, the training videos' normalisation, alarms to events.jsonl
-    and the terminal, optional annotated --video-out; Ctrl-C stops and closes the files."""
+    soon as its clip is complete, a trailing median, the training videos' normalisation, alarms under the event
+    rules (--threshold or --false-alarms-per-hour, --threshold-off, --min-duration, --merge-gap) to events.jsonl,
+    the terminal, --webhook, --mqtt and --save-clips clips, optional annotated --video-out; Ctrl-C stops and
+    closes the files. From Python: vadgpu.Detector."""
     from vadgpu.folder_lock import hold_folder
     from vadgpu.live.events import AlarmOptions
     from vadgpu.live.stream import is_live_source
@@ -211,6 +216,8 @@ def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, 
     if live or is_live_source(source):
         if ctx.get_parameter_source("norm") == click.core.ParameterSource.DEFAULT:
             kw["norm"] = "train"  # min-max per video cannot be live
+        if kw["window"] is None:
+            kw["window"] = LIVE_WINDOW
         if heatmap_mp4:
             raise click.UsageError("--heatmap-mp4 is for files; live scoring writes --video-out")
         alarms = AlarmOptions(threshold, threshold_off, min_duration, merge_gap, false_alarms_per_hour)

@@ -24,6 +24,8 @@ import numpy as np
 
 from vadgpu.errors import VadgpuError
 
+LIVE_WINDOW = 9  # frames of the trailing median live by default (offline: 17)
+DEFAULT_MERGE_GAP = 50  # frames: 2 s at 25 fps (benchmarks/live_alarms.py)
 MAX_CANDIDATES = 2000  # thresholds tried by false_alarm_threshold (quantiles of the training scores)
 
 
@@ -62,7 +64,7 @@ class EventRules:
     threshold: float | None = None
     threshold_off: float | None = None  # None: the on-threshold
     min_duration: int = 1  # active frames before the alarm goes on
-    merge_gap: int = 0  # longest dip (frames) that does not split an event
+    merge_gap: int = 0  # longest dip (frames) that does not split an event (the CLI and Detector: 50)
 
     def __post_init__(self) -> None:
         if self.min_duration < 1 or self.merge_gap < 0:
@@ -195,7 +197,7 @@ class AlarmOptions:
     threshold: float | None = None
     threshold_off: float | None = None
     min_duration: int = 1
-    merge_gap: int = 0
+    merge_gap: int = DEFAULT_MERGE_GAP
     false_alarms_per_hour: float | None = None
     fps: float | None = None  # the rate's frame rate when the stream does not say (default 25)
 

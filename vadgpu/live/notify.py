@@ -75,13 +75,12 @@ class Webhook:
                     self.sent += 1
                     break
                 except (urllib.error.URLError, OSError, ValueError) as exc:
-                    if attempt == self.retries or self._stop.is_set():
+                    # the last attempt, or closing (no waiting for a retry then)
+                    if attempt == self.retries or self._stop.wait(self.retry_delay * 2 ** attempt):
                         self.failed += 1
                         log.warning(f"--webhook {self.url}: delivery failed after {attempt + 1} attempt(s) "
                                     f"({getattr(exc, 'reason', exc)}); {self.failed} failed so far")
                         break
-                    if self._stop.wait(self.retry_delay * 2 ** attempt):  # closing: last attempt next
-                        continue
 
     def close(self, wait: float = 5.0) -> None:
         """Let the queue drain for up to `wait` seconds, then stop; what is left counts as dropped."""
@@ -97,7 +96,7 @@ class Webhook:
                 break
         self.dropped += left
         self.queue.put(None)
-        self._thread.join(timeout=max(0.0, deadline - time.monotonic()) + self.timeout)
+        self._thread.join(timeout=max(0.0, deadline - time.monotonic()) + self.timeout + 1.0)  # one POST at most
 
     def report(self) -> str:
         return f"webhook: {self.sent} sent, {self.failed} failed, {self.dropped} dropped"

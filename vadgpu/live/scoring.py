@@ -13,18 +13,19 @@ Per frame, in order:
    take clips at the stream's own resolution and score the tubes around the boxes of each centre frame
    (live/objects.py); their events carry the peak frame's best boxes.
 2. Smoothing: a trailing median over the last `window` raw scores (`protocol.trailing_smooth`, the first score
-   standing in for the frames before it), or none.
+   standing in for the frames before it; by default over `events.LIVE_WINDOW` frames), or none.
 3. Normalisation: `train` = z-score with the mean and std of the training videos' scores under the same
    trailing smoothing (from `train_scores` in the weights file); `none` = the smoothed raw score.
-4. Alarms: a frame whose score is at least the threshold is in an event; an event runs from the first such frame
-   to the last one before the score falls below it. The default threshold (`--norm train`) is the
-   `DEFAULT_PERCENTILE`th percentile of the training videos' normalised scores: training videos are normal, so
-   about 1 normal frame in 200 like them would pass it.
+4. Alarms: the event rules of live/events.py (on- and off-thresholds, minimum duration, merge gap). The default
+   on-threshold (`--norm train`) is the `DEFAULT_PERCENTILE`th percentile of the training videos' normalised
+   scores: training videos are normal, so about 1 normal frame in 200 like them would pass it;
+   `--false-alarms-per-hour` sets it from those scores for a rate of events instead.
 
 Outputs in the output folder, each line written and flushed as it happens (a kill leaves complete lines):
-`scores.csv` (frame, time, raw_score, score, alarm), `events.jsonl` (one line per finished event: start and end
-frame and time, peak frame and score, frames), and with `video_out` an annotated H.264 MP4 (fragmented: playable
-even if the process is killed, and closed properly on SIGINT / SIGTERM, an error or the end of the stream).
+`scores.csv` (frame, time, raw_score, score, alarm), `events.jsonl` (one line per finished event: live/events.py's
+Event), with `save_clips` an MP4 per event (live/clips.py), and with `video_out` an annotated H.264 MP4
+(fragmented: playable even if the process is killed, and closed properly on SIGINT / SIGTERM, an error or the end of
+the stream).
 """
 
 from __future__ import annotations
