@@ -149,3 +149,15 @@ def test_the_cli_saves_a_clip_per_event(setup, tmp_path):
     with av.open(str(clip)) as container:
         assert sum(1 for _ in container.decode(video=0)) == FRAMES  # one event from the first frame to the last
     assert "wrote 1 event clip(s)" in output
+
+
+def test_an_exported_onnx_model_streams_the_same_scores(setup, tmp_path):
+    pytest.importorskip("onnxruntime", reason="ONNX scoring needs the export extra")
+    from vadgpu import Detector
+
+    onnx_file = tmp_path / "model.onnx"
+    assert invoke(["export", "--checkpoint", str(setup["model"]), "--out", str(onnx_file)])[0] == 0
+    frames = setup["frames"][:12]
+    from_pt = [r.score for r in Detector.load(setup["model"], "cpu").stream(frames)]
+    from_onnx = [r.score for r in Detector.load(onnx_file).stream(frames)]
+    np.testing.assert_allclose(from_onnx, from_pt, rtol=1e-4, atol=1e-4)
