@@ -147,8 +147,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/live-alarms-ped2-cpu.json"))
     args = parser.parse_args(argv)
     prefer_passive_omp_waiting()
+    splits = [args.split] if args.split else ["test", "train"]
+    if not all(Path(args.scores.format(split=s)).is_file() for s in splits) and not args.root.is_dir():
+        parser.error(f"--root {args.root}: no such folder")
     scored = {"seconds": 0.0}
-    for split in [args.split] if args.split else ["test", "train"]:
+    for split in splits:
         path = Path(args.scores.format(split=split))
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
