@@ -161,3 +161,21 @@ def test_an_exported_onnx_model_streams_the_same_scores(setup, tmp_path):
     from_pt = [r.score for r in Detector.load(setup["model"], "cpu").stream(frames)]
     from_onnx = [r.score for r in Detector.load(onnx_file).stream(frames)]
     np.testing.assert_allclose(from_onnx, from_pt, rtol=1e-4, atol=1e-4)
+
+
+def test_leaving_the_loop_ends_the_open_event(setup):
+    from vadgpu import Detector
+
+    detector = Detector.load(setup["model"], "cpu", threshold=-1e9)
+    live = detector.stream(setup["frames"])
+    for result in live:
+        if result.frame == 5:
+            break
+    live.close()
+    assert [(e.start_frame, e.end_frame, e.ended_by) for e in live.events] == [(0, 5, "stopped by the caller")]
+    with pytest.raises(VadgpuError, match="scored once"):
+        list(live)
+    with detector.stream(setup["frames"], max_frames=8) as bounded:
+        results = list(bounded)
+    assert len(results) == 8 and bounded.events[0].ended_by == "end of stream"
+    assert bounded.summary.frames == 8 and bounded.summary.threshold == -1e9

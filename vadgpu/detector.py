@@ -208,7 +208,7 @@ class LiveStream:
         self.summary = LiveSummary(delay_frames=scorer.ahead)
         self._started: list[Event] = []
         self._ended: list[Event] = []
-        self._closed = False
+        self._closed = self._iterated = False
         self._begun = time.perf_counter()
 
     @property
@@ -247,6 +247,9 @@ class LiveStream:
     def __iter__(self) -> Iterator[Result]:
         from vadgpu.live.stream import Gap
 
+        if self._closed or self._iterated:
+            raise VadgpuError("a live stream is scored once; call detector.stream(source) again for another pass")
+        self._iterated = True
         waiting: deque[tuple[int, float, float, np.ndarray]] = deque()  # frames whose score is not out yet
 
         def results(scored) -> Iterator[Result]:
