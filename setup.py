@@ -40,6 +40,8 @@ setup(
     ],
     extras_require={"test": ["pytest", "ruff"], "tensorboard": ["tensorboard"],
                     # `vadgpu export` and `vadgpu score --model FILE.onnx`
-                    "export": ["onnx", "onnxruntime"]},
+                    "export": ["onnx", "onnxruntime"],
+                    # live scoring's --mqtt
+                    "alarms": ["paho-mqtt>=2"]},
     entry_points={"console_scripts": ["vadgpu=vadgpu.cli.entry:main"]},
 )

@@ -163,7 +163,8 @@ def test_live_scores_follow_the_causal_protocol(live, tmp_path):
     from vadgpu.scoring.protocol import Protocol, trailing_smooth
     from vadgpu.scoring.train_scores import frame_stats, raw_train_scores
 
-    code, output = _live(live, live["avi"], tmp_path / "x", "--live", "--window", "5", "--threshold", "0")
+    code, output = _live(live, live["avi"], tmp_path / "x", "--live", "--window", "5", "--threshold", "0",
+                         "--merge-gap", "0")  # each alarm frame in one event
     assert code == 0, output
     rows = read_csv(tmp_path / "x" / "scores.csv")
     raw = np.array([float(r["raw_score"]) for r in rows])

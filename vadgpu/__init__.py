@@ -1,5 +1,7 @@
 """vadgpu: video anomaly detection for fixed cameras, with the data path on the device.
 
+`vadgpu.Detector` scores a camera, a file or the caller's frames live, one result per frame (vadgpu/detector.py).
+
 Layout (see docs/architecture.md):
     vadgpu.data       datasets, labels, probing, prepare (transcoding), the synthetic generator
     vadgpu.pipelines  clip index, DALI pipelines and loader, baseline loader
@@ -18,3 +20,13 @@ Library code reports through the `vadgpu` logger (logging), so Python users deci
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Detector", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "Detector":  # imported when asked for: `import vadgpu` stays light
+        from vadgpu.detector import Detector
+
+        return Detector
+    raise AttributeError(f"module 'vadgpu' has no attribute {name!r}")

@@ -19,6 +19,7 @@ PACKAGES = {
     "av": ("PyAV", "pip install av"),
     "onnx": ("the ONNX package", "pip install 'vadgpu[export]', or pip install onnx onnxruntime"),
     "onnxruntime": ("onnxruntime", "pip install 'vadgpu[export]', or pip install onnx onnxruntime"),
+    "paho.mqtt.client": ("paho-mqtt", "pip install 'vadgpu[alarms]', or pip install paho-mqtt"),
 }
 
 

@@ -260,7 +260,7 @@ def check_output_folder(folder: str | os.PathLike, option: str, patterns: Iterab
 
 # The files each command writes into its output folder, and the one that vouches for its untagged PNGs.
 EVAL_OUTPUTS = ("metrics.json", "scores.csv", "roc.png", "curves/*.png", "objects/*.csv")
-LIVE_OUTPUTS = ("scores.csv", "events.jsonl")
+LIVE_OUTPUTS = ("scores.csv", "events.jsonl", "clips/event-*.mp4")
 
 
 def score_outputs(name: str) -> tuple[str, ...]:

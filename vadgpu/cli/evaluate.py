@@ -14,8 +14,12 @@ from vadgpu.scoring.protocol import GAUSSIAN_SIGMA, MEDIAN_WINDOW, NORMALISATION
 from vadgpu.scoring.kinds import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, SCORE_KINDS
 from vadgpu.scoring.location import TUBE_NORMS
 from vadgpu.pipelines.choose import LOADERS
+from vadgpu.live.events import DEFAULT_MERGE_GAP, LIVE_WINDOW
 
 
+# The options only live scoring takes.
+LIVE_OPTIONS = ("threshold", "threshold_off", "min_duration", "merge_gap", "false_alarms_per_hour", "webhook", "mqtt",
+                "save_clips", "video_out", "max_frames")
 # The options a named protocol (--protocol) sets itself.
 SCORING_OPTIONS = ("score", "mix_weight", "norm", "smooth", "window", "sigma", "drop_edges", "tube_norm",
                    "appearance", "appearance_weight")
@@ -44,8 +48,9 @@ def _protocol_options(norms: tuple[str, ...], norm_default: str = NORM_DEFAULT):
                      "objects share one scale; none = the raw tube score. [default: location]"),
         click.option("--smooth", type=click.Choice(SMOOTHINGS), default="median", show_default=True,
                      help="Temporal smoothing: median (DDL), gaussian (dual-path code) or none."),
-        click.option("--window", type=int, default=MEDIAN_WINDOW, show_default=True,
-                     help="--smooth median: window in frames (odd)."),
+        click.option("--window", type=int, default=None,
+                     help=f"--smooth median: window in frames (odd). [default: {MEDIAN_WINDOW}; live scoring: "
+                     f"{LIVE_WINDOW}, a trailing median]"),
         click.option("--sigma", type=float, default=GAUSSIAN_SIGMA, show_default=True,
                      help="--smooth gaussian: standard deviation in frames."),
         click.option("--drop-edges", is_flag=True,
@@ -67,7 +72,8 @@ def _protocol_options(norms: tuple[str, ...], norm_default: str = NORM_DEFAULT):
 
 
 def _protocol(kw: dict) -> Protocol:
-    return Protocol(score=kw["score"], norm=kw["norm"], smooth=kw["smooth"], window=kw["window"], sigma=kw["sigma"],
+    window = MEDIAN_WINDOW if kw["window"] is None else kw["window"]
+    return Protocol(score=kw["score"], norm=kw["norm"], smooth=kw["smooth"], window=window, sigma=kw["sigma"],
                     drop_edges=kw["drop_edges"], mix_weight=kw["mix_weight"], tube_norm=kw["tube_norm"],
                     appearance=None if kw.get("appearance") is None else str(kw["appearance"]),
                     appearance_weight=kw.get("appearance_weight", 1.0))
@@ -164,8 +170,26 @@ def _dataset_root(checkpoint: Path, dataset: str | None, root: Path | None) -> s
               "finds the boxes on the stream itself.")
 @click.option("--live", is_flag=True, help="Score a local file frame by frame as if it were a stream (what a "
               "URL, a device or - always get).")
-@click.option("--threshold", type=float, help="Live: the alarm threshold on the normalised score [default with "
-              "--norm train: the 99.5th percentile of the training videos' scores; else no alarms].")
+@click.option("--threshold", type=float, help="Live: the alarm's on-threshold on the normalised score [default "
+              "with --norm train: the 99.5th percentile of the training videos' scores; else no alarms].")
+@click.option("--threshold-off", type=float, help="Live: an open event goes on while the score stays at or above "
+              "this (hysteresis; at most the on-threshold) [default: the on-threshold].")
+@click.option("--min-duration", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Live: frames at or above the threshold before the alarm goes on (a shorter flicker is no event).")
+@click.option("--merge-gap", type=click.IntRange(min=0), default=DEFAULT_MERGE_GAP, show_default=True,
+              help="Live: a dip below the threshold of at most this many frames does not split an event (its end is "
+              "reported that many frames later).")
+@click.option("--false-alarms-per-hour", type=click.FloatRange(min=0), help="Live: instead of --threshold, the "
+              "lowest on-threshold that gives at most RATE events per hour on the training videos (the model file's "
+              "scores, played at the stream's frame rate, else 25 fps), under the same event rules.")
+@click.option("--webhook", metavar="URL", help="Live: POST each event as JSON to URL when its alarm goes on and when "
+              "it ends (a background thread with a bounded queue: a slow or dead endpoint never holds up scoring; "
+              "timeouts, 3 retries, dropped deliveries counted).")
+@click.option("--mqtt", metavar="HOST[:PORT]/TOPIC", help="Live: publish each event as JSON to an MQTT broker "
+              "(QoS 1; needs paho-mqtt: pip install 'vadgpu[alarms]').")
+@click.option("--save-clips", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Live: write each event to OUT/clips/event-FRAME.mp4 (FRAME: the alarm's), from SECONDS before "
+              "the alarm to SECONDS after the event's end, with the boxes and scores drawn.")
 @click.option("--video-out", type=click.Path(path_type=Path, dir_okay=False),
               help="Live: write the frames annotated with their score and alarms to this MP4, as it goes.")
 @click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
@@ -176,25 +200,33 @@ def _dataset_root(checkpoint: Path, dataset: str | None, root: Path | None) -> s
 @_protocol_options(("video", "train", "none"), norm_default=f"{NORM_DEFAULT}; live scoring (a stream, or --live) "
                    "takes train or none, default train")
 @click.pass_context
-def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, live, threshold, video_out,
-                  retries, retry_delay, max_frames, **kw) -> None:
+def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, live, threshold, threshold_off,
+                  min_duration, merge_gap, false_alarms_per_hour, webhook, mqtt, save_clips, video_out, retries,
+                  retry_delay, max_frames, **kw) -> None:
     """Score a video: a file or frame folder (scores.csv, a score-curve PNG, optional heatmap MP4), or live
     (SOURCE rtsp://..., http(s)://..., /dev/videoN, - for stdin, or a file with --live): every frame's score as
-    soon as its clip is complete, a trailing median, the training videos' normalisation, alarms to events.jsonl
-    and the terminal, optional annotated --video-out; Ctrl-C stops and closes the files."""
+    soon as its clip is complete, a trailing median, the training videos' normalisation, alarms under the event
+    rules (--threshold or --false-alarms-per-hour, --threshold-off, --min-duration, --merge-gap) to events.jsonl,
+    the terminal, --webhook, --mqtt and --save-clips clips, optional annotated --video-out; Ctrl-C stops and
+    closes the files. From Python: vadgpu.Detector."""
     from vadgpu.folder_lock import hold_folder
+    from vadgpu.live.events import AlarmOptions
     from vadgpu.live.stream import is_live_source
 
     if live or is_live_source(source):
         if ctx.get_parameter_source("norm") == click.core.ParameterSource.DEFAULT:
             kw["norm"] = "train"  # min-max per video cannot be live
+        if kw["window"] is None:
+            kw["window"] = LIVE_WINDOW
         if heatmap_mp4:
             raise click.UsageError("--heatmap-mp4 is for files; live scoring writes --video-out")
-        return _score_live(source, checkpoint, model_file, out, threshold, video_out, retries, retry_delay,
-                           max_frames, boxes, kw)
-    if threshold is not None or video_out is not None or max_frames is not None:
-        raise click.UsageError("--threshold, --video-out and --max-frames are for live scoring (a stream, or "
-                               "--live)")
+        alarms = AlarmOptions(threshold, threshold_off, min_duration, merge_gap, false_alarms_per_hour)
+        return _score_live(source, checkpoint, model_file, out, alarms, video_out, retries, retry_delay,
+                           max_frames, boxes, {"webhook": webhook, "mqtt": mqtt, "save_clips": save_clips}, kw)
+    live_only = [f"--{name.replace('_', '-')}" for name in LIVE_OPTIONS
+                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+    if live_only:
+        raise click.UsageError(f"{', '.join(live_only)}: for live scoring (a stream, or --live)")
     from vadgpu.evaluation.runner import default_score_out, score_input
     from vadgpu.outputs import check_score_out
 
@@ -214,41 +246,46 @@ def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, 
             click.echo(f"wrote {path}")
 
 
-def _score_live(source, checkpoint, model_file, out, threshold, video_out, retries, retry_delay, max_frames,
-                boxes, kw) -> None:
-    from vadgpu.checkpoint import load_checkpoint
-    from vadgpu.device import resolve_device
+def _score_live(source, checkpoint, model_file, out, alarms, video_out, retries, retry_delay, max_frames, boxes,
+                notify, kw) -> None:
+    from vadgpu.detector import Detector
     from vadgpu.errors import VadgpuError
-    from vadgpu.evaluation.runner import load_model, open_onnx_model
     from vadgpu.folder_lock import hold_folder
-    from vadgpu.live.parts import live_parts
+    from vadgpu.live.notify import Mqtt, Notifiers, Webhook
     from vadgpu.live.scoring import score_stream
     from vadgpu.live.stream import source_kind, source_name
     from vadgpu.outputs import check_live_outs
 
     if (checkpoint is None) == (model_file is None):
         raise VadgpuError("give exactly one of --checkpoint FILE and --model FILE.onnx")
-    device = resolve_device(kw["device"])
-    ckpt = load_checkpoint(checkpoint, map_location="cpu") if model_file is None else {}
-    model = load_model(ckpt, device) if model_file is None else open_onnx_model(model_file)
-    protocol = _protocol(kw).for_model(model.config)
-    objects, train_scores, train_names = live_parts(model, ckpt, checkpoint or model_file, protocol, source, boxes,
-                                                    device)
+    detector = Detector.load(model_file or checkpoint, kw["device"], protocol=_protocol(kw), norm=kw["norm"],
+                             threshold=alarms.threshold, threshold_off=alarms.threshold_off,
+                             min_duration=alarms.min_duration, merge_gap=alarms.merge_gap,
+                             false_alarms_per_hour=alarms.false_alarms_per_hour)
+    protocol = detector.protocol
     out = out if out is not None else Path.cwd() / f"{source_name(source)}-live"
     check_live_outs(out, video_out, source, source_kind(source) == "file")  # before the lock creates the folder
-    cfg = model.config
+    cfg = detector.model.config
     with hold_folder(out, "vadgpu score"):
         click.echo(f"scoring {source} live: {cfg.architecture} {cfg.channels} x {cfg.temporal} x {cfg.size[0]} x "
-                   f"{cfg.size[1]}, each score {cfg.temporal - 1 - cfg.temporal // 2} frame(s) after its frame; "
+                   f"{cfg.size[1]}, each score {detector.delay_frames} frame(s) after its frame; "
                    f"{protocol.score}, trailing {protocol.smooth}"
                    + (f" over {protocol.window}" if protocol.smooth == "median" else "") + f", norm {kw['norm']}; "
                    "Ctrl-C stops", err=True)
-        summary = score_stream(source, model, out=out, protocol=protocol, norm=kw["norm"], threshold=threshold,
-                               train_scores=train_scores, train_names=train_names, objects=objects,
-                               video_out=video_out, device=device, retries=retries, retry_delay=retry_delay,
-                               max_frames=max_frames, echo=click.echo)
+        notifiers = Notifiers(([Webhook(notify["webhook"])] if notify["webhook"] else [])
+                              + ([Mqtt(notify["mqtt"])] if notify["mqtt"] else []))
+        try:
+            summary = score_stream(source, detector, out=out, video_out=video_out, boxes=boxes,
+                                   save_clips=notify["save_clips"], retries=retries,
+                                   retry_delay=retry_delay, max_frames=max_frames, echo=click.echo,
+                                   on_event=notifiers)
+        finally:
+            for line in notifiers.close():
+                click.echo(line, err=True)
     if summary.threshold is not None:
-        click.echo(f"threshold {summary.threshold:.3f}; {len(summary.events)} event(s)")
+        rules = detector.rules(summary.fps)
+        off = "" if rules.threshold_off is None else f" (off {rules.threshold_off:.3f})"
+        click.echo(f"threshold {summary.threshold:.3f}{off}; {len(summary.events)} event(s)")
     delay = f"{summary.delay_frames} frame(s)" + ("" if summary.delay_ms is None else f" = {summary.delay_ms:.0f} ms")
     click.echo(f"{'interrupted after' if summary.interrupted else 'scored'} {summary.frames} frames in "
                f"{summary.seconds:.1f} s ({summary.frames_per_s:.1f} frames/s); per frame {summary.compute_ms_mean:.1f}"
@@ -256,6 +293,9 @@ def _score_live(source, checkpoint, model_file, out, threshold, video_out, retri
     for path in (out / "scores.csv", out / "events.jsonl", video_out):
         if path is not None and Path(path).exists():
             click.echo(f"wrote {path}")
+    clips = sorted((out / "clips").glob("event-*.mp4")) if notify["save_clips"] else []
+    if clips:
+        click.echo(f"wrote {len(clips)} event clip(s) in {out / 'clips'}")
     if summary.exit_code is not None:  # 130 after SIGINT, 143 after SIGTERM, as an interrupted command exits
         sys.exit(summary.exit_code)
 

@@ -13,18 +13,19 @@ Per frame, in order:
    take clips at the stream's own resolution and score the tubes around the boxes of each centre frame
    (live/objects.py); their events carry the peak frame's best boxes.
 2. Smoothing: a trailing median over the last `window` raw scores (`protocol.trailing_smooth`, the first score
-   standing in for the frames before it), or none.
+   standing in for the frames before it; by default over `events.LIVE_WINDOW` frames), or none.
 3. Normalisation: `train` = z-score with the mean and std of the training videos' scores under the same
    trailing smoothing (from `train_scores` in the weights file); `none` = the smoothed raw score.
-4. Alarms: a frame whose score is at least the threshold is in an event; an event runs from the first such frame
-   to the last one before the score falls below it. The default threshold (`--norm train`) is the
-   `DEFAULT_PERCENTILE`th percentile of the training videos' normalised scores: training videos are normal, so
-   about 1 normal frame in 200 like them would pass it.
+4. Alarms: the event rules of live/events.py (on- and off-thresholds, minimum duration, merge gap). The default
+   on-threshold (`--norm train`) is the `DEFAULT_PERCENTILE`th percentile of the training videos' normalised
+   scores: training videos are normal, so about 1 normal frame in 200 like them would pass it;
+   `--false-alarms-per-hour` sets it from those scores for a rate of events instead.
 
 Outputs in the output folder, each line written and flushed as it happens (a kill leaves complete lines):
-`scores.csv` (frame, time, raw_score, score, alarm), `events.jsonl` (one line per finished event: start and end
-frame and time, peak frame and score, frames), and with `video_out` an annotated H.264 MP4 (fragmented: playable
-even if the process is killed, and closed properly on SIGINT / SIGTERM, an error or the end of the stream).
+`scores.csv` (frame, time, raw_score, score, alarm), `events.jsonl` (one line per finished event: live/events.py's
+Event), with `save_clips` an MP4 per event (live/clips.py), and with `video_out` an annotated H.264 MP4
+(fragmented: playable even if the process is killed, and closed properly on SIGINT / SIGTERM, an error or the end of
+the stream).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from vadgpu.errors import VadgpuError
+from vadgpu.live.events import Event
 from vadgpu.scoring.frames import FrameScorer
 from vadgpu.scoring.protocol import Protocol, TrainStats, median_smooth, trailing_smooth
 from vadgpu.model_checks import check_finite_score
@@ -51,19 +52,6 @@ log = logging.getLogger("vadgpu")
 
 DEFAULT_PERCENTILE = 99.5
 LIVE_NORMS = ("train", "none")
-
-
-@dataclass
-class Event:
-    start_frame: int
-    start_time: float
-    end_frame: int
-    end_time: float
-    peak_frame: int
-    peak_score: float
-    frames: int = 1
-    ended_by: str = "score below threshold"
-    peak_boxes: list | None = None  # object models: the peak frame's best boxes, [x1, y1, x2, y2, tube score]
 
 
 @dataclass
@@ -83,26 +71,25 @@ class LiveSummary:
     stats: TrainStats | None = None
 
 
-def live_settings(model, protocol: Protocol, norm: str, threshold: float | None,
-                  frame_scores: list[np.ndarray] | None, names: list[str], source="the model file"
-                  ) -> tuple[TrainStats | None, float | None]:
-    """(training statistics, alarm threshold) for live scoring `model` with `protocol` and `norm`, from the
-    training videos' raw frame scores (a frame model's stored kind, an object model's calibration record)."""
+def live_settings(model, protocol: Protocol, norm: str, frame_scores: list[np.ndarray] | None, names: list[str],
+                  source="the model file") -> tuple[TrainStats | None, float | None, list[np.ndarray]]:
+    """(training statistics, default alarm threshold, the training videos' scores as the stream's are normalised)
+    for live scoring `model` with `protocol` and `norm`, from the training videos' raw frame scores (a frame
+    model's stored kind, an object model's calibration record)."""
     from vadgpu.scoring.train_scores import frame_stats
 
     if norm not in LIVE_NORMS:
         raise VadgpuError(f"--norm {norm}: live scoring normalises by the training videos (train) or not at all "
                           "(none); min-max per video needs the whole video")
     trailing_smooth(np.zeros(1), protocol)  # a gaussian is refused here, before any frame
-    stats = None
+    stats, threshold = None, None
     if norm == "train":
         stats = frame_stats(frame_scores, protocol, model.config.temporal, names, source, smooth=trailing_smooth)
-    if threshold is None and stats is not None:
-        pooled = np.concatenate([trailing_smooth(s, protocol) for s in frame_scores])
-        threshold = float(np.percentile((pooled - stats.mean) / stats.std, DEFAULT_PERCENTILE))
-    if threshold is not None and not math.isfinite(threshold):
-        raise VadgpuError(f"--threshold {threshold} must be a finite number")
-    return stats, threshold
+    videos = [trailing_smooth(np.asarray(s, dtype=np.float64), protocol) for s in frame_scores or []]
+    if stats is not None:
+        videos = [(v - stats.mean) / stats.std for v in videos]
+        threshold = float(np.percentile(np.concatenate(videos), DEFAULT_PERCENTILE))
+    return stats, threshold, videos
 
 
 class CausalScorer:
@@ -183,40 +170,6 @@ class CausalScorer:
         return centre, raw, score, boxes
 
 
-class EventDetector:
-    """Scores -> events at a threshold; `on_start` / `on_end` are called as they happen."""
-
-    def __init__(self, threshold: float | None, on_start: Callable[[Event], None],
-                 on_end: Callable[[Event], None]):
-        self.threshold, self.on_start, self.on_end = threshold, on_start, on_end
-        self.current: Event | None = None
-        self.events: list[Event] = []
-
-    def update(self, frame: int, when: float, score: float, boxes: list | None = None) -> bool:
-        """Feed one frame's score (and an object model's boxes); returns whether the frame is in an event."""
-        if self.threshold is None:
-            return False
-        if score >= self.threshold:
-            if self.current is None:
-                self.current = Event(frame, when, frame, when, frame, score, peak_boxes=boxes)
-                self.on_start(self.current)
-            else:
-                event = self.current
-                event.end_frame, event.end_time, event.frames = frame, when, event.frames + 1
-                if score > event.peak_score:
-                    event.peak_frame, event.peak_score, event.peak_boxes = frame, score, boxes
-            return True
-        self.close("score below threshold")
-        return False
-
-    def close(self, reason: str) -> None:
-        if self.current is not None:
-            event, self.current = self.current, None
-            event.ended_by = reason
-            self.events.append(event)
-            self.on_end(event)
-
-
 class LineFiles:
     """scores.csv and events.jsonl in `out`, appended and flushed line by line."""
 
@@ -248,6 +201,31 @@ class LineFiles:
         self._events.close()
 
 
+def draw_frame(image: np.ndarray, frame: int, score: float, alarm: bool, threshold: float | None,
+               boxes: list | None = None) -> np.ndarray:
+    """A copy of the BGR frame with its number, score (and threshold), an object model's boxes ([x1, y1, x2, y2,
+    tube score] in pixels; the best one red, the others yellow, each with its score), and a red border while the
+    alarm is on."""
+    import cv2
+
+    picture = np.ascontiguousarray(image).copy()
+    height, width = picture.shape[:2]
+    scale = max(0.4, min(height, width) / 400)
+    thick = max(1, int(2 * scale))
+    for rank, box in enumerate(boxes or []):
+        x1, y1, x2, y2, value = box
+        colour = (0, 0, 255) if rank == 0 else (0, 255, 255)
+        cv2.rectangle(picture, (int(x1), int(y1)), (int(x2), int(y2)), colour, thick)
+        cv2.putText(picture, f"{value:.1f}", (int(x1), max(int(y1) - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.45 * scale, colour, max(1, thick - 1), cv2.LINE_AA)
+    text = f"frame {frame}  score {score:.2f}" + ("" if threshold is None else f" / {threshold:.2f}")
+    cv2.putText(picture, text, (6, int(22 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale,
+                (0, 0, 255) if alarm else (255, 255, 255), thick, cv2.LINE_AA)
+    if alarm:
+        cv2.rectangle(picture, (0, 0), (width - 1, height - 1), (0, 0, 255), max(2, int(4 * scale)))
+    return picture
+
+
 class AnnotatedVideo:
     """The stream's frames with their score (and a red frame while an alarm is on), H.264 in a fragmented MP4,
     opened before the first frame (video_file.Mp4Writer: an unwritable target or a full disk is a VadgpuError)."""
@@ -259,98 +237,68 @@ class AnnotatedVideo:
         self.file = Mp4Writer(self.path, "--video-out", fragmented=True, atomic=False)
 
     def write(self, image: np.ndarray, frame: int, score: float, alarm: bool, threshold: float | None,
-              fps: float | None = None) -> None:
-        import cv2
-
-        picture = image.copy()
+              fps: float | None = None, boxes: list | None = None) -> None:
+        picture = draw_frame(image, frame, score, alarm, threshold, boxes)
         height, width = picture.shape[:2]
-        scale = max(0.4, min(height, width) / 400)
-        text = f"frame {frame}  score {score:.2f}" + ("" if threshold is None else f" / {threshold:.2f}")
-        cv2.putText(picture, text, (6, int(22 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale,
-                    (0, 0, 255) if alarm else (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
-        if alarm:
-            cv2.rectangle(picture, (0, 0), (width - 1, height - 1), (0, 0, 255), max(2, int(4 * scale)))
         self.file.write(picture[: height - height % 2, : width - width % 2], fps)  # H.264 wants even sides
 
     def close(self) -> None:
         self.file.close()
 
 
-def score_stream(source: str, model, *, out: Path, protocol: Protocol, norm: str = "train",
-                 threshold: float | None = None, train_scores: list[np.ndarray] | None = None,
-                 train_names: list[str] | None = None, objects=None, video_out: Path | None = None,
-                 device: torch.device | None = None, retries: int = 3, retry_delay: float = 2.0,
-                 max_frames: int | None = None, echo: Callable[[str], None] = print) -> LiveSummary:
-    """Score `source` live (see the module docstring); returns when the stream ends or a signal stops it (SIGINT,
-    SIGTERM: the summary says interrupted and its exit_code), raises on an error; in every case the open event
-    ends with the reason (live/session.py) and the files are closed."""
-    from vadgpu.live.session import StopSignals, close_all, ended_by, no_signals
-    from vadgpu.live.stream import FrameStream, Gap
+def score_stream(source: str, detector, *, out: Path, video_out: Path | None = None, boxes=None,
+                 save_clips: float | None = None, retries: int = 3, retry_delay: float = 2.0,
+                 max_frames: int | None = None,
+                 echo: Callable[[str], None] = print, on_event: Callable[[str, Event], None] | None = None
+                 ) -> LiveSummary:
+    """Score `source` live with `detector` (vadgpu.Detector) and write the files (module docstring); returns when
+    the stream ends or a signal stops it (SIGINT, SIGTERM: the summary says interrupted and its exit_code), raises
+    on an error; in every case the open event ends with the reason (live/session.py) and the files are closed.
+    `on_event(kind, event)`: also called with "start" and "end" (notifications). `save_clips`: seconds of pre- and
+    post-roll of each event's clip in OUT/clips/ (live/clips.py)."""
+    from vadgpu.live.clips import EventClips
+    from vadgpu.live.session import StopSignals, close_all, ended_by
 
-    device = device or torch.device("cpu")
-    stats, threshold = live_settings(model, protocol, norm, threshold, train_scores, train_names or [])
-    scorer = CausalScorer(model, protocol, stats, device, objects)
-    stream = FrameStream(source, retries=retries, retry_delay=retry_delay)
-    summary = LiveSummary(delay_frames=scorer.ahead, threshold=threshold, stats=stats)
+    signals = StopSignals()
+    live = detector.stream(source, boxes=boxes, retries=retries, retry_delay=retry_delay, max_frames=max_frames,
+                           on_event=lambda kind, e: event(kind, e), signals=signals,
+                           keep_images=video_out is not None or save_clips is not None)  # checked before any file
     video = None if video_out is None else AnnotatedVideo(video_out)
+    clips = None if save_clips is None else EventClips(Path(out) / "clips", save_clips)
     files = LineFiles(Path(out))
-    images: deque[tuple[int, float, np.ndarray]] = deque()  # frames waiting for their score (video, times)
 
-    def started(event: Event) -> None:
-        echo(f"ALARM  frame {event.start_frame} ({event.start_time:.2f} s): score {event.peak_score:.2f}")
+    def event(kind: str, event: Event) -> None:
+        if kind == "start":
+            echo(f"ALARM  frame {event.alarm_frame} ({event.start_time:.2f} s): score {event.peak_score:.2f}")
+        else:
+            files.event(event)
+            echo(f"  end  frame {event.end_frame} ({event.end_time:.2f} s): {event.frames} frame(s), peak "
+                 f"{event.peak_score:.2f} at frame {event.peak_frame} ({event.ended_by})")
+        if on_event is not None:
+            on_event(kind, event)
 
-    def ended(event: Event) -> None:
-        files.event(event)
-        echo(f"  end  frame {event.end_frame} ({event.end_time:.2f} s): {event.frames} frame(s), peak "
-             f"{event.peak_score:.2f} at frame {event.peak_frame} ({event.ended_by})")
-
-    detector = EventDetector(threshold, started, ended)
-
-    def emit(results: list[tuple[int, float, float, list | None]]) -> None:
-        for index, raw, score, boxes in results:
-            frame_index, when, image = images.popleft()
-            assert frame_index == index
-            alarm = detector.update(index, when, score, boxes)
-            files.score(index, when, raw, score, alarm)
-            if video is not None:
-                video.write(image, index, score, alarm, threshold, stream.fps)
-            summary.frames += 1
-
-    begun = time.perf_counter()
     # One exit path (live/session.py): whatever ends scoring, the open event is closed with the reason and written
-    with StopSignals() as signals:
+    with signals:
         try:
-            for item in stream:
-                if isinstance(item, Gap):
-                    emit(scorer.finish())
-                    continue
-                if summary.fps is None and stream.fps:
-                    summary.fps = stream.fps
-                images.append((item.index, item.time, item.image))
-                emit(scorer.push(item.index, item.image))
-                if max_frames is not None and item.index + 1 >= max_frames:
-                    break
-            emit(scorer.finish())
+            for result in live:
+                files.score(result.frame, result.time, result.raw_score, result.score, result.alarm)
+                if video is not None:
+                    video.write(result.image, result.frame, result.score, result.alarm, result.threshold,
+                                live.fps, result.boxes)
+                if clips is not None:
+                    clips.add(result, live.fps)
             failure = None
         except BaseException as exc:
             failure = exc
         # PyAV may end a read that a signal broke as if the stream had ended; `signals` tells the two apart
         try:
-            with no_signals():
-                detector.close(ended_by(failure, signals))
+            live.close(ended_by(failure, signals))
         finally:
-            closers = [stream.close, files.close] + ([video.close] if video is not None else [])
+            closers = [files.close] + [c.close for c in (video, clips) if c is not None]
             close_all(closers, failing=failure is not None and not isinstance(failure, KeyboardInterrupt))
+        summary = live.summary
         summary.interrupted = signals.seen is not None or isinstance(failure, KeyboardInterrupt)
         summary.exit_code = signals.exit_code or (130 if isinstance(failure, KeyboardInterrupt) else None)
         if failure is not None and not isinstance(failure, KeyboardInterrupt):
             raise failure
-    summary.events = detector.events
-    summary.seconds = time.perf_counter() - begun
-    summary.frames_per_s = summary.frames / max(summary.seconds, 1e-9)
-    if scorer.compute_s:
-        ms = 1000 * np.asarray(scorer.compute_s)
-        summary.compute_ms_mean, summary.compute_ms_p95 = float(ms.mean()), float(np.percentile(ms, 95))
-    if summary.fps:
-        summary.delay_ms = 1000 * scorer.ahead / summary.fps
     return summary
