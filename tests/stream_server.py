@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import http.server
-import threading
 from pathlib import Path
+
+from http_helpers import LocalServer
 
 
 class StreamServer:
@@ -40,11 +41,8 @@ class StreamServer:
                 self.wfile.write(data if mode == "whole" else data[: len(data) // 2])
                 self.close_connection = True
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler,
-                                                                                         directory=str(folder)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.server = LocalServer(functools.partial(Handler, directory=str(folder)))
+        self.url = self.server.url
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.close()

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from cli_helpers import invoke
+from http_helpers import LocalServer
 
 from vadgpu.checkpoint import save_checkpoint
 from vadgpu.live.events import Event
@@ -42,13 +43,11 @@ class Collector:
                 self.send_response(204)
                 self.end_headers()
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.server = LocalServer(Handler)
+        self.url = f"{self.server.url}/hook"
 
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.close()
 
 
 def _silent_endpoint():
