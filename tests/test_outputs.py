@@ -155,6 +155,19 @@ def test_eval_and_score_replace_their_own_outputs_never_a_users(media, cwd):
     assert code == 0, output
 
 
+def test_a_foreign_heatmap_name_stops_only_the_score_that_would_write_it(media, cwd):
+    folder = cwd / "scored"
+    folder.mkdir()
+    (folder / "01-heatmap.mp4").write_bytes(b"not vadgpu's")
+    code, output, _ = _run(["score", str(media["frames"]), "--checkpoint", str(media["model"]), "--out",
+                            str(folder), *SCORE])
+    assert code == 0, output  # it writes no heatmap: the file is left alone
+    code, output, _ = _run(["score", str(media["frames"]), "--checkpoint", str(media["model"]), "--out",
+                            str(folder), "--heatmap-mp4", *SCORE])
+    assert code == 1 and "holds 01-heatmap.mp4, which vadgpu did not write" in output, output
+    assert (folder / "01-heatmap.mp4").read_bytes() == b"not vadgpu's"
+
+
 @pytest.mark.av
 def test_live_video_out_never_replaces_the_input_or_a_users_file(media, cwd):
     from vadgpu.data.synth import encode_video

@@ -120,10 +120,7 @@ def test_seed_repository_aliases_and_resume_guard(tmp_path, monkeypatch):
 def test_run_folder_is_not_overwritten_without_consent(tmp_path):
     run = tmp_path / "run"
     prepare_run_dir(run, resume=False, overwrite=False)  # fresh: fine
-    (run / "config.yaml").write_text("epochs: 1\n")  # the user's own file under a run file's name: never replaced
-    with pytest.raises(VadgpuError, match="vadgpu did not write"):
-        prepare_run_dir(run, resume=False, overwrite=True)
-    write_config(TrainConfig(dataset="synthetic", root=str(tmp_path)), run / "config.yaml")  # a run's, vadgpu's
+    write_config(TrainConfig(dataset="synthetic", root="r", out=str(run), epochs=1), run / "config.yaml")  # a run's
     (run / "notes.txt").write_text("mine")
     with pytest.raises(VadgpuError, match="already holds a training run"):
         prepare_run_dir(run, resume=False, overwrite=False)

@@ -263,10 +263,10 @@ EVAL_OUTPUTS = ("metrics.json", "scores.csv", "roc.png", "curves/*.png", "object
 LIVE_OUTPUTS = ("scores.csv", "events.jsonl", "clips/event-*.mp4")
 
 
-def score_outputs(name: str) -> tuple[str, ...]:
+def score_outputs(name: str, heatmap: bool = True) -> tuple[str, ...]:
     """What `vadgpu score INPUT` writes into its folder for an input named `name` (report.safe_name of it)."""
     name = glob.escape(name)
-    return ("scores.csv", f"{name}.png", f"{name}-heatmap.mp4", "objects.csv")
+    return ("scores.csv", f"{name}.png", "objects.csv") + ((f"{name}-heatmap.mp4",) if heatmap else ())
 
 
 def check_export_out(out: str | os.PathLike, checkpoint: str | os.PathLike, overwrite: bool) -> Path:
@@ -294,14 +294,14 @@ def check_eval_out(out: str | os.PathLike, root: str | os.PathLike | None) -> Pa
                                anchor="metrics.json")
 
 
-def check_score_out(out: str | os.PathLike, source: str | os.PathLike) -> Path:
+def check_score_out(out: str | os.PathLike, source: str | os.PathLike, heatmap: bool = True) -> Path:
     """`vadgpu score INPUT --out`: not the input nor inside an input frame folder; what is there under score's
-    names for this input is vadgpu's."""
+    names for this input (the heatmap MP4's when `heatmap`) is vadgpu's."""
     from vadgpu.evaluation.report import safe_name
 
     source = Path(source)
     name = safe_name(source.name if source.is_dir() else source.stem)
-    return check_output_folder(out, "--out", score_outputs(name), sources=[(source, "the input")],
+    return check_output_folder(out, "--out", score_outputs(name, heatmap), sources=[(source, "the input")],
                                anchor="scores.csv")
 
 

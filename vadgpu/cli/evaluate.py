@@ -234,7 +234,7 @@ def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, 
     if not path.exists():
         raise click.BadParameter(f"{source} does not exist (a stream is rtsp://..., http(s)://..., /dev/videoN "
                                  "or -)", param_hint="SOURCE")
-    out = check_score_out(out if out is not None else default_score_out(path), path)  # before the lock
+    out = check_score_out(out if out is not None else default_score_out(path), path, heatmap_mp4)  # before the lock
     with hold_folder(out, "vadgpu score"):
         result = score_input(path, checkpoint, model_file=model_file, out=out, protocol=_protocol(kw),
                              heatmap_mp4=heatmap_mp4, batch_size=kw["batch_size"], device=kw["device"],

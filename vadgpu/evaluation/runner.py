@@ -343,7 +343,7 @@ def score_input(
     ckpt = load_checkpoint(checkpoint, map_location="cpu") if model_file is None else {}
     boxes = boxes_option(boxes, ckpt, checkpoint or model_file,
                          "background subtraction runs over the input first, cached")
-    out = check_score_out(out if out is not None else default_score_out(source), source)
+    out = check_score_out(out if out is not None else default_score_out(source), source, heatmap_mp4)
     video = prepare_input(source, device, progress=progress, loader=loader)
     model = load_model(ckpt, device) if model_file is None else open_onnx_model(model_file)
     tube_norm_chosen = protocol.tube_norm is not None
