@@ -302,7 +302,7 @@ def references_table(lines: list[dict]) -> str:
 HEADLINE = [
     ("DDL, object tubes, tube error by place + what the object looks like", "objects-3", "ddl-objects"),
     ("dual-path (authors' loss), object tubes, the same scoring", "objects-3", "dualpath-objects-authors"),
-    ("DDL, object tubes, tube error by place (the shipped `ped2-ddl` is seed 2)", "objects-2", "ddl-objects"),
+    ("DDL, object tubes, tube error by place (the learned term of the first row alone)", "objects-2", "ddl-objects"),
     ("dual-path, full frames 64x64 (vadgpu's form)", "dualpath-forms", "dualpath-vadgpu"),
     ("no learning: appearance alone (yolov3-tiny features, nearest training box)", "reference", "appearance-knn"),
     ("no learning: motion inside each box", "reference", "object-difference"),
