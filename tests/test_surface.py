@@ -278,6 +278,9 @@ def test_package_data_matches_files_and_the_license_is_there():
     patterns = re.findall(r'"([\w/]+/\*\.\w+)"', setup.split("package_data=")[1].split("\n")[0])
     assert patterns and all(list((REPO / "vadgpu").glob(p)) for p in patterns), patterns
     assert (REPO / "LICENSE").read_text().startswith("MIT License") and 'license="MIT"' in setup
+    # every folder of Python modules is a regular package, so find_packages installs it
+    folders = {p.parent for p in (REPO / "vadgpu").rglob("*.py")}
+    assert [f for f in folders if not (f / "__init__.py").is_file()] == []
     assert "AGPL-3.0" in (REPO / "README.md").read_text()
 
 
