@@ -300,3 +300,21 @@ def test_the_appearance_term_runs_on_cuda_without_a_host_sync_and_equals_the_cpu
             torch.cuda.set_sync_debug_mode(0)
     assert got.device.type == "cuda"
     assert torch.allclose(got.cpu(), expected, atol=1e-3)
+
+
+def test_training_with_appearance_writes_the_term_into_the_record(synth, tmp_path, monkeypatch):
+    from vadgpu.scoring.calibration import stored_calibration
+
+    root, boxes, cache = synth
+    monkeypatch.setenv("VADGPU_CACHE", str(cache))
+    weights = make_tiny_darknet(tmp_path / "net")
+    common = ["train", "--dataset", "synthetic", "--root", str(root), "--boxes", str(boxes), "--appearance",
+              str(weights), "--epochs", "1", "--max-steps", "2", "--batch-size", "2", "--device", "cpu",
+              "--no-progress"]
+    code, output = invoke([*common, "--preset", "ddl-tiny-cpu", "--out", str(tmp_path / "frames")])
+    assert code != 0 and "frame model" in output and not (tmp_path / "frames").exists()  # refused before work
+    code, output = invoke([*common, "--preset", "ddl-objects-cpu", "--appearance-weight", "0.5",
+                           "--out", str(tmp_path / "objects")])
+    assert code == 0, output
+    calibration = stored_calibration(torch.load(tmp_path / "objects" / "model.pt", weights_only=True))
+    assert calibration.appearance.weight == 0.5 and calibration.appearance.features.identity()["name"] == "tiny.weights"

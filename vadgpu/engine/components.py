@@ -132,6 +132,9 @@ def resolve_model(config: TrainConfig, ctx: DistContext, saved_model_config: dic
         raise VadgpuError(f"--preset {preset} builds a {model.config.architecture} model, but --model is "
                           f"{config.model}")
     mcfg = model.config
+    if config.appearance is not None and mcfg.clips != "objects":
+        raise VadgpuError(f"--appearance scores the objects of an object model's tubes; --preset {preset} is a frame "
+                          "model")
     notices += _authors_training_notice(preset, config)
     amp = config.amp if config.amp is not None else ctx.device.type == "cuda"
     if amp and ctx.device.type != "cuda":
