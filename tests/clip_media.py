@@ -69,3 +69,22 @@ def write_media(root: Path) -> dict[str, list[PreparedVideo]]:
 
 def ids(batches) -> list[tuple[int, int]]:
     return list(zip(torch.cat([b.video for b in batches]).tolist(), torch.cat([b.frame for b in batches]).tolist()))
+
+
+def write_ts(target: Path, images) -> Path:
+    """RGB frames (H, W, 3 uint8, an iterable) as an H.264 MPEG-TS at 25 fps (a format that streams without
+    seeking)."""
+    import av
+
+    with av.open(str(target), "w", format="mpegts") as out:
+        stream = None
+        for image in images:
+            if stream is None:
+                stream = out.add_stream("libx264", rate=25)
+                stream.height, stream.width = image.shape[:2]
+                stream.pix_fmt = "yuv420p"
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return target

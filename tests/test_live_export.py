@@ -18,6 +18,7 @@ import torch
 from click.testing import CliRunner
 
 from cli_helpers import EXPORT_EXTRA, invoke, read_csv
+from clip_media import write_ts
 from stream_server import StreamServer
 
 from vadgpu.checkpoint import save_checkpoint
@@ -41,19 +42,8 @@ def _save(path, preset, train_scores=None, **extra):
 
 def _write_ts(source: Path, target: Path) -> Path:
     """`source` re-encoded as MPEG-TS (a format that streams without seeking)."""
-    with av.open(str(source)) as inp, av.open(str(target), "w", format="mpegts") as out:
-        stream = None
-        for frame in inp.decode(video=0):
-            image = frame.to_ndarray(format="rgb24")
-            if stream is None:
-                stream = out.add_stream("libx264", rate=25)
-                stream.height, stream.width = image.shape[:2]
-                stream.pix_fmt = "yuv420p"
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return target
+    with av.open(str(source)) as inp:
+        return write_ts(target, (frame.to_ndarray(format="rgb24") for frame in inp.decode(video=0)))
 
 
 @pytest.fixture(scope="module")

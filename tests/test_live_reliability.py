@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from conftest import read_only_folder
 
 from cli_helpers import read_csv
+from clip_media import write_ts
 from stream_server import StreamServer
 from vadgpu.checkpoint import save_checkpoint
 from vadgpu.cli.main import cli
@@ -33,17 +34,8 @@ FRAMES = 40
 def _ts(path: Path, frames: int, height: int = 48, width: int = 64, seed: int = 0) -> Path:
     """An H.264 MPEG-TS of moving noise blocks (distinct frames), 25 fps."""
     rng = np.random.default_rng(seed)
-    with av.open(str(path), "w", format="mpegts") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.height, stream.width, stream.pix_fmt = height, width, "yuv420p"
-        base = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
-        for i in range(frames):
-            image = np.roll(base, 2 * i, axis=1)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
+    base = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    return write_ts(path, (np.roll(base, 2 * i, axis=1) for i in range(frames)))
 
 
 @pytest.fixture(scope="module")
