@@ -32,7 +32,6 @@ from vadgpu.errors import VadgpuError
 from vadgpu.scoring.kinds import negated_psnr, patch_max
 
 STORED_KINDS = ("patch-max", "psnr", "mse")
-LEGACY_KINDS = ("mse-location",)  # object models' frame scores in weights files written before the calibration record
 KEY = "train_scores"
 
 
@@ -93,13 +92,16 @@ def location_kind(kind: str) -> str:
     return f"{kind}-location"
 
 
+# object models' frame scores in weights files from before the calibration record
+LEGACY_KINDS = (location_kind("mse"),)
+
+
 def raw_train_scores(stored: dict | None, protocol: Protocol) -> list[np.ndarray] | None:
-    """The stored raw training scores of `protocol.score` (mixed: from patch-max and mse), or None if absent."""
+    """A frame model's stored raw training scores of `protocol.score` (mixed: from patch-max and mse), or None if
+    absent (an object model's are in its calibration record)."""
     if not stored:
         return None
     kind = protocol.score
-    if protocol.tube_norm == "location":
-        kind = location_kind(kind)
     if kind == "mixed":
         if "patch-max" not in stored or "mse" not in stored:
             return None
