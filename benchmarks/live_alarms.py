@@ -20,7 +20,8 @@ its threshold (`Detector.rules`), and live/events.py's EventTracker frame by fra
 - events per interval: how many events overlap each anomalous interval (one anomaly split into several events);
 - alarmed: the share of anomalous intervals with the alarm on during them;
 - false alarms per hour: events on the training videos (normal footage) per hour of them at 25 fps; also the test
-  videos' events that touch no anomalous frame.
+  videos' events raised on a normal frame (before an anomaly came into view, or after it left; an event raised
+  early and held on into the anomaly by the merge gap counts here, not as an alarm of the anomaly).
 """
 
 from __future__ import annotations
@@ -37,16 +38,18 @@ import numpy as np
 from vadgpu.threads import prefer_passive_omp_waiting
 
 FPS = 25.0
-SETTINGS = {  # name: Detector.load options (the defaults: window 9, percentile threshold, min 1, merge gap 50)
-    "before (window 17, no merge gap)": {"window": 17, "merge_gap": 0},
+SETTINGS = {  # name: Detector.load options (the defaults: window 3, percentile threshold, min 1, merge gap 50)
     "defaults": {},
+    "window 9 (the defaults before)": {"window": 9},
+    "window 17, no merge gap (the first live defaults)": {"window": 17, "merge_gap": 0},
+    "window 1, min duration 2": {"window": 1, "min_duration": 2},
+    "window 5": {"window": 5},
     "defaults, no merge gap": {"merge_gap": 0},
     "defaults, min duration 3": {"min_duration": 3},
     "defaults, hysteresis 1.0": {"threshold_off_below": 1.0},
     "defaults, 1 false alarm/h": {"false_alarms_per_hour": 1},
-    "window 17, merge gap 50": {"window": 17},
-    "window 5, 1 false alarm/h": {"window": 5, "false_alarms_per_hour": 1},
 }
+DEV = ("01", "02", "03", "04", "05", "06")  # the test videos the defaults were chosen on (all 12 are reported)
 
 
 def score_videos(root: Path, model: str, split: str) -> dict:
@@ -116,7 +119,7 @@ def measure(scored: dict, model: str, options: dict | None) -> dict:
             new = [e.alarm_frame for e in events if start <= e.alarm_frame <= end]
             if start > 0:  # strict: only an alarm raised during the interval, none held from before it
                 raised.append(int(min(new) - start + delay) if new else None)
-        test_false += sum(1 for e in events if not labels[e.start_frame:e.end_frame + 1].any())
+        test_false += sum(1 for e in events if not labels[e.alarm_frame])  # raised on a normal frame
     train_events, train_frames = 0, 0
     for video in scored["train"].values():
         train_events += len(alarms_of(detector, np.asarray(video["raw"]))[1])
@@ -161,18 +164,26 @@ def main(argv=None) -> int:
                        "seconds": scored["seconds"] + part["seconds"]})
     if args.split:
         return 0
-    results = {name: measure(scored, args.model, options) for name, options in SETTINGS.items()}
+    dev = {**scored, "test": {name: v for name, v in scored["test"].items() if name in DEV}}
+    results = {}
+    for name, options in SETTINGS.items():
+        results[name] = measure(scored, args.model, options)
+        chosen_on = measure(dev, args.model, options)
+        results[name]["dev"] = {k: chosen_on[k] for k in ("latency_median", "latency_worst", "alarmed",
+                                                           "test_false_events")}
     record = {"model": args.model, "fps": FPS, "delay_frames": scored["delay_frames"],
               "streaming_seconds": scored.get("seconds"), "machine": platform.machine(),
               "python": sys.version.split()[0], "settings": results}
     args.out.write_text(json.dumps(record, indent=1) + "\n")
-    print("| setting | window | threshold (off) | min | gap | latency median (worst) | after frame 0 | raised after "
-          "frame 0 | alarmed | events per interval (max) | false alarms/h (train events) | test events off the "
-          "anomalies |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| setting | window | threshold (off) | min | gap | videos 01-06: latency median (worst), alarms on normal "
+          "frames | latency median (worst) | after frame 0 | raised after frame 0 | alarmed | events per interval "
+          "(max) | false alarms/h (train events) | test alarms raised on normal frames |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         off = "" if r["threshold_off"] == r["threshold"] else f" ({r['threshold_off']:.2f})"
+        d = r["dev"]
         print(f"| {name} | {r['window']} | {r['threshold']:.2f}{off} | {r['min_duration']} | {r['merge_gap']} | "
+              f"{d['latency_median']:g} ({d['latency_worst']}), {d['test_false_events']} | "
               f"{r['latency_median']:g} ({r['latency_worst']}) | {r['latency_median_after_start']:g} "
               f"({r['latency_worst_after_start']}) | {', '.join(str(v) for v in r['raised_after_start'])} | "
               f"{r['alarmed']:.0%} of {r['intervals']} | "

@@ -168,6 +168,8 @@ def test_the_record_is_in_the_weights_file_and_loads_safely(calibrated, tiny):
     identity = calibration.appearance.features.identity()
     assert identity["name"] == "tiny.weights" and identity["layer"] == "leaky_9"
     assert calibration.appearance.bank.boxes > 0 and len(calibration.frame_scores) == 2
+    # the camera's empty scene for live background subtraction: the training frames' size, gray
+    assert calibration.background.dtype == np.uint8 and calibration.background.shape == (120, 160)
     # the stored backbone is the network: same features as the Darknet files give
     frames = torch.rand(2, 1, 48, 64, generator=torch.Generator().manual_seed(1))
     owner, boxes = torch.tensor([0, 1]), torch.tensor([[0.1, 0.1, 0.6, 0.7], [0.2, 0.3, 0.9, 0.8]])
@@ -269,6 +271,11 @@ def test_the_exported_file_scores_like_the_weights_file(calibrated, object_run, 
     exported = [float(r["raw_score"]) for r in read_csv(tmp_path / "onnx" / "scores.csv")]
     weights = [float(r["raw_score"]) for r in read_csv(tmp_path / "pt" / "scores.csv")]
     np.testing.assert_allclose(exported, weights, atol=1e-4)
+    from vadgpu.models.onnx_model import OnnxModel
+    from vadgpu.scoring.calibration import stored_calibration
+
+    stored = stored_calibration(torch.load(calibrated, weights_only=True)).background
+    np.testing.assert_array_equal(OnnxModel(onnx_file).calibration.background, stored)  # live starts from it too
 
 
 @pytest.mark.gpu

@@ -24,7 +24,7 @@ import numpy as np
 
 from vadgpu.errors import VadgpuError
 
-LIVE_WINDOW = 9  # frames of the trailing median live by default (offline: 17)
+LIVE_WINDOW = 3  # frames of the trailing median live by default (offline: 17; benchmarks/live_alarms.py)
 DEFAULT_MERGE_GAP = 50  # frames: 2 s at 25 fps (benchmarks/live_alarms.py)
 MAX_CANDIDATES = 2000  # thresholds tried by false_alarm_threshold (quantiles of the training scores)
 

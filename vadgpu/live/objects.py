@@ -3,9 +3,13 @@
 Offline, background subtraction takes its background as the median of frames spread over the whole video; a
 stream has only the frames so far. `LiveBoxes` keeps every `BACKGROUND_STRIDE`-th frame, up to the detector's
 `background_frames` (the most recent ones once full), and the background is their median, refreshed whenever a
-frame is kept: at the start of a stream it is the first frame alone, so whoever is in the picture then shows as a
-moving object until the background has seen the scene without them (a few seconds at 25 fps). Boxes are found on
-each clip's centre frame, which has arrived T // 2 frames before the score is due.
+frame is kept. It starts from the camera's empty scene stored in the model's calibration record (the training
+videos' background, `Calibration.background`): the pool of `background_frames` starts as that many copies of it,
+and each kept frame replaces one, so the background is the stored scene until the stream has given half the pool
+(with the defaults 30 kept frames: 150 frames, 6 s at 25 fps) and the stream's own median once the pool is full.
+Without a stored scene of the stream's frame size, the background starts as the first frame alone, so whoever is
+in the picture then shows as a moving object until the background has seen the scene without them (a few seconds
+at 25 fps). Boxes are found on each clip's centre frame, which has arrived T // 2 frames before the score is due.
 
 Each box gives a tube scored by the same TubeScorer as offline scoring (scoring/tubes.py, built from the model's
 calibration record: the same window, crop, model, location and appearance terms), and the frame's raw score is the
@@ -21,6 +25,7 @@ import numpy as np
 import torch
 
 from vadgpu.errors import VadgpuError
+from vadgpu.log import logger
 from vadgpu.objects.detectors import BackgroundSubtractionDetector
 from vadgpu.objects.tubes import FrameBoxes
 
@@ -31,16 +36,29 @@ TOP_BOXES = 3  # boxes reported per scored frame (best first)
 class LiveBoxes:
     """Background subtraction on a stream (module docstring)."""
 
-    def __init__(self, detector: BackgroundSubtractionDetector | None = None):
+    def __init__(self, detector: BackgroundSubtractionDetector | None = None, scene: np.ndarray | None = None):
         self.detector = detector or BackgroundSubtractionDetector()
+        self.scene = scene  # (H, W) uint8: the stored empty scene the background starts from, or None
         self.kept: list[np.ndarray] = []  # the kept frames as the detector compares them (gray, blurred)
         self.seen = 0
 
     def observe(self, image: np.ndarray) -> None:
         """Every arriving frame (H, W, 3) BGR uint8, in order."""
         if self.seen % BACKGROUND_STRIDE == 0:
-            self.kept = (self.kept + [self.detector.gray(image)])[-self.detector.background_frames:]
-            self.detector.set_gray_background(self.kept)
+            pool = self.detector.background_frames
+            gray = self.detector.gray(image)
+            if self.scene is not None and self.scene.shape != gray.shape:
+                logger.info(f"the stream's frames ({gray.shape[1]}x{gray.shape[0]}) are not the size of the "
+                            f"model's stored scene ({self.scene.shape[1]}x{self.scene.shape[0]}): the live "
+                            "background starts from the stream alone")
+                self.scene = None
+            self.kept = (self.kept + [gray])[-pool:]
+            if self.scene is None:
+                self.detector.set_gray_background(self.kept)
+            elif 2 * len(self.kept) > pool:  # the stream's frames are the pool's majority
+                self.detector.set_gray_background(self.kept + [self.scene] * (pool - len(self.kept)))
+            elif self.detector.background is None:  # the scene is the majority: the median is the scene itself
+                self.detector.background = self.scene.astype(np.float32)
         self.seen += 1
 
     def boxes(self, image: np.ndarray) -> np.ndarray:
@@ -55,14 +73,15 @@ class LiveObjectScorer:
 
     `make_scorer(frame_boxes)` builds the TubeScorer for a FrameBoxes table (runner.object_input_scorer's);
     `cached`: the stream's boxes from a box cache (one video, frames numbered as the stream's), else background
-    subtraction on the stream."""
+    subtraction on the stream, starting from `scene` (the calibration record's empty scene) where given."""
 
-    def __init__(self, model, make_scorer, floor: float, cached: FrameBoxes | None = None):
+    def __init__(self, model, make_scorer, floor: float, cached: FrameBoxes | None = None,
+                 scene: np.ndarray | None = None):
         self.model, self.make_scorer, self.cached = model, make_scorer, cached
         self.scorer = make_scorer(cached) if cached is not None else None
         self.lowest = floor  # what a frame without a box scores until one with a box has been seen
         self.seen_box = False
-        self.boxes = LiveBoxes()
+        self.boxes = LiveBoxes(scene=scene)
 
     def observe(self, image: np.ndarray) -> None:
         if self.cached is None:

@@ -52,7 +52,8 @@ def live_parts(model, ckpt: dict, model_source, protocol, source, boxes, device)
             return calibration.tube_scorer(model, frame_boxes, protocol, device)
         train = calibration.train_frame_scores()
         floor = float(min(s.min() for s in train)) if train else 0.0
-        return LiveObjectScorer(model, make_scorer, floor, cached), train, calibration.names
+        return (LiveObjectScorer(model, make_scorer, floor, cached, calibration.background), train,
+                calibration.names)
     if protocol.tube_norm == "location":
         logger.warning(f"{model_source} has no calibration record (`vadgpu calibrate` adds it): tube scores are "
                        "raw errors")

@@ -403,6 +403,18 @@ class BackgroundSubtractionDetector(Detector):
     def begin_video(self, source) -> None:
         self.set_background(source.sample(self.background_frames))
 
+    def scene_background(self, sources: Sequence) -> np.ndarray:
+        """A fixed camera's empty scene from several of its videos (FrameSources, all of one frame size): the
+        per-pixel median of `background_frames` frames spread evenly over all of them, gray and blurred as `gray`
+        makes them; (H, W) uint8."""
+        if not sources:
+            raise VadgpuError("bgsub: no videos to build a scene background from")
+        per_video = -(-self.background_frames // len(sources))
+        grays = [self.gray(frame) for source in sources for frame in source.sample(per_video)]
+        if len({g.shape for g in grays}) != 1:
+            raise VadgpuError("bgsub: the videos differ in frame size; a scene background needs one size")
+        return np.median(np.stack(grays), axis=0).round().astype(np.uint8)
+
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         """Boxes of moving regions. Without `begin_video`/`set_background`, the background comes from `frames`."""
         _check_frames(frames)

@@ -13,6 +13,9 @@ that `vadgpu eval`, `vadgpu score`, live scoring and the exported model all scor
                         leave-one-video-out statistics, and the term's weight (scoring/appearance.py)
     frame_scores        every training frame's raw score under all the terms above (the max over its tubes), per
                         video: the statistics of `--norm train` and live scoring's default alarm threshold
+    background          optional: the camera's empty scene as background subtraction sees it (the median of frames
+                        spread over the training videos, gray, blurred; uint8): live scoring starts its background
+                        from it, so the first seconds of a stream find the same boxes as the rest (live/objects.py)
     dataset, names      the training split it was fitted on (dataset name, variant, video names)
 
 It is written at the end of `vadgpu train` (object models; with `--appearance WEIGHTS` it holds the appearance
@@ -53,6 +56,7 @@ class Calibration:
     dataset: dict = field(default_factory=dict)  # name, variant
     appearance: AppearanceTerm | None = None
     kind: str = OBJECT_SCORE
+    background: np.ndarray | None = None  # (H, W) uint8
 
     def terms(self) -> str:
         """What a tube's score is made of, in words (metrics.json, the score command)."""
@@ -128,7 +132,8 @@ class Calibration:
         record = {"format": FORMAT, "kind": self.kind, "window": int(self.window), "tube_size": int(self.tube_size),
                   "detector": self.detector, "location": self.location.to_record(),
                   "frame_scores": [torch.as_tensor(np.asarray(s, np.float64)) for s in self.frame_scores],
-                  "names": list(self.names), "dataset": dict(self.dataset), "appearance": None}
+                  "names": list(self.names), "dataset": dict(self.dataset), "appearance": None,
+                  "background": None if self.background is None else torch.from_numpy(self.background)}
         if self.appearance is not None:
             record["appearance"] = {"features": self.appearance.features.to_record(),
                                     "bank": self.appearance.bank.to_record(), "weight": self.appearance.weight}
@@ -156,9 +161,16 @@ class Calibration:
                                             AppearanceBank.from_record(part["bank"]), float(part["weight"]))
             frame_scores = [np.asarray(torch.as_tensor(s), np.float64) for s in record["frame_scores"]]
             names = [str(n) for n in record["names"]]
+            background = record.get("background")
+            if background is not None:
+                background = torch.as_tensor(background)
+                if background.dtype != torch.uint8 or background.ndim != 2:
+                    raise ValueError(f"background: {background.dtype} {tuple(background.shape)}, expected (H, W) "
+                                     "uint8")
+                background = background.numpy()
             calibration = cls(int(record["window"]), int(record["tube_size"]),
                               None if record["detector"] is None else str(record["detector"]), location,
-                              frame_scores, names, dict(record.get("dataset") or {}), appearance, kind)
+                              frame_scores, names, dict(record.get("dataset") or {}), appearance, kind, background)
         except (KeyError, TypeError, ValueError) as exc:
             raise VadgpuError(f"{source}: its calibration record is incomplete or malformed ({exc!r}); run "
                               "`vadgpu calibrate` again") from exc
@@ -240,7 +252,19 @@ def calibrate(model, videos, boxes, *, dataset: str, variant: str | None = None,
     detector = str(read_box_cache(boxes)["detector"])
     return Calibration(cfg.window, cfg.size[0], detector, location,
                        [fill_frames_without_objects(m)[0] for m in maxima], [v.name for v in videos],
-                       {"name": dataset, "variant": variant}, appearance)
+                       {"name": dataset, "variant": variant}, appearance, background=scene_background(videos))
+
+
+def scene_background(videos) -> np.ndarray | None:
+    """The training videos' empty scene for live background subtraction (the record's `background`), or None when
+    they differ in frame size (then no one scene stands for the camera)."""
+    from vadgpu.objects.detectors import BackgroundSubtractionDetector
+    from vadgpu.objects.frames import FrameSource
+
+    if len({(v.height, v.width) for v in videos}) != 1:
+        logger.info("the training videos differ in frame size: no scene background is stored for live scoring")
+        return None
+    return BackgroundSubtractionDetector().scene_background([FrameSource(v.video) for v in videos])
 
 
 def box_detector(boxes: str | Path) -> str:
