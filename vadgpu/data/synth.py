@@ -1,15 +1,23 @@
-"""A small synthetic surveillance dataset shaped like UCSD Ped2, made in seconds with no download.
+"""Small synthetic surveillance datasets, made in seconds with no download, in one of two scenes.
 
-A fixed camera looks at a paved walkway that runs left-right between two strips of grass. Pedestrian-like
-sprites (head, torso, swinging legs) walk along the walkway at walking speed in both directions. Training videos
-hold only that. Each test video adds one labelled anomalous event, chosen in turn from:
+A fixed camera looks at a paved walkway that runs left-right between two strips of grass, with pedestrian-like
+sprites (head, torso, swinging legs) walking along it. Training videos hold only normal traffic; each test video
+adds one labelled anomalous event, its kind chosen in turn from the scene's list.
+
+`walkway` (the default, 160 x 120, shaped like UCSD Ped2): pedestrians walk both ways; the anomalies differ in
+motion or in looks (this module):
 
     fast      a pedestrian moving several times faster than anyone else (a runner / cyclist)
     crossing  a pedestrian crossing against the flow: top to bottom, over the grass where nobody walks
     cart      a large cart-like block on wheels rolling along the walkway
 
-A frame is anomalous while at least `_VISIBLE_FRACTION` of the anomalous object's box is inside the image. Every
-test video starts with normal frames, so each holds both classes.
+`motion` (640 x 360, pedestrians 73-90 px tall): everybody walks one way, left to right; the anomalous
+pedestrian looks exactly like the others and differs only in how it moves: running, walking the wrong way,
+stopping in the middle of the walkway, zig-zagging (vadgpu.data.synth_motion).
+
+A frame is anomalous while at least `VISIBLE_FRACTION` (synth_scene) of the anomalous object's box is inside the
+image (and, for a stop or a zig-zag, while it lasts). Every test video starts with normal frames, so each holds
+both classes.
 
 Layout written under OUT (the catalog's `synthetic` reader relies on it):
 
@@ -17,7 +25,7 @@ Layout written under OUT (the catalog's `synthetic` reader relies on it):
     OUT/training/videos_h264/NN.mp4     H.264         OUT/testing/videos_h264/NN.mp4
     OUT/training/frames/NN/NNN.jpg      jpg frames    OUT/testing/frames/NN/NNN.jpg
     OUT/testing/labels/NN.npy           uint8 0/1 per frame
-    OUT/synthetic.json                  seed, sizes, formats, the anomalous event of each test video
+    OUT/synthetic.json                  scene, seed, sizes, formats, the anomalous event of each test video
 """
 
 from __future__ import annotations
@@ -28,20 +36,25 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
+from vadgpu.data import synth_motion
+from vadgpu.data.synth_scene import (
+    PEDESTRIAN_HALF_WIDTH, VideoPlan, background, clothes, draw_pedestrian, pedestrian_box, pt, render_walkers, unit,
+    visible_frames, walkway,
+)
 from vadgpu.errors import VadgpuError
 from vadgpu.optional import require
 
 FORMATS = ("avi", "mp4", "frames")
-ANOMALY_KINDS = ("fast", "crossing", "cart")
+ANOMALY_KINDS = ("fast", "crossing", "cart")  # the walkway scene's; synth_motion.ANOMALY_KINDS the motion scene's
 FPS = 25
 MANIFEST_NAME = "synthetic.json"
 _FORMAT_DIRS = {"avi": "videos", "mp4": "videos_h264", "frames": "frames"}
 _GENERATED = {"training", "testing", MANIFEST_NAME}  # the only entries an overwrite may remove
-_VISIBLE_FRACTION = 0.3
 _WALK_SPEED = (0.8, 1.4)  # px/frame at 160 px width; Ped2 pedestrians move about as far per frame
 _FAST_FACTOR = 5.0
 _MEAN_PEDESTRIANS = 4.0  # average number of walkers in view
@@ -71,17 +84,23 @@ def make_synthetic_dataset(
     train_videos: int = 4,
     test_videos: int = 4,
     frames: int = 120,
-    frame_size: tuple[int, int] = (120, 160),
+    frame_size: tuple[int, int] | None = None,
     formats: tuple[str, ...] = FORMATS,
     overwrite: bool = False,
+    scene: str = "walkway",
 ) -> Path:
     """Write the synthetic dataset to `out` (layout in the module docstring) and return its path.
 
-    `frame_size` is (height, width), both even (H.264 needs it), in the order of every size in vadgpu. The same
-    seed gives the same files and labels.
+    `scene` is one of SCENES ("walkway", "motion"). `frame_size` is (height, width), both even (H.264 needs
+    it), in the order of every size in vadgpu; None takes the scene's (120, 160) or (360, 640). The same seed
+    gives the same files and labels.
     `out` must be absent, empty, or (with `overwrite=True`) a synthetic dataset written earlier.
     """
     out = Path(out)
+    if scene not in SCENES:
+        raise VadgpuError(f"synthetic dataset {out}: --scene {scene!r} is not one of {', '.join(SCENES)}")
+    chosen = SCENES[scene]
+    frame_size = chosen.frame_size if frame_size is None else frame_size
     width, height = _check_args(out, train_videos, test_videos, frames, frame_size, formats)
     _check_out(out, overwrite)
 
@@ -89,29 +108,30 @@ def make_synthetic_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        background = _background(np.random.default_rng([seed, 0]), width, height)
+        scenery = background(np.random.default_rng([seed, 0]), width, height)
         events = []
         for split, count, split_id in (("training", train_videos, 1), ("testing", test_videos, 2)):
             for index in range(count):
                 name = f"{index + 1:02d}"
                 rng = np.random.default_rng([seed, split_id, index])
-                walkers = _pedestrians(rng, width, height, frames)
-                labels = np.zeros(frames, dtype=np.uint8)
-                if split == "testing":
-                    kind = ANOMALY_KINDS[index % len(ANOMALY_KINDS)]
-                    anomaly = _anomaly(kind, rng, width, height, frames)
-                    walkers.append(anomaly)
-                    labels = _visible_frames(anomaly, width, height, frames)
-                    anomalous = np.flatnonzero(labels)
+                kind = chosen.anomaly_kinds[index % len(chosen.anomaly_kinds)] if split == "testing" else None
+                plan = chosen.plan(rng, width, height, frames, kind)
+                if kind is not None:
+                    anomalous = np.flatnonzero(plan.labels)
+                    if not len(anomalous):
+                        raise VadgpuError(f"synthetic dataset {out}: test video {name} ({kind}) has no anomalous "
+                                          f"frame in {frames} frames; give more --frames")
                     events.append({"video": name, "kind": kind, "first_frame": int(anomalous[0]),
-                                   "last_frame": int(anomalous[-1]), "anomalous_frames": int(labels.sum())})
+                                   "last_frame": int(anomalous[-1]), "anomalous_frames": int(plan.labels.sum())})
                     label_dir = staging / split / "labels"
                     label_dir.mkdir(parents=True, exist_ok=True)
-                    np.save(label_dir / f"{name}.npy", labels)
-                video = np.stack([_render(background, walkers, t) for t in range(frames)])  # (T, H, W, 3) RGB
+                    np.save(label_dir / f"{name}.npy", plan.labels)
+                video = np.stack([chosen.render(scenery, plan, t) for t in range(frames)])  # (T, H, W, 3) RGB
                 _write_formats(video, staging / split, name, formats)
         manifest = {
             "generator": "vadgpu.data.synth",
+            "scene": scene,
+            "anomaly_kinds": list(chosen.anomaly_kinds),
             "seed": seed,
             "train_videos": train_videos,
             "test_videos": test_videos,
@@ -169,53 +189,13 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise VadgpuError(f"{out} already holds a synthetic dataset; pass --overwrite to replace it")
 
 
-# ----------------------------------------------------------------------------------------------------- scene
-
-
-def _walkway(height: int) -> tuple[int, int]:
-    """Top and bottom rows of the walkway; pedestrians' feet stay inside it."""
-    return int(0.38 * height), int(0.78 * height)
-
-
-def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """(H, W, 3) uint8 RGB: grass with blotchy texture, a paved walkway with tile joints, a few dark bushes."""
-    def blotches(cells: int, amplitude: float) -> np.ndarray:
-        coarse = rng.normal(0.0, amplitude, (cells * height // width + 2, cells + 2)).astype(np.float32)
-        return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-
-    texture = blotches(8, 14.0) + blotches(32, 6.0) + rng.normal(0.0, 4.0, (height, width)).astype(np.float32)
-    image = np.empty((height, width, 3), np.float32)
-    image[:] = (92, 128, 78)  # grass
-    top, bottom = _walkway(height)
-    image[top:bottom] = (150, 146, 140)  # paving
-    tile = max(4, width // 16)
-    image[top:bottom, ::tile] *= 0.8  # joints between paving stones
-    image[top:bottom:tile // 2 + 1] *= 0.85
-    image[top - 2:top] = image[bottom:bottom + 2] = (110, 108, 104)  # kerbs
-    image += texture[..., None]
-    for _ in range(3):  # bushes on the grass: static structure a model must learn to keep
-        cx = int(rng.uniform(0.05, 0.95) * width)
-        cy = int(rng.uniform(0.03, 0.2) * height) if rng.random() < 0.5 else int(rng.uniform(0.84, 0.97) * height)
-        axes = (int(rng.uniform(0.04, 0.08) * width), int(rng.uniform(0.04, 0.07) * height))
-        cv2.ellipse(image, (cx, cy), axes, 0, 0, 360, (48, 78, 40), -1, cv2.LINE_AA)
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
-def _scale(height: int) -> float:
-    return height / 120.0
-
-
-def _clothes(rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    palette = [(30, 30, 35), (200, 60, 50), (60, 80, 170), (230, 230, 225), (90, 60, 40), (240, 190, 60)]
-    shirt = palette[rng.integers(len(palette))]
-    trousers = palette[rng.integers(len(palette))]
-    return tuple(int(c) for c in shirt), tuple(int(c) for c in trousers)
+# ---------------------------------------------------------------------------------------------- walkway scene
 
 
 def _pedestrians(rng: np.random.Generator, width: int, height: int, frames: int) -> list[_Walker]:
     """Normal traffic: walkers along the walkway both ways, some in view at frame 0, more arriving at the edges."""
-    s = _scale(height)
-    top, bottom = _walkway(height)
+    s = unit(height)
+    top, bottom = walkway(height)
     margin = 10 * s
     speed_unit = width / 160.0
     mean_speed = np.mean(_WALK_SPEED) * speed_unit
@@ -226,7 +206,7 @@ def _pedestrians(rng: np.random.Generator, width: int, height: int, frames: int)
         speed = rng.uniform(*_WALK_SPEED) * speed_unit
         if x0 is None:
             x0 = -margin if direction > 0 else width + margin
-        shirt, trousers = _clothes(rng)
+        shirt, trousers = clothes(rng)
         return _Walker(t0, x0, rng.uniform(top + 14 * s, bottom - 1), direction * speed,
                        rng.normal(0.0, 0.03) * speed_unit, rng.uniform(0, 2 * np.pi), shirt, trousers)
 
@@ -239,12 +219,12 @@ def _pedestrians(rng: np.random.Generator, width: int, height: int, frames: int)
 
 def _anomaly(kind: str, rng: np.random.Generator, width: int, height: int, frames: int) -> _Walker:
     """The one anomalous object of a test video, entering the image at a frame between 25% and 40% of the video."""
-    s = _scale(height)
-    top, bottom = _walkway(height)
+    s = unit(height)
+    top, bottom = walkway(height)
     speed_unit = width / 160.0
     start = float(max(1, int(frames * rng.uniform(0.25, 0.4))))
     direction = 1.0 if rng.random() < 0.5 else -1.0
-    shirt, trousers = _clothes(rng)
+    shirt, trousers = clothes(rng)
     half_width = _half_width(kind, s)
     x_entry = -half_width if direction > 0 else width + half_width  # just outside, touching the edge
     lane = rng.uniform(top + 14 * s, bottom - 1)
@@ -262,60 +242,42 @@ def _anomaly(kind: str, rng: np.random.Generator, width: int, height: int, frame
 
 
 def _half_width(kind: str, s: float) -> float:
-    return (18 if kind == "cart" else 4) * s
+    return (18 if kind == "cart" else PEDESTRIAN_HALF_WIDTH) * s
 
 
 def _sprite_box(walker: _Walker, t: int, s: float) -> tuple[float, float, float, float]:
     """x1, y1, x2, y2 of the sprite at frame t."""
     x, y = walker.position(t)
-    half = _half_width(walker.kind, s)
-    tall = (20 if walker.kind == "cart" else 24) * s
-    return x - half, y - tall, x + half, y
+    if walker.kind != "cart":
+        return pedestrian_box(x, y, s)
+    return x - _half_width(walker.kind, s), y - 20 * s, x + _half_width(walker.kind, s), y
 
 
-def _visible_frames(walker: _Walker, width: int, height: int, frames: int) -> np.ndarray:
-    """(frames,) uint8: 1 where enough of the walker's box lies inside the image."""
-    s = _scale(height)
-    labels = np.zeros(frames, np.uint8)
-    for t in range(frames):
-        x1, y1, x2, y2 = _sprite_box(walker, t, s)
-        inside = max(0.0, min(x2, width) - max(x1, 0.0)) * max(0.0, min(y2, height) - max(y1, 0.0))
-        labels[t] = inside >= _VISIBLE_FRACTION * (x2 - x1) * (y2 - y1)
-    return labels
+def _plan_walkway(rng: np.random.Generator, width: int, height: int, frames: int, kind: str | None) -> VideoPlan:
+    """Normal traffic, and for a test video (`kind` given) its anomalous object, labelled while in view."""
+    walkers = _pedestrians(rng, width, height, frames)
+    if kind is None:
+        return VideoPlan(walkers, np.zeros(frames, dtype=np.uint8))
+    anomaly = _anomaly(kind, rng, width, height, frames)
+    s = unit(height)
+    labels = visible_frames([_sprite_box(anomaly, t, s) for t in range(frames)], width, height)
+    return VideoPlan(walkers + [anomaly], labels, anomaly, kind)
 
 
-def _render(background: np.ndarray, walkers: list[_Walker], t: int) -> np.ndarray:
+def _render(scenery: np.ndarray, plan: VideoPlan, t: int) -> np.ndarray:
     """(H, W, 3) uint8 RGB frame t: the background with every walker drawn, farther (higher) ones first."""
-    frame = background.copy()
-    height, width = frame.shape[:2]
-    s = _scale(height)
-    for walker in sorted(walkers, key=lambda w: w.position(t)[1]):
-        x1, y1, x2, y2 = _sprite_box(walker, t, s)
-        if x2 < -2 or x1 > width + 2 or y2 < -2 or y1 > height + 2 or t < walker.t0:
-            continue
+    s = unit(scenery.shape[0])
+
+    def draw(frame: np.ndarray, walker: _Walker, t: int) -> None:
         if walker.kind == "cart":
             _draw_cart(frame, walker, t, s)
-        else:
-            _draw_pedestrian(frame, walker, t, s)
-    return frame
+            return
+        x, y = walker.position(t)
+        speed = float(np.hypot(walker.vx, walker.vy))
+        gait = walker.phase + t * speed * 0.5 / max(s, 1e-6)  # stride follows distance walked
+        draw_pedestrian(frame, x, y, gait, s, walker.shirt, walker.trousers)
 
-
-def _pt(x: float, y: float) -> tuple[int, int]:
-    # cv2 draws with sub-pixel precision when given fixed-point coordinates (shift=4): smooth motion, no jitter.
-    return int(round(x * 16)), int(round(y * 16))
-
-
-def _draw_pedestrian(frame: np.ndarray, w: _Walker, t: int, s: float) -> None:
-    x, y = w.position(t)
-    speed = float(np.hypot(w.vx, w.vy))
-    swing = np.sin(w.phase + t * speed * 0.5 / max(s, 1e-6)) * 3.0 * s  # stride follows distance walked
-    leg = 9 * s
-    hip = (x, y - leg)
-    thickness = max(1, int(round(2 * s)))
-    for sign in (1.0, -1.0):
-        cv2.line(frame, _pt(*hip), _pt(x + sign * swing, y), w.trousers, thickness, cv2.LINE_AA, 4)
-    cv2.ellipse(frame, _pt(x, y - leg - 5 * s), _pt(3.2 * s, 6 * s), 0, 0, 360, w.shirt, -1, cv2.LINE_AA, 4)
-    cv2.circle(frame, _pt(x, y - leg - 12.5 * s), int(round(2.6 * s * 16)), (225, 185, 150), -1, cv2.LINE_AA, 4)
+    return render_walkers(scenery, plan.walkers, t, lambda walker, t: _sprite_box(walker, t, s), draw)
 
 
 def _draw_cart(frame: np.ndarray, w: _Walker, t: int, s: float) -> None:
@@ -323,13 +285,31 @@ def _draw_cart(frame: np.ndarray, w: _Walker, t: int, s: float) -> None:
     wheel = 3 * s
     x1, y1, x2, y2 = x - 18 * s, y - 20 * s, x + 18 * s, y - wheel
     line = max(1, int(round(s)))
-    cv2.rectangle(frame, _pt(x1, y1), _pt(x2, y2), w.shirt, -1, cv2.LINE_AA, 4)
+    cv2.rectangle(frame, pt(x1, y1), pt(x2, y2), w.shirt, -1, cv2.LINE_AA, 4)
     # Dark slats on a pale crate: a texture no pedestrian has, still visible after a resize to 64x64 gray.
     for sx in np.arange(x1 + 6 * s, x2, 6 * s):
-        cv2.line(frame, _pt(sx, y1), _pt(sx, y2), (40, 30, 20), line, cv2.LINE_AA, 4)
-    cv2.rectangle(frame, _pt(x1, y1), _pt(x2, y2), (40, 30, 20), line, cv2.LINE_AA, 4)
+        cv2.line(frame, pt(sx, y1), pt(sx, y2), (40, 30, 20), line, cv2.LINE_AA, 4)
+    cv2.rectangle(frame, pt(x1, y1), pt(x2, y2), (40, 30, 20), line, cv2.LINE_AA, 4)
     for wx in (x1 + 5 * s, x2 - 5 * s):
-        cv2.circle(frame, _pt(wx, y - wheel), int(round(wheel * 16)), w.trousers, -1, cv2.LINE_AA, 4)
+        cv2.circle(frame, pt(wx, y - wheel), int(round(wheel * 16)), w.trousers, -1, cv2.LINE_AA, 4)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A scene: its default (height, width), its anomaly kinds in the order test videos take them, how a video is
+    planned (rng, width, height, frames, kind or None for a normal video) and how frame t is drawn."""
+
+    frame_size: tuple[int, int]
+    anomaly_kinds: tuple[str, ...]
+    plan: Callable[[np.random.Generator, int, int, int, str | None], VideoPlan]
+    render: Callable[[np.ndarray, VideoPlan, int], np.ndarray]
+
+
+SCENES = {
+    "walkway": Scene((120, 160), ANOMALY_KINDS, _plan_walkway, _render),
+    "motion": Scene(synth_motion.FRAME_SIZE, synth_motion.ANOMALY_KINDS, synth_motion.plan_video,
+                    synth_motion.render),
+}
 
 
 # ---------------------------------------------------------------------------------------------------- writing
