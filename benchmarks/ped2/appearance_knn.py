@@ -33,7 +33,7 @@ from vadgpu.scoring.appearance import AppearanceBank
 from vadgpu.scoring.protocol import Protocol, apply_protocol
 from vadgpu.scoring.tubes import TubeScorer, fill_frames_without_objects, frame_maxima
 
-from script_errors import open_ped2, percent_aucs, run  # beside this script
+from script_errors import open_catalog, percent_aucs, run  # beside this script
 
 DEV = ("01", "02", "03", "04", "05", "06")
 
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="512,1024,2048,4096,8192,0")
     parser.add_argument("--out", default="benchmarks/results/ped2/appearance-knn.json")
     args = parser.parse_args()
-    dataset = open_ped2(parser, args.root)
+    dataset = open_catalog(parser, "ped2", args.root)
     ckpt = load_checkpoint(args.checkpoint)
     calibration = stored_calibration(ckpt, args.checkpoint)
     if calibration is None or calibration.appearance is None:

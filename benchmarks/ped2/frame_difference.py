@@ -1,6 +1,6 @@
 """A reference point for the Ped2 table that learns nothing: score each frame by how much it differs from the last.
 
-    .venv/bin/python benchmarks/ped2/frame_difference.py [--root ../shared/datasets/ped2] [--size 64]
+    .venv/bin/python benchmarks/ped2/frame_difference.py [--dataset ped2] [--root ../shared/datasets/ped2] [--size 64]
                      [--out benchmarks/results/ped2/frame-difference.json]
 
 Each test frame is read in gray, resized to SIZE x SIZE (OpenCV, area interpolation), and its error map is the
@@ -25,7 +25,7 @@ from vadgpu.scoring.protocol import Protocol, apply_protocol
 from vadgpu.scoring.kinds import patch_max, patch_size_for
 from vadgpu.io import atomic_write_json
 
-from script_errors import open_ped2, run  # beside this script
+from script_errors import open_catalog, run  # beside this script
 
 
 def difference_scores(frame_files, size: int) -> np.ndarray:
@@ -41,11 +41,12 @@ def percent(auc: float | None) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="ped2", help="catalog name of the dataset (default: ped2)")
     parser.add_argument("--root", default="../shared/datasets/ped2")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--out", default="benchmarks/results/ped2/frame-difference.json")
     args = parser.parse_args()
-    dataset = open_ped2(parser, args.root)
+    dataset = open_catalog(parser, args.dataset, args.root)
     protocol = Protocol()
     metrics = frame_metrics({
         video.name: (video.labels, apply_protocol(difference_scores(video.frame_files, args.size), protocol))

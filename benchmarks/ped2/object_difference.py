@@ -1,7 +1,7 @@
 """A per-object reference for the Ped2 table that learns nothing: how much each detected object moved.
 
-    .venv/bin/python benchmarks/ped2/object_difference.py [--root ../shared/datasets/ped2] [--boxes FILE]
-                     [--out benchmarks/results/ped2/object-difference.json]
+    .venv/bin/python benchmarks/ped2/object_difference.py [--dataset ped2] [--root ../shared/datasets/ped2]
+                     [--boxes FILE] [--out benchmarks/results/ped2/object-difference.json]
 
 Each test frame is read in gray at Ped2's own resolution; for every box of the frame in the box cache (default:
 the dataset's background-subtraction cache of both splits, made when missing, as `vadgpu train` does in object
@@ -26,7 +26,7 @@ from vadgpu.scoring.protocol import Protocol, apply_protocol
 from vadgpu.io import atomic_write_json
 from vadgpu.objects.tubes import FrameBoxes
 
-from script_errors import open_ped2, percent_aucs, run  # beside this script
+from script_errors import open_catalog, percent_aucs, run  # beside this script
 
 
 def object_motion_scores(frame_files, boxes: FrameBoxes, video: int) -> np.ndarray:
@@ -47,11 +47,12 @@ def main() -> None:
     from vadgpu.objects.default_boxes import ensure_box_cache
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="ped2", help="catalog name of the dataset (default: ped2)")
     parser.add_argument("--root", default="../shared/datasets/ped2")
     parser.add_argument("--boxes", default=None)
     parser.add_argument("--out", default="benchmarks/results/ped2/object-difference.json")
     args = parser.parse_args()
-    dataset = open_ped2(parser, args.root)
+    dataset = open_catalog(parser, args.dataset, args.root)
     prepared = load_prepared(dataset, "cpu", progress=False)
     path = args.boxes or ensure_box_cache(dataset, {"train": list(prepared.train), "test": list(prepared.test)})
     boxes = FrameBoxes.load(path, list(prepared.test), split="test", dataset=dataset.name)

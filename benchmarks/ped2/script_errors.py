@@ -1,4 +1,4 @@
-"""What the Ped2 benchmark scripts share: a missing dataset or a bad file is one clear line, not a traceback; AUCs
+"""What the benchmark scripts share: a missing dataset or a bad file is one clear line, not a traceback; AUCs
 written as percentages."""
 
 from __future__ import annotations
@@ -9,16 +9,17 @@ from pathlib import Path
 from typing import Callable
 
 
-def open_ped2(parser: argparse.ArgumentParser, root: str):
-    """The Ped2 dataset at `root`, or the parser's usage error naming --root and what is wrong."""
+def open_catalog(parser: argparse.ArgumentParser, name: str, root: str):
+    """The catalog dataset `name` at `root` (UCSD Ped2 by default in these scripts), or the parser's usage error
+    naming --root and what is wrong."""
     from vadgpu.data.catalog import open_dataset
     from vadgpu.errors import VadgpuError
 
     if not Path(root).is_dir():
-        parser.error(f"--root {root}: no such folder; pass --root PATH, the UCSD Ped2 folder (its layouts: "
+        parser.error(f"--root {root}: no such folder; pass --root PATH, the {name} dataset folder (its layouts: "
                      "docs/datasets.md)")
     try:
-        return open_dataset("ped2", root)
+        return open_dataset(name, root)
     except VadgpuError as exc:
         parser.error(exc.format_message())
 
