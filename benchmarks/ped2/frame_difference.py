@@ -28,9 +28,12 @@ from vadgpu.io import atomic_write_json
 from script_errors import open_catalog, run  # beside this script
 
 
-def difference_scores(frame_files, size: int) -> np.ndarray:
-    frames = np.stack([cv2.resize(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), (size, size), interpolation=cv2.INTER_AREA)
-                       for f in frame_files]).astype(np.float32) / 255  # (F, S, S)
+def difference_scores(video, size: int) -> np.ndarray:
+    """Frame scores of a test `Video` (a frame folder or a video file)."""
+    from vadgpu.objects.frames import iter_frames
+
+    frames = np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (size, size), interpolation=cv2.INTER_AREA)
+                       for f in iter_frames(video)]).astype(np.float32) / 255  # (F, S, S)
     errors = np.diff(frames, axis=0, prepend=frames[1:2]) ** 2  # frame 0 is compared with frame 1
     return patch_max(torch.from_numpy(errors)[:, None]).numpy()  # (F,)
 
@@ -49,7 +52,7 @@ def main() -> None:
     dataset = open_catalog(parser, args.dataset, args.root)
     protocol = Protocol()
     metrics = frame_metrics({
-        video.name: (video.labels, apply_protocol(difference_scores(video.frame_files, args.size), protocol))
+        video.name: (video.labels, apply_protocol(difference_scores(video, args.size), protocol))
         for video in dataset.test
     })
     result = {

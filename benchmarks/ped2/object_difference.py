@@ -3,12 +3,12 @@
     .venv/bin/python benchmarks/ped2/object_difference.py [--dataset ped2] [--root ../shared/datasets/ped2]
                      [--boxes FILE] [--out benchmarks/results/ped2/object-difference.json]
 
-Each test frame is read in gray at Ped2's own resolution; for every box of the frame in the box cache (default:
-the dataset's background-subtraction cache of both splits, made when missing, as `vadgpu train` does in object
-mode) the score is the sum of the squared difference to the previous frame inside the box (the first frame is
-compared with the second), and the frame's score is the max over its boxes (a frame without a box takes its
-video's lowest score, as in object mode). Smoothing, normalisation and metrics are `vadgpu eval`'s defaults
-(median 17, min-max per video), computed by vadgpu's own functions.
+Each test frame (a frame folder or a video file) is read in gray at its own resolution; for every box of the frame
+in the box cache (default: the dataset's background-subtraction cache of both splits, made when missing, as `vadgpu
+train` does in object mode) the score is the sum of the squared difference to the previous frame inside the box (the
+first frame is compared with the second), and the frame's score is the max over its boxes (a frame without a box
+takes its video's lowest score, as in object mode). Smoothing, normalisation and metrics are `vadgpu eval`'s
+defaults (median 17, min-max per video), computed by vadgpu's own functions.
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ from vadgpu.objects.tubes import FrameBoxes
 from script_errors import open_catalog, percent_aucs, run  # beside this script
 
 
-def object_motion_scores(frame_files, boxes: FrameBoxes, video: int) -> np.ndarray:
-    frames = np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in frame_files]).astype(np.float32) / 255
+def object_motion_scores(source, boxes: FrameBoxes, video: int) -> np.ndarray:
+    """Frame scores of test `Video` `source` (a frame folder or a video file), the `video`-th of the box table."""
+    from vadgpu.objects.frames import iter_frames
+
+    frames = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in iter_frames(source)]).astype(np.float32) / 255
     motion = np.diff(frames, axis=0, prepend=frames[1:2]) ** 2  # (F, H, W); frame 0 is compared with frame 1
     height, width = frames.shape[1:]
     raw = np.full(len(frames), -np.inf)
@@ -58,7 +61,7 @@ def main() -> None:
     boxes = FrameBoxes.load(path, list(prepared.test), split="test", dataset=dataset.name)
     protocol = Protocol()
     metrics = frame_metrics({
-        video.name: (video.labels, apply_protocol(object_motion_scores(video.frame_files, boxes, i), protocol))
+        video.name: (video.labels, apply_protocol(object_motion_scores(video, boxes, i), protocol))
         for i, video in enumerate(dataset.test)
     })
     result = {
