@@ -179,7 +179,7 @@ def test_non_finite_flags_are_errors(tmp_path, args, message):
 
 @pytest.mark.parametrize("values, message", [
     ({"batch_size": [1]}, "batch_size must be a whole number, not [1]"),
-    ({"epochs": 2.5}, "epochs must be a whole number, not 2.5"),
+    ({"epochs": 2.5}, "epochs must be a whole number or empty (null), not 2.5"),
     ({"lr": "fast"}, "lr must be a number, not 'fast'"),
     ({"amp": "yes"}, "amp must be true or false or empty (null), not 'yes'"),
     ({"size": ["a", 64]}, "size must be [height, width] in whole pixels"),

@@ -46,7 +46,7 @@ def live(tmp_path_factory):
     paths = {}
     for preset in ("ddl-tiny-cpu", "ddl-objects-cpu"):
         torch.manual_seed(0)
-        model = build_model(preset)
+        model = build_model(preset, **({"window": 48} if preset == "ddl-objects-cpu" else {}))  # as trained
         paths[preset] = save_checkpoint(base / f"{preset}.pt", {
             "model_name": preset, "model_config": model.config.to_dict(), "model": model.state_dict(), "epoch": 1,
             "step": 1})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from vadgpu.errors import VadgpuError
 from vadgpu.models.registry import build_model
@@ -91,7 +92,8 @@ def test_object_mode_trains_and_evaluates_end_to_end(object_run, monkeypatch):
     assert record["protocol"]["tube_norm"] == "location" and record["protocol"]["norm"] == "none"
     objects = record["objects"]
     assert objects["calibration"]["from"].startswith("the weights file")
-    assert objects["calibration"]["window"] == 48 and objects["calibration"]["tube_size"] == 32
+    window = yaml.safe_load((run / "config.yaml").read_text())["window"]  # `auto`, resolved by training
+    assert objects["calibration"]["window"] == window and objects["calibration"]["tube_size"] == 32
     assert objects["tubes_scored"] > 0 and objects["calibration"]["appearance"] is None
     assert objects["calibration"]["tube_score"] == "location z of the tube's mse"
     rows = (run / "eval" / "objects" / "01.csv").read_text().splitlines()

@@ -56,14 +56,14 @@ def test_an_empty_cell_takes_the_whole_frame_statistics_and_psnr_is_not_logged()
 def test_constant_or_missing_training_scores_are_clear_errors():
     boxes = torch.tensor([_box(0.1, 0.5)] * 4)
     with pytest.raises(VadgpuError, match="std is 0"):
-        LocationStats.fit(boxes, torch.full((4,), 0.5), "mse")
+        LocationStats.fit(boxes, torch.full((4,), 0.5), "mse", (6, 4))
     with pytest.raises(VadgpuError, match="training tubes"):
-        fit_from_records([], "mse")
+        fit_from_records([], "mse", (6, 4))
 
 
 def test_record_round_trip_and_kind_check():
     stats = LocationStats.fit(torch.tensor([_box(0.1, 0.1), _box(0.8, 0.8), _box(0.5, 0.5)]),
-                              torch.tensor([0.1, 0.2, 0.4]), "mse")
+                              torch.tensor([0.1, 0.2, 0.4]), "mse", (6, 4))
     record = stats.to_record()
     again = LocationStats.from_record(record, "mse")
     assert torch.equal(again.mean, stats.mean) and again.grid == stats.grid

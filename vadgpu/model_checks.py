@@ -7,7 +7,8 @@ exported ONNX files (export.OnnxModel) are read, so that scoring never runs on v
   kinds hold one list of finite numbers per training video, whose `names` fit them, and whose location
   statistics fit their grid;
 - the training config's paths and names: text or empty;
-- an ONNX file's metadata: a model config vadgpu can build, whose clip geometry is the graph's input and output;
+- an ONNX file's metadata: a model config vadgpu can build (its tube window a number of pixels, never `auto`),
+  whose clip geometry is the graph's input and output;
 - scores: `check_finite_scores` refuses a model (or an input) that gives NaN or infinite scores.
 Every problem is a VadgpuError naming the file and the field.
 """
@@ -139,6 +140,7 @@ def read_onnx_metadata(path, session, text: str):
     import json
 
     from vadgpu.models.onnx_model import FRAMES_NAME, INPUT_NAME, MAPS_NAME, OUTPUT_NAME
+    from vadgpu.models.base import check_window_resolved
     from vadgpu.models.registry import model_config_from_dict
     from vadgpu.scoring.train_scores import from_json
 
@@ -159,6 +161,7 @@ def read_onnx_metadata(path, session, text: str):
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
         raise VadgpuError(f"{where}: its metadata's model_config cannot be read ({type(exc).__name__}: "
                           f"{exc})") from exc
+    check_window_resolved(config, where)
     shapes = {"input": (INPUT_NAME, FRAMES_NAME, session.get_inputs(),
                         [config.channels, config.temporal, *config.size]),
               "output": (OUTPUT_NAME, MAPS_NAME, session.get_outputs(), [config.channels, *config.size])}

@@ -9,7 +9,7 @@ def format_presets(rows: list[dict]) -> str:
     """The rows of `registry.preset_table()` as an aligned plain-text table."""
     header = ("preset", "model", "input C x T x H x W", "unit", "params", "for")
     table = [header] + [(r["preset"], r["model"], r["input"],
-                         "object tubes" if r["clips"] == "objects" else "frames",
+                         f"object tubes, window {r['window']}" if r["clips"] == "objects" else "frames",
                          f"{r['params'] / 1e6:.2f} M", r["for"]) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
@@ -17,14 +17,18 @@ def format_presets(rows: list[dict]) -> str:
 
 @click.command("presets")
 def presets() -> None:
-    """List the model presets: architecture, input geometry, parameter count and what each is for.
+    """List the model presets: architecture, input geometry, tube window, parameter count and what each is for.
 
     Without --preset, `vadgpu train --model ddl|dualpath` trains the CPU preset on a machine without CUDA and
     the paper preset on CUDA (vadgpu/models/presets.py, DEFAULT_PRESETS).
     """
-    from vadgpu.models.presets import DEFAULT_PRESETS
+    from vadgpu.models.presets import DEFAULT_PRESETS, OBJECT_STEPS
     from vadgpu.models.registry import preset_table
+    from vadgpu.objects.window import WINDOW_PER_HEIGHT
 
     click.echo(format_presets(preset_table()))
+    click.echo(f"\nobject tubes: window auto = {WINDOW_PER_HEIGHT:g} x the training boxes' median height, in pixels "
+               f"(48 on UCSD Ped2), set by `vadgpu train`; object models train {OBJECT_STEPS} optimiser steps unless "
+               "--epochs or --steps says otherwise")
     defaults = "; ".join(f"--model {arch}: {d['cpu']} (CPU), {d['cuda']} (CUDA)" for arch, d in DEFAULT_PRESETS.items())
     click.echo(f"\ndefaults without --preset: {defaults}")

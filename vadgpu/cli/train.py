@@ -14,12 +14,13 @@ from typing import Any
 import click
 
 from vadgpu.cli.options import VARIANT_HELP
-from vadgpu.engine.config import (AMP_DTYPES, CONFIG_NAME, NO_BOXES, SCHEDULES, TrainConfig,
-                                  check_resume_compatible, load_config_file, read_config_values,
-                                  train_config_from_dict, write_config)
+from vadgpu.engine.config import (AMP_DTYPES, CONFIG_NAME, DEFAULT_EPOCHS, NO_BOXES, SCHEDULES, TrainConfig,
+                                  check_resume_compatible, load_config_file, overlay_length, read_config_values,
+                                  train_config_from_dict, with_default_length, write_config)
 from vadgpu.errors import VadgpuError
-from vadgpu.models.base import CLIP_MODES
-from vadgpu.models.presets import DEFAULT_PRESETS
+from vadgpu.models.base import CLIP_MODES, WINDOW_AUTO
+from vadgpu.models.presets import DEFAULT_PRESETS, OBJECT_STEPS
+from vadgpu.objects.window import MIN_WINDOW, WINDOW_PER_HEIGHT
 from vadgpu.models.registry import ARCHITECTURES, list_presets
 from vadgpu.pipelines.choose import LOADERS
 
@@ -40,6 +41,15 @@ def _channels(value: str | None) -> int | None:
     return named[value.lower()]
 
 
+def _window(value: str | None) -> int | str | None:
+    if value is None or value.strip().lower() == WINDOW_AUTO:
+        return None if value is None else WINDOW_AUTO
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give a number of pixels or {WINDOW_AUTO}", param_hint="--window")
+
+
 def _explicit_flags(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
     """The TrainConfig fields the user actually set on the command line."""
     given = {name: value for name, value in opts.items()
@@ -54,6 +64,8 @@ def _explicit_flags(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
         flags["size"] = (height, width)
     if "channels" in given:
         flags["channels"] = _channels(given.pop("channels"))
+    if "window" in given:
+        flags["window"] = _window(given.pop("window"))
     for name in ("boxes", "patches", "root", "appearance"):  # absolute: `vadgpu eval --run` may run from another folder
         if name in given and not (name == "boxes" and given[name] == NO_BOXES):
             given[name] = str(Path(given[name]).expanduser().resolve())
@@ -66,7 +78,7 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
 
     `--out` is the run folder, always, stored as an absolute path: a resumed run continues in the folder named
     now (a copied or moved run too), never in the one its saved config recorded."""
-    requested = {**(read_config_values(config_file) if config_file else {}), **flags}
+    requested = overlay_length(read_config_values(config_file) if config_file else {}, flags)
     source = f"--config {config_file} and flags" if config_file else "command line"
     out = requested.pop("out", None)
     if out is not None and not isinstance(out, str):
@@ -89,15 +101,17 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
 
 
 def with_preset_values(config: TrainConfig) -> TrainConfig:
-    """`config` with the preset (the device's default when none is named) and its clip geometry filled in, as
-    training resolves them, without building the model."""
+    """`config` with the preset (the device's default when none is named), its clip geometry and the training
+    length filled in, as training resolves them, without building the model (an object model's window `auto`
+    stays `auto`: training measures it on the boxes)."""
     from vadgpu.device import resolve_device
     from vadgpu.models.registry import clip_overrides, default_preset, preset_config
 
     preset = config.preset or default_preset(config.model, resolve_device(config.device).type)
     model = preset_config(preset, **clip_overrides(config), **config.extra)
+    config = with_default_length(config, model.clips)
     return config.replace(preset=preset, temporal=model.temporal, size=tuple(model.size), channels=model.channels,
-                          clips=model.clips)
+                          clips=model.clips, window=model.window if model.clips == "objects" else config.window)
 
 
 @click.command("train", context_settings={"show_default": False})
@@ -114,7 +128,12 @@ def with_preset_values(config: TrainConfig) -> TrainConfig:
               "(TrainConfig field names); flags given here win over it.")
 @click.option("--out", type=click.Path(), help="[required] Run folder: config.yaml, log.jsonl, checkpoints/, "
               "summary.json.")
-@click.option("--epochs", type=int, help="Passes over the training clips." + _default("epochs"))
+@click.option("--epochs", type=int, help="Passes over the training clips. One choice with --steps: give one; either "
+              "replaces the other set by --config or a resumed run. [default: derived from --steps; "
+              f"{DEFAULT_EPOCHS} for a frame model]")
+@click.option("--steps", type=int, help="Optimiser steps in all, whatever the training split's size: the epochs are "
+              "ceil(STEPS / steps per epoch), the last cut short at exactly STEPS, and --schedule cosine runs over "
+              f"STEPS. [default: {OBJECT_STEPS} for an object model, none for a frame model (--epochs)]")
 @click.option("--batch-size", "--training_batch_size", "batch_size", type=int,
               help="Clips per step on each process." + _default("batch_size"))
 @click.option("--lr", type=float, help="Adam learning rate." + _default("lr"))
@@ -134,6 +153,10 @@ def with_preset_values(config: TrainConfig) -> TrainConfig:
 @click.option("--clips", type=click.Choice(CLIP_MODES), help="Unit of work: whole frames resized to "
               "--resize, or object tubes (T frames cut around each tracked object at the video's resolution in the "
               "preset's window, resized to its size). [default: the preset's]")
+@click.option("--window", metavar="PIXELS|auto", help="Object mode: side of the square tube window in the video's "
+              f"own pixels, or auto: {WINDOW_PER_HEIGHT:g} x the median height of the training boxes (even, at "
+              f"least {MIN_WINDOW} px, at most the frame's shorter side), written as pixels into config.yaml and "
+              "model.pt. [default: the preset's; the object presets': auto]")
 @click.option("--tubes-per-clip", type=int, help="Object mode: tubes drawn from each decoded clip per step."
               + _default("tubes_per_clip"))
 @click.option("--device", help="auto, cpu, cuda or cuda:N (under torchrun: auto or cuda)." + _default("device"))
@@ -165,7 +188,8 @@ def with_preset_values(config: TrainConfig) -> TrainConfig:
               + _default("keep_last"))
 @click.option("--log-every", type=int, help="Steps between logged losses (the only host syncs of a step)."
               + _default("log_every"))
-@click.option("--max-steps", type=int, help="Stop after this many optimiser steps in all."
+@click.option("--max-steps", type=int, help="A cap on the training length (smoke tests, benchmarks): stop after this "
+              "many optimiser steps in all, the schedule shortened to them."
               + _default("max_steps", "no limit"))
 @click.option("--amp/--no-amp", default=None, help="Autocast (bf16 or fp16) on CUDA. [default: on for CUDA]")
 @click.option("--amp-dtype", type=click.Choice(AMP_DTYPES), help="Autocast type." + _default("amp_dtype"))
@@ -224,7 +248,8 @@ def train(ctx: click.Context, config_file: str | None, resume: bool, overwrite: 
             click.echo(f"Interrupted: checkpoint saved at epoch {p.epoch + 1}, step {p.step}. Continue with:\n"
                        f"  vadgpu train --out {config.out} --resume{launch}", err=True)
         else:
-            click.echo(f"Trained {p.step} steps ({p.epoch} epochs) in {result.seconds:.1f} s, "
+            part = f" + {p.batch} steps" if p.batch else ""
+            click.echo(f"Trained {p.step} steps ({p.epoch} epochs{part}) in {result.seconds:.1f} s, "
                        f"{result.clips_per_s:.1f} clips/s. Run folder {config.out}:")
             click.echo(describe_run_dir(Path(config.out)))
             click.echo(f"Next (dataset and root are read from the checkpoint):\n  vadgpu eval --run {config.out}")

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from vadgpu.device import describe
-from vadgpu.engine.config import NO_BOXES, TrainConfig
+from vadgpu.engine.config import NO_BOXES, TrainConfig, planned_steps, with_default_length
 from vadgpu.engine.distributed import DistContext
 from vadgpu.engine.objective import TrainingObjective, build_policy, load_patches
 from vadgpu.errors import VadgpuError
@@ -135,14 +135,30 @@ def resolve_model(config: TrainConfig, ctx: DistContext, saved_model_config: dic
     if config.appearance is not None and mcfg.clips != "objects":
         raise VadgpuError(f"--appearance scores the objects of an object model's tubes; --preset {preset} is a frame "
                           "model")
+    config = with_default_length(config, mcfg.clips)
     notices += _authors_training_notice(preset, config)
     amp = config.amp if config.amp is not None else ctx.device.type == "cuda"
     if amp and ctx.device.type != "cuda":
         notices.append("--amp is for CUDA; training in float32 on the CPU")
         amp = False
     config = config.replace(preset=preset, temporal=mcfg.temporal, size=tuple(mcfg.size), channels=mcfg.channels,
-                            clips=mcfg.clips, amp=amp)
+                            clips=mcfg.clips, window=mcfg.window if mcfg.clips == "objects" else config.window,
+                            amp=amp)
     return model, config, notices
+
+
+def resolve_window(model: nn.Module, config: TrainConfig, videos, frame_size: tuple[int, int]
+                   ) -> tuple[TrainConfig, str | None]:
+    """An object model whose window is `auto`: set it (in the model's config and the training config) from the
+    training boxes of `config.boxes` (objects/window.py); returns the config and a notice saying what it chose."""
+    from vadgpu.models.base import WINDOW_AUTO
+    from vadgpu.objects.window import auto_window
+
+    if model.config.window != WINDOW_AUTO:
+        return config, None
+    choice = auto_window(config.boxes, videos, frame_size, config.dataset)
+    model.config = model.config.replace(window=choice.window)  # the window shapes no weight: only the tubes
+    return config.replace(window=choice.window), choice.describe()
 
 
 def _authors_training_notice(preset: str, config: TrainConfig) -> list[str]:
@@ -188,6 +204,10 @@ def build_components(config: TrainConfig, ctx: DistContext, saved_model_config: 
     if len(loader) == 0:
         raise VadgpuError(f"--batch-size {config.batch_size}: the training videos give no full batch of "
                           f"{mcfg.temporal}-frame clips per process")
+    if objects:
+        config, notice = resolve_window(model, config, videos, frame_size)
+        notices += [notice] if notice else []
+        mcfg = model.config
     boxes = tubes = None
     if config.boxes not in (None, NO_BOXES):
         from vadgpu.objects.boxes import ObjectBoxes
@@ -229,7 +249,7 @@ def assemble(model: nn.Module, config: TrainConfig, ctx: DistContext, loader, bo
     # fused Adam on CUDA: one kernel, and with a GradScaler it reads found_inf on the device (no sync)
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay,
                                  **({"fused": True} if ctx.device.type == "cuda" else {}))
-    total_steps = config.max_steps or config.epochs * len(loader)
+    total_steps = planned_steps(config, len(loader))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.schedule, total_steps, len(loader),
                                                                         config.lr_floor, config.decay_epochs))
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None

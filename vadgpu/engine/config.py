@@ -2,8 +2,17 @@
 
 A run's config is resolved in three layers, later ones winning:
     TrainConfig defaults  <-  --config FILE.yaml  <-  command-line flags
-Fields left at None take the model preset's value (temporal, size, channels) or the device's (amp); after the
-model is built the resolved values are filled in and the whole config is written to `<run>/config.yaml`.
+Fields left at None take the model preset's value (temporal, size, channels, window) or the device's (amp); after the
+model is built the resolved values are filled in and the whole config is written to `<run>/config.yaml`: an object
+model's `window: auto` as the pixels it resolved to (objects/window.py).
+
+How long training runs is one choice made in one of two units, `epochs` (passes over the training clips) or `steps`
+(optimiser steps in all; the epochs are then ceil(steps / steps per epoch), the last one cut short so that training
+stops at exactly `steps`, and the cosine schedule runs over `steps`). When neither is given, an object model trains
+OBJECT_STEPS steps (presets.py: the same length whatever the training split's size) and a frame model
+DEFAULT_EPOCHS epochs. A later layer's choice replaces an earlier one's (`--epochs` on the command line replaces
+`steps` in the --config file or a resumed run's config.yaml, and the other way round); naming both in one layer is
+an error. The resolved config holds exactly one of them.
 """
 
 from __future__ import annotations
@@ -21,7 +30,8 @@ import yaml
 
 from vadgpu.errors import VadgpuError
 from vadgpu.io import atomic_write_text
-from vadgpu.models.base import CLIP_MODES
+from vadgpu.models.base import CLIP_MODES, MAX_SIDE, WINDOW_AUTO
+from vadgpu.models.presets import OBJECT_STEPS
 from vadgpu.models.registry import ARCHITECTURES
 from vadgpu.objects.default_boxes import NO_BOXES
 from vadgpu.pipelines.choose import LOADERS
@@ -34,7 +44,7 @@ AMP_DTYPES = ("bf16", "fp16")
 CONFIG_NAME = "config.yaml"
 
 # Fields that define what is trained: a resumed run may not change them (the checkpoint would not fit).
-LOCKED_ON_RESUME = ("dataset", "root", "variant", "model", "preset", "temporal", "size", "channels", "clips",
+LOCKED_ON_RESUME = ("dataset", "root", "variant", "model", "preset", "temporal", "size", "channels", "clips", "window",
                     "batch_size", "tubes_per_clip", "lr", "weight_decay", "schedule", "lr_floor", "decay_epochs",
                     "boxes", "patches", "seed")
 
@@ -56,6 +66,8 @@ class TrainConfig:
     size: tuple[int, int] | None = None  # (H, W); None: the preset's
     channels: int | None = None  # 1 gray | 3 RGB; None: the preset's
     clips: str | None = None  # frames | objects (object tubes); None: the preset's
+    window: int | str | None = None  # objects: tube window in native pixels, or "auto" (from the training boxes);
+    # None: the preset's (the object presets': auto)
     tubes_per_clip: int = 4  # objects: tubes drawn from each decoded clip per step
     # pseudo-anomaly inputs
     boxes: str | None = None  # object-box cache from `vadgpu data boxes`; None: when the model needs boxes (object
@@ -64,7 +76,8 @@ class TrainConfig:
     appearance: str | None = None  # object models: Darknet weights whose box features go into the calibration record
     appearance_weight: float = 1.0  # the appearance term's weight in a tube's score
     # optimisation
-    epochs: int = 10
+    epochs: int | None = None  # passes over the training clips; None: derived from steps, else DEFAULT_EPOCHS
+    steps: int | None = None  # optimiser steps in all; None: from epochs, else an object model's OBJECT_STEPS
     batch_size: int = 8  # clips per step per process
     lr: float = 2e-4
     weight_decay: float = 0.0
@@ -116,9 +129,16 @@ class TrainConfig:
             raise VadgpuError(f"--loader {self.loader!r}: choose one of {', '.join(LOADERS)}")
         if self.clips is not None and self.clips not in CLIP_MODES:
             raise VadgpuError(f"--clips {self.clips!r}: choose one of {', '.join(CLIP_MODES)}")
-        for name in ("epochs", "batch_size", "log_every", "workers", "tubes_per_clip"):
-            if getattr(self, name) < 1:
+        for name in ("epochs", "steps", "batch_size", "log_every", "workers", "tubes_per_clip"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise VadgpuError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
+        if self.epochs is not None and self.steps is not None:
+            raise VadgpuError(f"--epochs {self.epochs} and --steps {self.steps}: training length is one choice, "
+                              "give one of them (with --steps the epochs are derived)")
+        if isinstance(self.window, str) and self.window != WINDOW_AUTO:
+            raise VadgpuError(f"--window {self.window!r}: give a number of pixels or {WINDOW_AUTO}")
+        if isinstance(self.window, int) and not 8 <= self.window <= MAX_SIDE:
+            raise VadgpuError(f"--window {self.window}: must be 8 to {MAX_SIDE} pixels (or {WINDOW_AUTO})")
         for name in ("checkpoint_every", "save_period", "keep_last"):
             if getattr(self, name) < 0:
                 raise VadgpuError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 0")
@@ -158,6 +178,41 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+DEFAULT_EPOCHS = 10  # a frame model's training length when neither epochs nor steps is given
+LENGTH_OPTIONS = ("epochs", "steps")  # the two units of one choice (module docstring)
+
+
+def with_default_length(config: TrainConfig, clips: str) -> TrainConfig:
+    """`config` with its training length filled in when it names none: OBJECT_STEPS steps for an object model
+    (`clips`), DEFAULT_EPOCHS epochs for a frame model."""
+    if config.epochs is not None or config.steps is not None:
+        return config
+    return config.replace(steps=OBJECT_STEPS) if clips == "objects" else config.replace(epochs=DEFAULT_EPOCHS)
+
+
+def planned_epochs(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Epochs the run goes through (the last one cut short when `steps` ends inside it)."""
+    if config.steps is not None:
+        return math.ceil(config.steps / max(steps_per_epoch, 1))
+    return config.epochs if config.epochs is not None else DEFAULT_EPOCHS
+
+
+def planned_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Optimiser steps the run stops after: `steps`, or epochs x steps per epoch, at most `max_steps`."""
+    steps = config.steps if config.steps is not None else planned_epochs(config, steps_per_epoch) * steps_per_epoch
+    return min(steps, config.max_steps) if config.max_steps is not None else steps
+
+
+def overlay_length(lower: dict[str, Any], upper: dict[str, Any]) -> dict[str, Any]:
+    """`lower` with `upper` over it (two layers of option: value mappings), where a training length that `upper`
+    names (epochs or steps) replaces the one `lower` names in the other unit."""
+    chosen = [name for name in LENGTH_OPTIONS if upper.get(name) is not None]
+    merged = {**lower, **upper}
+    if len(chosen) == 1:
+        merged.update({name: None for name in LENGTH_OPTIONS if name not in chosen})
+    return merged
+
+
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
 _FIELD_TYPES = typing.get_type_hints(TrainConfig)
 # Options that existed once: a config that still sets one is told why it is gone.
@@ -188,6 +243,11 @@ def train_config_from_dict(values: dict[str, Any], source: str, base: TrainConfi
     if "extra" in values and not isinstance(values["extra"], dict):
         raise VadgpuError(f"{source}: extra must be a mapping of model overrides")
     values = {name: _typed(name, value, source) for name, value in values.items()}
+    lengths = [name for name in LENGTH_OPTIONS if values.get(name) is not None]
+    if len(lengths) == 2:
+        raise VadgpuError(f"{source}: epochs {values['epochs']} and steps {values['steps']}: training length is one "
+                          "choice, give one of them (with steps the epochs are derived)")
+    values = overlay_length({}, values)  # a length named here replaces the base's, in either unit
     return dataclasses.replace(base or TrainConfig(), **values)
 
 

@@ -20,7 +20,7 @@ import torch
 
 from vadgpu import checkpoint as ckpt
 from vadgpu.engine.components import Components, build_components, unwrap
-from vadgpu.engine.config import CONFIG_NAME, TrainConfig, write_config
+from vadgpu.engine.config import CONFIG_NAME, TrainConfig, planned_epochs, planned_steps, write_config
 from vadgpu.engine.distributed import (DistContext, any_rank_true, barrier, broadcast_buffers, cleanup_distributed,
                                        gather_objects, setup_distributed)
 from vadgpu.engine.run_log import LOG_NAME, NullLogger, RunLogger, truncate_log
@@ -221,12 +221,14 @@ def _log_step(parts: Components, meter: LossMeter, position: TrainingPosition, c
 
 def train_one_epoch(parts: Components, config: TrainConfig, position: TrainingPosition, run_dir: Path, ctx: DistContext,
                     logger, stop: StopRequest) -> bool:
-    """Run the rest of epoch `position.epoch` (skipping `position.batch` batches already done); False if stopped."""
+    """Run the rest of epoch `position.epoch` (skipping `position.batch` batches already done); False when training
+    is over: stopped, at its last step (`planned_steps`) or after its last epoch."""
     loader = parts.loader
     loader.set_epoch(position.epoch)
     steps = len(loader)
+    epochs, last_step = planned_epochs(config, steps), planned_steps(config, steps)
     skip = position.batch
-    logger.start_epoch(position.epoch, config.epochs, total=steps, initial=skip)
+    logger.start_epoch(position.epoch, epochs, total=min(steps, skip + last_step - position.step), initial=skip)
     meter = LossMeter()
     stop_after_epoch = False
     clips_since, tick = 0, time.perf_counter()
@@ -242,7 +244,7 @@ def train_one_epoch(parts: Components, config: TrainConfig, position: TrainingPo
         logger.advance()
         log_due = position.step % config.log_every == 0 or position.batch == steps
         checkpoint_now = config.checkpoint_every and position.step % config.checkpoint_every == 0
-        at_max = config.max_steps is not None and position.step >= config.max_steps
+        at_max = position.step >= last_step
         # Single process: the Python flag costs nothing. DDP: ranks agree where they sync anyway.
         stopping = stop.requested if not ctx.distributed else (
             (log_due or checkpoint_now or at_max) and any_rank_true(stop.requested, ctx))
@@ -262,7 +264,7 @@ def train_one_epoch(parts: Components, config: TrainConfig, position: TrainingPo
     position.epoch += 1
     position.batch = 0
     save_training_checkpoint(parts, config, position, run_dir, ctx, epoch_end=True)
-    return position.epoch < config.epochs and not stop_after_epoch
+    return position.epoch < epochs and position.step < last_step and not stop_after_epoch
 
 
 def fit(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> FitResult:
@@ -286,8 +288,11 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
     barrier(ctx)
     # Loaded to the host: RNG states must stay CPU byte tensors, and load_state_dict moves the rest to the model
     state = ckpt.load_checkpoint(ckpt.find_run_checkpoint(run_dir), map_location="cpu") if resume else None
-    if state is not None and config.epochs < int(state["epoch"]):  # config.yaml would contradict the checkpoint
+    if state is not None and config.epochs is not None and config.epochs < int(state["epoch"]):
         raise VadgpuError(f"--epochs {config.epochs}: the run in {run_dir} has trained {state['epoch']} epochs "
+                          "already; give at least that many (or start a new run folder)")  # config.yaml would lie
+    if state is not None and config.steps is not None and config.steps < int(state["step"]):
+        raise VadgpuError(f"--steps {config.steps}: the run in {run_dir} has trained {state['step']} steps "
                           "already; give at least that many (or start a new run folder)")
     parts, config = build_components(config, ctx, state["model_config"] if state else None)
     position = TrainingPosition()
@@ -300,8 +305,14 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
     if ctx.is_main:
         write_config(config, run_dir / CONFIG_NAME)
     logger = RunLogger(run_dir, config.progress) if ctx.is_main else NullLogger()
+    epochs, last_step = planned_epochs(config, steps_per_epoch), planned_steps(config, steps_per_epoch)
+    length = f"{steps_per_epoch} steps/epoch x {epochs} epochs"
+    if config.steps is not None:
+        length = f"{config.steps} steps ({length}{', the last cut short' if config.steps % steps_per_epoch else ''})"
+    if last_step < (config.steps or epochs * steps_per_epoch):
+        length += f", stopping at step {last_step} (max_steps)"
     logger.message(f"vadgpu train: {config.model} ({config.preset}) on {parts.device_name}, world size "
-                   f"{ctx.world_size}, {steps_per_epoch} steps/epoch x {config.epochs} epochs"
+                   f"{ctx.world_size}, {length}"
                    + (f", resuming at epoch {position.epoch + 1} step {position.step}" if resume else ""))
     for notice in parts.notices:
         logger.message(notice)
@@ -309,8 +320,7 @@ def _fit(config: TrainConfig, ctx: DistContext, resume: bool, overwrite: bool) -
     interrupted = False
     try:
         with StopRequest() as stop:
-            done = position.epoch >= config.epochs or (
-                config.max_steps is not None and position.step >= config.max_steps)
+            done = position.epoch >= epochs or position.step >= last_step
             while not done:
                 done = not train_one_epoch(parts, config, position, run_dir, ctx, logger, stop)
             interrupted = stop.requested

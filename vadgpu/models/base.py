@@ -28,6 +28,9 @@ PSEUDO_KINDS = tuple(KIND_BY_NAME)
 # The unit of work: whole frames resized to `size`, or object tubes (objects/tubes.py) of `size` cut from frames
 # at the video's resolution around each tracked object, in a window of `window` native pixels.
 CLIP_MODES = ("frames", "objects")
+# The tube window of an object model left for training to size from the training boxes (objects/window.py):
+# the object presets' default. Model files always hold a number of pixels (`check_window_resolved`).
+WINDOW_AUTO = "auto"
 # What the network makes of the centre frame: rebuild it from the whole clip, or predict it with the centre hidden.
 TARGETS = ("reconstruct", "predict")
 # What the network sees: the loader's [0, 1] pixels ("unit"), or each frame z-scored on its own ("zscore": the
@@ -77,7 +80,7 @@ class ModelConfig:
     skips: tuple[int, ...] = (2, 3, 4, 5)
     clips: str = "frames"  # CLIP_MODES
     target: str = "reconstruct"  # TARGETS
-    window: int = 48  # objects: side of the tube window in the video's own pixels
+    window: int | str = 48  # objects: side of the tube window in the video's own pixels, or WINDOW_AUTO
     input_norm: str = "unit"  # INPUT_NORMS
     pseudo_kind_draw: str = "sample"  # DRAWS: each pseudo sample draws its source, or one source per batch
     shuffle_draw: str = "sample"  # DRAWS: one frame permutation per shuffled sample, or one per batch
@@ -96,6 +99,8 @@ class ModelConfig:
     def _check_type(self, name: str, value: Any, default: Any) -> None:
         # A YAML typo ("width: 8x") should name the option, not surface as a TypeError deep in the model.
         if default is None:  # optional options (None by default) take None or their value
+            return
+        if name == "window" and value == WINDOW_AUTO:
             return
         if value is None:
             ok = False
@@ -151,8 +156,12 @@ class ModelConfig:
             self._bad("target", f"choose from {list(TARGETS)}")
         if self.target == "predict" and (self.temporal < 3 or self.temporal % 2 == 0):
             self._bad("temporal", "must be odd and >= 3 to predict the centre frame from neighbours on both sides")
-        if not 8 <= self.window <= MAX_SIDE:
-            self._bad("window", f"must be 8 to {MAX_SIDE} pixels")
+        if self.window == WINDOW_AUTO:
+            if self.clips != "objects":
+                self._bad("window", "sizes object tubes from the training boxes; a frame model cuts no tubes "
+                                    "(give a number of pixels, or leave the window out)")
+        elif not 8 <= self.window <= MAX_SIDE:
+            self._bad("window", f"must be 8 to {MAX_SIDE} pixels, or {WINDOW_AUTO!r} for an object model")
         if self.clips == "objects" and self.size[0] != self.size[1]:
             self._bad("size", "object tubes are square: give H == W")
         for option, choices in (("input_norm", INPUT_NORMS), ("pseudo_kind_draw", DRAWS), ("shuffle_draw", DRAWS),
@@ -197,6 +206,15 @@ class ModelConfig:
     def replace(self, **overrides: Any) -> "ModelConfig":
         """A copy with some fields changed (validated like a fresh config)."""
         return type(self).from_dict({**self.to_dict(), **overrides})
+
+
+def check_window_resolved(config: ModelConfig, where: str) -> None:
+    """A model read from a file must carry the pixels its tubes were cut with: `auto` is resolved by training
+    (objects/window.py) before any file is written."""
+    if config.window == WINDOW_AUTO:
+        raise VadgpuError(f"{where}: its model config leaves the tube window {WINDOW_AUTO!r}, which `vadgpu train` "
+                          "resolves from the training boxes before it writes a file; this file was not written by "
+                          "vadgpu train")
 
 
 def zscore_frames(clips: torch.Tensor) -> torch.Tensor:

@@ -41,9 +41,12 @@ CPU presets (for a 2-core CPU; sizes measured in docs/models.md's table):
                            clips, data loading and pseudo-anomalies included) in the Ped2 runs of docs/results on an
                            otherwise idle machine; 8.2 min at 128x128 (benchmarks/ped2/ddl-s128.yaml).
     dualpath-ped2-cpu      64x64 gray, T = 8, F = 6, 100 items: about 1.7 min per Ped2 epoch.
-Object presets (`clips="objects"`, `target="predict"`: one tube per tracked object, cut in a fixed window of 48
-native pixels around the object's centre-frame box and resized to `size`; the centre frame is predicted from its
-neighbours; see objects/tubes.py and docs/models.md, object mode):
+Object presets (`clips="objects"`, `target="predict"`: one tube per tracked object, cut in a fixed window of native
+pixels around the object's centre-frame box and resized to `size`; the centre frame is predicted from its
+neighbours; see objects/tubes.py and docs/models.md, object mode). Their window is `auto`: training sets it from
+the training boxes (1.55 x their median height, objects/window.py; 48 px on Ped2). Training options are not model
+settings, but object models share one default: OBJECT_STEPS optimiser steps whatever the training split's size
+(engine/config.py), unless --epochs or --steps says otherwise:
     ddl-objects-cpu        DDL on 32x32 gray tubes, T = 5, widths 8-16-32-64, the learned blend weight.
     dualpath-objects-cpu   dual-path on 32x32 gray tubes, T = 5, F = 8, 100 items, skips {2, 3}, all four sources.
     ddl-objects            the same DDL at a GPU's scale: 64x64 RGB tubes, widths 32-64-128-256.
@@ -59,6 +62,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vadgpu.models.base import WINDOW_AUTO
+
 # The dual-path authors' model settings (see the docstring); each preset adds its geometry and pseudo-anomaly rate.
 _AUTHORS: dict[str, Any] = {
     "size": (128, 128), "temporal": 16, "channels": 1, "features": 16, "memory_items": 500, "shrink": 0.0025,
@@ -68,6 +73,10 @@ _AUTHORS: dict[str, Any] = {
     "shuffle_draw": "batch", "skips": (2,), "max_skip": 2, "skip_source": "other", "noise_sigma": 0.81,
 }
 
+# What every object preset shares: tubes around tracked objects, the centre frame predicted, the window sized by
+# training from the training boxes.
+_OBJECTS: dict[str, Any] = {"clips": "objects", "target": "predict", "window": WINDOW_AUTO}
+
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "ddl-paper": ("ddl", {}),
     "ddl-ped2-cpu": ("ddl", {"size": (64, 64), "channels": 1, "width": 8}),
@@ -76,15 +85,12 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "dualpath-avenue": ("dualpath", {"channels": 3}),
     "dualpath-shanghaitech": ("dualpath", {"channels": 3}),
     "dualpath-ped2-cpu": ("dualpath", {"size": (64, 64), "temporal": 8, "features": 6, "memory_items": 100}),
-    "ddl-objects-cpu": ("ddl", {"clips": "objects", "target": "predict", "window": 48, "size": (32, 32),
-                                "temporal": 5, "channels": 1, "width": 8}),
-    "ddl-objects": ("ddl", {"clips": "objects", "target": "predict", "window": 48, "size": (64, 64), "temporal": 5,
-                            "channels": 3, "width": 32}),
-    "dualpath-objects-cpu": ("dualpath", {"clips": "objects", "target": "predict", "window": 48, "size": (32, 32),
-                                          "temporal": 5, "features": 8, "memory_items": 100, "skips": (2, 3),
-                                          "max_skip": 3}),
-    "dualpath-objects": ("dualpath", {"clips": "objects", "target": "predict", "window": 48, "size": (64, 64),
-                                      "temporal": 9, "features": 16, "memory_items": 500}),
+    "ddl-objects-cpu": ("ddl", {**_OBJECTS, "size": (32, 32), "temporal": 5, "channels": 1, "width": 8}),
+    "ddl-objects": ("ddl", {**_OBJECTS, "size": (64, 64), "temporal": 5, "channels": 3, "width": 32}),
+    "dualpath-objects-cpu": ("dualpath", {**_OBJECTS, "size": (32, 32), "temporal": 5, "features": 8,
+                                          "memory_items": 100, "skips": (2, 3), "max_skip": 3}),
+    "dualpath-objects": ("dualpath", {**_OBJECTS, "size": (64, 64), "temporal": 9, "features": 16,
+                                      "memory_items": 500}),
     "dualpath-ped2-authors": ("dualpath", {**_AUTHORS, "pseudo_p": 0.02}),
     "dualpath-avenue-authors": ("dualpath", {**_AUTHORS, "size": (192, 192), "channels": 3}),
     "dualpath-shanghaitech-authors": ("dualpath", {**_AUTHORS, "size": (256, 256), "channels": 3, "features": 24,
@@ -126,6 +132,11 @@ AUTHORS_TRAINING: dict[str, dict[str, Any]] = {
     "dualpath-avenue-authors": {**_AUTHORS_COMMON, "lr": 1e-5, "epochs": 10, "decay_epochs": 20, "seed": 42},
     "dualpath-shanghaitech-authors": {**_AUTHORS_COMMON, "lr": 1e-5, "epochs": 10, "decay_epochs": 10, "seed": 42},
 }
+
+# An object model's training length when neither epochs nor steps is given: optimiser steps, not epochs, so that a
+# small training split trains as long as a large one (Ped2's 16 videos give ~155 steps of 16 clips an epoch; its
+# recipe of 5 epochs, ~775 steps, was measured good). Frame models keep epochs (TrainConfig's DEFAULT_EPOCHS).
+OBJECT_STEPS = 800
 
 # The preset `--model M` trains when no --preset is given: {architecture: {"cpu": ..., "cuda": ...}}.
 DEFAULT_PRESETS: dict[str, dict[str, str]] = {

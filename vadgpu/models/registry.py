@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from vadgpu.errors import VadgpuError
-from vadgpu.models.base import ModelConfig, VadModel
+from vadgpu.models.base import ModelConfig, VadModel, check_window_resolved
 from vadgpu.models.ddl import DDLConfig, DDLModel
 from vadgpu.models.dualpath import DualPathConfig, DualPathModel
 from vadgpu.models.presets import DEFAULT_PRESETS, PRESETS, PURPOSES
@@ -49,7 +49,8 @@ def default_preset(architecture: str, device_type: str) -> str:
 
 
 def preset_table() -> list[dict[str, Any]]:
-    """One row per preset: name, architecture, clips mode, input geometry, parameter count, purpose.
+    """One row per preset: name, architecture, clips mode, input geometry, tube window (object presets), parameter
+    count, purpose.
 
     The models are built on the meta device, so even the paper presets cost no memory or time here."""
     import torch
@@ -61,6 +62,7 @@ def preset_table() -> list[dict[str, Any]]:
         cfg = model.config
         rows.append({"preset": name, "model": cfg.architecture, "clips": cfg.clips, "target": cfg.target,
                      "input": f"{cfg.channels} x {cfg.temporal} x {cfg.size[0]} x {cfg.size[1]}",
+                     "window": cfg.window if cfg.clips == "objects" else None,
                      "params": count_parameters(model), "for": PURPOSES.get(name, "")})
     return rows
 
@@ -74,9 +76,9 @@ def preset_config(name: str, **overrides: Any) -> ModelConfig:
 
 
 def clip_overrides(settings: Any) -> dict[str, Any]:
-    """The clip geometry (`temporal`, `size`, `channels`, `clips`) that `settings` (a training or benchmark config)
-    sets, as preset overrides; fields left at None (or absent) keep the preset's value."""
-    values = {name: getattr(settings, name, None) for name in ("temporal", "size", "channels", "clips")}
+    """The clip geometry (`temporal`, `size`, `channels`, `clips`, `window`) that `settings` (a training or
+    benchmark config) sets, as preset overrides; fields left at None (or absent) keep the preset's value."""
+    values = {name: getattr(settings, name, None) for name in ("temporal", "size", "channels", "clips", "window")}
     return {name: value for name, value in values.items() if value is not None}
 
 
@@ -103,6 +105,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> VadModel:
     if missing:
         raise VadgpuError(f"checkpoint lacks {', '.join(sorted(missing))}; it was not written by vadgpu train")
     config = model_config_from_dict(ckpt["model_config"], ckpt["model_name"])
+    check_window_resolved(config, f"checkpoint of {ckpt['model_name']!r}")
     state = None
     if "model" in ckpt:
         state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}  # a DDP-wrapped save

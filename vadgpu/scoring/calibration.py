@@ -7,7 +7,8 @@ that `vadgpu eval`, `vadgpu score`, live scoring and the exported model all scor
     window, tube_size   the tube geometry the model was trained with
     detector            which box detector the training boxes came from (boxes of another detector look different:
                         scoring with them is refused, naming both)
-    location            the training tubes' error statistics by place (scoring/location.py)
+    location            the training tubes' error statistics by place, on a grid that follows the frame's size and
+                        the window (scoring/location.py)
     appearance          optional: the backbone that gives each box's features (its weights included, so no
                         Darknet file is needed to score), the bank of training boxes' features with their
                         leave-one-video-out statistics, and the term's weight (scoring/appearance.py)
@@ -35,7 +36,7 @@ from vadgpu.errors import VadgpuError
 from vadgpu.log import logger
 from vadgpu.scoring.appearance import DEFAULT_WEIGHT, MAX_BANK, AppearanceBank, AppearanceTerm
 from vadgpu.scoring.kinds import MIX_WEIGHT, OBJECT_SCORE
-from vadgpu.scoring.location import LocationStats, fit_from_records
+from vadgpu.scoring.location import LocationStats, fit_from_records, grid_for
 from vadgpu.scoring.protocol import NO_APPEARANCE, Protocol
 from vadgpu.scoring.tubes import TubeScorer, fill_frames_without_objects, frame_maxima
 
@@ -219,7 +220,7 @@ def calibrate(model, videos, boxes, *, dataset: str, variant: str | None = None,
     of the box cache at `boxes` (its train split), in one scoring pass; `features` (a BoxFeatures) adds the
     appearance term with `weight`."""
     from vadgpu.objects.boxes import read_box_cache
-    from vadgpu.objects.tubes import FrameBoxes
+    from vadgpu.objects.tubes import FrameBoxes, native_frame_size
     from vadgpu.scoring.run import score_videos
 
     videos = list(videos)
@@ -230,7 +231,7 @@ def calibrate(model, videos, boxes, *, dataset: str, variant: str | None = None,
     scorer = TubeScorer(frame_boxes, cfg.window, cfg.size[0], OBJECT_SCORE, MIX_WEIGHT, features=features)
     score_videos(model, videos, scorer, device, batch_size, progress, desc="calibrating on the training videos",
                  loader=loader)
-    location = fit_from_records(scorer.records, OBJECT_SCORE)
+    location = fit_from_records(scorer.records, OBJECT_SCORE, grid_for(native_frame_size(videos), cfg.window))
     records = scorer.records
     video = np.concatenate([r.video for r in records])
     frame = np.concatenate([r.frame for r in records])

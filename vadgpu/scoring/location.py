@@ -4,8 +4,9 @@ A fixed camera sees an object near it large and moving many pixels per frame, a 
 error of predicting a tube's centre frame depends on where the object stands as much as on what it does: a
 pedestrian close to the camera can score above a cyclist far from it, and videos whose people walk in different
 parts of the scene end up on different scales. Object models therefore score a tube by how unusual its error is
-*for that place*: the frame is cut into a grid of `GRID` cells (columns x rows), every training tube (one per box of
-every training frame, the same tubes evaluation cuts) falls in the cell of its box centre, and a tube's score is
+*for that place*: the frame is cut into a grid of cells (columns x rows, `grid_for` below), every training tube (one
+per box of every training frame, the same tubes evaluation cuts) falls in the cell of its box centre, and a tube's
+score is
 
     (f(s) - mean[cell]) / std[cell],     f = log for the error scores (mse, patch-max, mixed),
                                          identity for psnr (already a log of the mse)
@@ -17,10 +18,21 @@ variance, so an empty cell uses the global statistics. The statistics are part o
 calibrate`; `vadgpu eval` fits them again when the record was fitted on another dataset. A frame's score is then
 the max over its tubes of these normalised scores, on a scale that is the same in every video, which is why object
 models need no per-video normalisation (their default `--norm none`; docs/models.md, object mode).
+
+The grid follows the camera: cells about CELL_PER_WINDOW tube windows on a side, so a cell holds a few object
+widths whatever the frame's size and the objects' (the window is sized from them, objects/window.py):
+
+    columns = round(W / (CELL_PER_WINDOW x window)),  rows = round(H / (CELL_PER_WINDOW x window)),
+    each clamped to 1 .. MAX_CELLS
+
+CELL_PER_WINDOW = 1.25 gives UCSD Ped2's 360 x 240 frames with their 48-pixel window the 6 x 4 grid measured there
+(docs/results/ped2.md). The grid is chosen where the statistics are fitted and stored with them: a record keeps the
+grid it was fitted on (records written before the rule hold 6 x 4).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +40,8 @@ import torch
 
 from vadgpu.errors import VadgpuError
 
-GRID = (6, 4)  # columns x rows over the frame
+CELL_PER_WINDOW = 1.25  # a grid cell's side in tube windows
+MAX_CELLS = 12  # per axis
 SHRINK = 20.0  # pseudo-tubes with the global statistics added to every cell
 TUBE_NORMS = ("location", "none")
 KEY = "tube_location"  # under train_scores in model.pt
@@ -40,6 +53,14 @@ def transform(scores: torch.Tensor, kind: str) -> torch.Tensor:
     """f(score) of the module docstring, in float64."""
     scores = scores.double()
     return scores if kind in LOG_FREE_KINDS else scores.clamp_min(MIN_ERROR).log()
+
+
+def grid_for(frame_hw: tuple[int, int], window: int) -> tuple[int, int]:
+    """(columns, rows) of the location grid of frames of (H, W) pixels and tubes of `window` pixels (module
+    docstring); halves round up."""
+    side = CELL_PER_WINDOW * window
+    height, width = frame_hw
+    return tuple(int(min(max(math.floor(extent / side + 0.5), 1), MAX_CELLS)) for extent in (width, height))
 
 
 def cells(boxes: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -63,9 +84,9 @@ class LocationStats:
     count: torch.Tensor  # (rows * columns,) int64: training tubes per cell
 
     @classmethod
-    def fit(cls, boxes, scores, kind: str, grid: tuple[int, int] = GRID, shrink: float = SHRINK
-            ) -> "LocationStats":
-        """Statistics of training tubes with frame-normalised centre boxes (M, 4) and scores (M,) of `kind`."""
+    def fit(cls, boxes, scores, kind: str, grid: tuple[int, int], shrink: float = SHRINK) -> "LocationStats":
+        """Statistics of training tubes with frame-normalised centre boxes (M, 4) and scores (M,) of `kind`, by
+        cell of `grid` (columns, rows)."""
         boxes, scores = torch.as_tensor(boxes), torch.as_tensor(scores)
         if scores.numel() < 2:
             raise VadgpuError(f"location-normalised tube scores need training tubes: the training videos gave "
@@ -109,10 +130,10 @@ class LocationStats:
         return cls(kind, grid, mean, std, count)
 
 
-def fit_from_records(records, kind: str) -> LocationStats:
-    """LocationStats from a TubeScorer's records of the training videos (raw tube scores)."""
+def fit_from_records(records, kind: str, grid: tuple[int, int]) -> LocationStats:
+    """LocationStats on `grid` from a TubeScorer's records of the training videos (raw tube scores)."""
     if not records:
         raise VadgpuError("location-normalised tube scores need training tubes: the training videos gave none")
     boxes = np.concatenate([r[2] for r in records])
     scores = np.concatenate([r[3] for r in records])
-    return LocationStats.fit(torch.from_numpy(boxes), torch.from_numpy(scores.astype(np.float64)), kind)
+    return LocationStats.fit(torch.from_numpy(boxes), torch.from_numpy(scores.astype(np.float64)), kind, grid)
