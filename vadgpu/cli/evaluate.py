@@ -44,8 +44,9 @@ def _protocol_options(norms: tuple[str, ...], norm_default: str = NORM_DEFAULT):
                      help="; ".join(f"{n}: {NORM_HELP[n]}" for n in norms) + f". [default: {norm_default}]"),
         click.option("--tube-norm", type=click.Choice(TUBE_NORMS), default=None,
                      help="Object models: location = each tube's score as a z-score (of its log) against the "
-                     "training tubes in the same cell of a 6 x 4 grid over the frame, so that near and far "
-                     "objects share one scale; none = the raw tube score. [default: location]"),
+                     "training tubes in the same cell of the calibration record's grid over the frame (cells "
+                     "about 1.25 tube windows a side), so that near and far objects share one scale; none = the "
+                     "raw tube score. [default: location]"),
         click.option("--smooth", type=click.Choice(SMOOTHINGS), default="median", show_default=True,
                      help="Temporal smoothing: median (DDL), gaussian (dual-path code) or none."),
         click.option("--window", type=int, default=None,
