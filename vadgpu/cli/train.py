@@ -74,7 +74,8 @@ def _explicit_flags(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool) -> TrainConfig:
-    """TrainConfig defaults <- config file <- flags; with --resume the run's saved config.yaml is the base.
+    """TrainConfig defaults <- the preset's training settings (presets.PRESET_TRAINING) <- config file <- flags;
+    with --resume the run's saved config.yaml is the base.
 
     `--out` is the run folder, always, stored as an absolute path: a resumed run continues in the folder named
     now (a copied or moved run too), never in the one its saved config recorded."""
@@ -89,6 +90,9 @@ def resolve_config(flags: dict[str, Any], config_file: str | None, resume: bool)
             from vadgpu.models.registry import architecture_of
 
             requested["model"] = architecture_of(requested["preset"])
+        from vadgpu.models.presets import PRESET_TRAINING
+
+        requested = {**PRESET_TRAINING.get(requested.get("preset"), {}), **requested}
         return train_config_from_dict({**requested, "out": out}, source)
     if not out:
         raise VadgpuError("--resume needs --out (the run folder to continue)")

@@ -133,6 +133,12 @@ AUTHORS_TRAINING: dict[str, dict[str, Any]] = {
     "dualpath-shanghaitech-authors": {**_AUTHORS_COMMON, "lr": 1e-5, "epochs": 10, "decay_epochs": 10, "seed": 42},
 }
 
+# The training settings the CPU object presets were measured with (benchmarks/ped2/run_objects.sh, the results in
+# docs/results/ped2.md): `vadgpu train --preset NAME` starts from them, a config file or a flag overrides each.
+_OBJECT_TRAINING: dict[str, Any] = {"batch_size": 16, "tubes_per_clip": 4, "lr": 1e-3, "schedule": "cosine"}
+PRESET_TRAINING: dict[str, dict[str, Any]] = {"ddl-objects-cpu": _OBJECT_TRAINING,
+                                              "dualpath-objects-cpu": _OBJECT_TRAINING}
+
 # An object model's training length when neither epochs nor steps is given: optimiser steps, not epochs, so that a
 # small training split trains as long as a large one (Ped2's 16 videos give ~155 steps of 16 clips an epoch; its
 # recipe of 5 epochs, ~775 steps, was measured good). Frame models keep epochs (TrainConfig's DEFAULT_EPOCHS).
