@@ -160,6 +160,24 @@ def test_object_models_default_to_a_fixed_number_of_steps():
     assert with_default_length(TrainConfig(epochs=2), "objects").steps is None  # an explicit length stays
 
 
+def test_a_cpu_object_preset_starts_from_its_measured_training_settings(tmp_path):
+    import yaml
+
+    def printed(*args):
+        result = CliRunner().invoke(cli, ["train", "--preset", "ddl-objects-cpu", *args, "--print-config"])
+        assert result.exit_code == 0, result.output
+        return yaml.safe_load(result.output)
+
+    config = printed()
+    assert (config["batch_size"], config["tubes_per_clip"], config["lr"], config["schedule"]) == (16, 4, 1e-3, "cosine")
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 0.0005\n")
+    assert printed("--config", str(path))["lr"] == 5e-4  # a config file overrides the preset
+    assert printed("--config", str(path), "--lr", "0.002")["lr"] == 2e-3  # and a flag the file
+    frames = yaml.safe_load(CliRunner().invoke(cli, ["train", "--preset", "ddl-tiny-cpu", "--print-config"]).output)
+    assert frames["batch_size"] == TrainConfig().batch_size  # other presets keep the defaults
+
+
 def test_epochs_and_steps_are_one_choice_the_later_layer_wins(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("steps: 100\n")
