@@ -285,11 +285,13 @@ class ScoreBench:
                 "stages": {m: s["stages"] for m, s in modes.items()}}
 
     def settings_dict(self) -> dict:
-        out = asdict(self.s)
+        from vadgpu.checkpoint import shipped_name
+
+        out = asdict(self.s)  # paths as given: a record holds no more of the machine's folders than asked
         cfg = self.model_config
         appearance = (self.calibration or {}).get("appearance")
-        out.update(checkpoint=str(self.checkpoint), device=str(self.device), loader=self.loader,
-                   videos=[v.name for v in self.videos], video_paths=[str(v.path) for v in self.videos],
+        out.update(shipped=shipped_name(self.s.checkpoint), device=str(self.device), loader=self.loader,
+                   videos=[v.name for v in self.videos],
                    model={"architecture": cfg.architecture, "clips": cfg.clips, "temporal": cfg.temporal,
                           "size": list(cfg.size), "channels": cfg.channels, "window": getattr(cfg, "window", None),
                           "calibration": self.calibration is not None, "appearance": appearance is not None})

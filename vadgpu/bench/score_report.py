@@ -100,3 +100,47 @@ def format_markdown(result: dict) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def _label(result: dict, mode: str) -> str:
+    videos = result["settings"]["videos"]
+    return f"{mode}, {', '.join(videos)}" if len(videos) <= 3 else f"{mode}, {len(videos)} videos"
+
+
+def format_summary(results: list[dict]) -> str:
+    """Several results side by side in Markdown (docs/results/throughput.md): a column per result and mode, each
+    stage as seconds (share, frames/s if it alone ran), the decode limit, the end-to-end rate, start-up and load."""
+    columns = [(r, mode) for r in results for mode in r["modes"]]
+    order = {name: i for i, name in enumerate(STAGES)}
+    names: list[str] = []
+    for r, mode in columns:
+        names += [n for n in r["modes"][mode]["stages"] if n not in names]
+    names.sort(key=lambda n: order.get(n, len(order) - 1.5))
+    rows = []
+    for name in names:
+        row = [f"&nbsp;&nbsp;{name.split('.', 1)[1]}" if "." in name else name]
+        for r, mode in columns:
+            cell = r["modes"][mode]["stages"].get(name)
+            row.append("" if cell is None else f"{cell['seconds']:.2f} s ({cell['share']:.0%}, "
+                       + ("-" if cell["frames_per_s"] is None else f"{cell['frames_per_s']:,.0f}/s") + ")")
+        rows.append(row)
+        if name == "decode":
+            rows.append(["decode limit (the loader alone)"]
+                        + [f"{r['modes'][m]['decode_limit_frames_per_s']:,.0f}/s" for r, m in columns])
+    rows.append(["**end to end** (start-up apart)"]
+                + [f"**{r['modes'][m]['seconds']:.2f} s, {r['modes'][m]['frames_per_s']:.1f} frames/s**"
+                   for r, m in columns])
+    rows.append(["first run (not counted)"] + ["" if r["modes"][m].get("first_run") is None else
+                                               f"{r['modes'][m]['first_run']['seconds']:.2f} s"
+                                               for r, m in columns])
+    rows.append(["start-up: imports + model load"]
+                + [f"{r['startup'].get('imports_s', float('nan')):.1f} s + {r['modes'][m]['startup_s']:.2f} s"
+                   for r, m in columns])
+    rows.append(["peak RSS"] + [f"{r['modes'][m]['memory']['host_rss_peak_mib']:,.0f} MiB" for r, m in columns])
+    rows.append(["load average (1 min, start -> end)"]
+                + [f"{r['system']['load_average_start'][0]} -> {r['system']['load_average_end'][0]}"
+                   for r, m in columns])
+    header = ["stage: seconds (share, frames/s alone)"] + [_label(r, m) for r, m in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
