@@ -27,6 +27,11 @@ def test_network_input_keeps_the_aspect_and_a_multiple_of_32():
     assert x.shape == (2, 3, 320, 480) and torch.equal(x[:, 0], x[:, 2])  # gray: three equal channels
 
 
+@pytest.fixture(scope="module")
+def tiny(tiny_darknet):
+    return tiny_darknet  # conftest.py's
+
+
 def _opencv_features(weights, frames: np.ndarray, owner: np.ndarray, boxes: np.ndarray, pool: int = 2):
     """The same features computed the way OpenCV DNN would give them: its map of the same network input, pooled
     with roi_align (the reference the torch backbone must equal)."""
@@ -44,8 +49,8 @@ def _opencv_features(weights, frames: np.ndarray, owner: np.ndarray, boxes: np.n
     return torch.nn.functional.normalize(pooled.flatten(1), dim=1).numpy()
 
 
-def test_box_features_equal_opencv_dnn_and_do_not_depend_on_the_batch(tiny_darknet):
-    features = BoxFeatures.from_darknet(tiny_darknet, short_side=64)
+def test_box_features_equal_opencv_dnn_and_do_not_depend_on_the_batch(tiny):
+    features = BoxFeatures.from_darknet(tiny, short_side=64)
     rng = np.random.default_rng(0)
     frames = torch.from_numpy(rng.random((3, 3, 64, 96), dtype=np.float32))  # already the network's size
     owner = torch.tensor([0, 0, 2])
@@ -53,7 +58,7 @@ def test_box_features_equal_opencv_dnn_and_do_not_depend_on_the_batch(tiny_darkn
     vectors = features(frames, owner, boxes)
     assert vectors.shape == (3, 16 * 2 * 2)
     np.testing.assert_allclose(vectors.norm(dim=1).numpy(), 1.0, rtol=1e-5)
-    reference = _opencv_features(tiny_darknet, frames.numpy(), owner.numpy(), boxes.numpy())
+    reference = _opencv_features(tiny, frames.numpy(), owner.numpy(), boxes.numpy())
     assert float(np.abs(vectors.numpy() - reference).max()) < 1e-4
     alone = torch.cat([features(frames[:1], owner[:2], boxes[:2]), features(frames[2:], owner[:1], boxes[2:])])
     assert torch.allclose(vectors, alone, atol=1e-5)
@@ -139,10 +144,15 @@ def test_protocol_checks_what_appearance_needs():
     Protocol(appearance="none").for_model(frames)  # leaving the term out is fine for any model
 
 
-def test_the_record_is_in_the_weights_file_and_loads_safely(calibrated_model, tiny_darknet):
+@pytest.fixture(scope="module")
+def calibrated(calibrated_model):
+    return calibrated_model  # conftest.py's: the object run calibrated with the tiny Darknet network's features
+
+
+def test_the_record_is_in_the_weights_file_and_loads_safely(calibrated, tiny):
     from vadgpu.scoring.calibration import stored_calibration
 
-    ckpt = torch.load(calibrated_model, weights_only=True)
+    ckpt = torch.load(calibrated, weights_only=True)
     assert "train_scores" not in ckpt  # the record supersedes the old statistics
     calibration = stored_calibration(ckpt)
     assert calibration.detector.startswith("bgsub") and calibration.window == 48
@@ -153,17 +163,16 @@ def test_the_record_is_in_the_weights_file_and_loads_safely(calibrated_model, ti
     frames = torch.rand(2, 1, 48, 64, generator=torch.Generator().manual_seed(1))
     owner, boxes = torch.tensor([0, 1]), torch.tensor([[0.1, 0.1, 0.6, 0.7], [0.2, 0.3, 0.9, 0.8]])
     assert torch.allclose(calibration.appearance.features(frames, owner, boxes),
-                          BoxFeatures.from_darknet(tiny_darknet)(frames, owner, boxes), atol=1e-6)
+                          BoxFeatures.from_darknet(tiny)(frames, owner, boxes), atol=1e-6)
     broken = {**ckpt["calibration"], "format": 99}
     with pytest.raises(VadgpuError, match="calibration record"):
         stored_calibration({**ckpt, "calibration": broken})
 
 
-def test_score_eval_and_live_use_the_record_and_agree(calibrated_model, object_run, tmp_path, monkeypatch):
+def test_score_eval_and_live_use_the_record_and_agree(calibrated, object_run, tmp_path, monkeypatch):
     base, root, run, runner, cli = object_run
     monkeypatch.setenv("VADGPU_CACHE", str(base / "cache"))
-    code, output = invoke(["eval", "--checkpoint", str(calibrated_model), "--no-progress", "--out",
-                           str(tmp_path / "ev")])
+    code, output = invoke(["eval", "--checkpoint", str(calibrated), "--no-progress", "--out", str(tmp_path / "ev")])
     assert code == 0, output
     record = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     calibration = record["objects"]["calibration"]
@@ -172,7 +181,7 @@ def test_score_eval_and_live_use_the_record_and_agree(calibrated_model, object_r
     eval_rows = read_csv(tmp_path / "ev" / "scores.csv")
     for name in ("01", "02"):
         video = root / "testing" / "videos" / f"{name}.avi"
-        code, output = invoke(["score", str(video), "--checkpoint", str(calibrated_model), "--no-progress",
+        code, output = invoke(["score", str(video), "--checkpoint", str(calibrated), "--no-progress",
                                "--out", str(tmp_path / name)])
         assert code == 0, output
         assert f"wrote {tmp_path / name / 'objects.csv'}" in output
@@ -189,10 +198,10 @@ def test_score_eval_and_live_use_the_record_and_agree(calibrated_model, object_r
         # live, replaying the file with the dataset's boxes, decodes as the torch loader does (FFmpeg through PyAV
         # and OpenCV; DALI's MJPEG decoder rounds its colours otherwise): the same raw scores, frame by frame
         boxes = next((base / "cache").glob("synthetic-*/boxes-bgsub-both.npz"))
-        code, output = invoke(["score", str(video), "--checkpoint", str(calibrated_model), "--loader", "torch",
+        code, output = invoke(["score", str(video), "--checkpoint", str(calibrated), "--loader", "torch",
                                "--boxes", str(boxes), "--out", str(tmp_path / "torch"), "--no-progress"])
         assert code == 0, output
-        code, output = invoke(["score", str(video), "--live", "--checkpoint", str(calibrated_model), "--boxes",
+        code, output = invoke(["score", str(video), "--live", "--checkpoint", str(calibrated), "--boxes",
                                str(boxes), "--out", str(tmp_path / "live"), "--no-progress"])
         assert code == 0, output
         live = [float(r["raw_score"]) for r in read_csv(tmp_path / "live" / "scores.csv")]
@@ -200,16 +209,15 @@ def test_score_eval_and_live_use_the_record_and_agree(calibrated_model, object_r
         np.testing.assert_allclose(live, offline, atol=5e-4)  # one clip per call live, 16 offline: float32 rounding
 
 
-def test_another_extractor_or_detector_than_the_record_s_is_refused(calibrated_model, object_run, tmp_path,
-                                                                    monkeypatch):
+def test_another_extractor_or_detector_than_the_record_s_is_refused(calibrated, object_run, tmp_path, monkeypatch):
     base, root, run, runner, cli = object_run
     monkeypatch.setenv("VADGPU_CACHE", str(base / "cache"))
     other = make_tiny_darknet(tmp_path / "other", seed=5)
-    code, output = invoke(["eval", "--checkpoint", str(calibrated_model), "--appearance", str(other), "--no-progress",
+    code, output = invoke(["eval", "--checkpoint", str(calibrated), "--appearance", str(other), "--no-progress",
                            "--out", str(tmp_path / "e")])
     assert code != 0 and "tiny.weights" in output and "calibration record" in output, output
     # the record's own network, named again, is accepted; leaving the term out scores like the plain model
-    code, output = invoke(["eval", "--checkpoint", str(calibrated_model), "--appearance", "none", "--no-progress",
+    code, output = invoke(["eval", "--checkpoint", str(calibrated), "--appearance", "none", "--no-progress",
                            "--out", str(tmp_path / "none")])
     assert code == 0, output
     code, output = invoke(["eval", "--run", str(run), "--no-progress", "--out", str(tmp_path / "plain")])
@@ -217,10 +225,10 @@ def test_another_extractor_or_detector_than_the_record_s_is_refused(calibrated_m
     assert read_csv(tmp_path / "none" / "scores.csv") == read_csv(tmp_path / "plain" / "scores.csv")
 
 
-def test_eval_appearance_calibrates_in_memory_when_the_record_has_none(object_run, tiny_darknet, tmp_path, monkeypatch):
+def test_eval_appearance_calibrates_in_memory_when_the_record_has_none(object_run, tiny, tmp_path, monkeypatch):
     base, root, run, runner, cli = object_run
     monkeypatch.setenv("VADGPU_CACHE", str(base / "cache"))
-    code, output = invoke(["eval", "--run", str(run), "--appearance", str(tiny_darknet), "--no-progress",
+    code, output = invoke(["eval", "--run", str(run), "--appearance", str(tiny), "--no-progress",
                            "--out", str(tmp_path / "a")])
     assert code == 0, output
     record = json.loads((tmp_path / "a" / "metrics.json").read_text())["objects"]["calibration"]
@@ -234,20 +242,19 @@ def test_eval_appearance_calibrates_in_memory_when_the_record_has_none(object_ru
 
 @pytest.mark.skipif(not (available("onnx") and available("onnxruntime")), reason="the export extra (onnx, "
                     "onnxruntime) is not installed")
-def test_the_exported_file_scores_like_the_weights_file(calibrated_model, object_run, tmp_path, monkeypatch):
+def test_the_exported_file_scores_like_the_weights_file(calibrated, object_run, tmp_path, monkeypatch):
     import onnxruntime
 
     base, root, run, runner, cli = object_run
     monkeypatch.setenv("VADGPU_CACHE", str(base / "cache"))
     onnx_file = tmp_path / "model.onnx"
-    code, output = invoke(["export", "--checkpoint", str(calibrated_model), "--format", "onnx", "--out",
-                           str(onnx_file)])
+    code, output = invoke(["export", "--checkpoint", str(calibrated), "--format", "onnx", "--out", str(onnx_file)])
     assert code == 0, output
     session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["clips", "frames"]
     assert [o.name for o in session.get_outputs()] == ["recon", "maps"]
     video = root / "testing" / "videos" / "02.avi"
-    for flag, path, out in (("--checkpoint", calibrated_model, "pt"), ("--model", onnx_file, "onnx")):
+    for flag, path, out in (("--checkpoint", calibrated, "pt"), ("--model", onnx_file, "onnx")):
         code, output = invoke(["score", str(video), flag, str(path), "--no-progress", "--out", str(tmp_path / out)])
         assert code == 0, output
     exported = [float(r["raw_score"]) for r in read_csv(tmp_path / "onnx" / "scores.csv")]
@@ -256,13 +263,13 @@ def test_the_exported_file_scores_like_the_weights_file(calibrated_model, object
 
 
 @pytest.mark.gpu
-def test_the_appearance_term_runs_on_cuda_without_a_host_sync_and_equals_the_cpu(tiny_darknet):
+def test_the_appearance_term_runs_on_cuda_without_a_host_sync_and_equals_the_cpu(tiny):
     """Frames already on the device in, appearance z-scores out: the backbone, the roi pooling and the bank's
     distances stay on the GPU (no sync), and give the CPU's numbers."""
     from vadgpu.scoring.appearance import AppearanceTerm
 
     generator = torch.Generator().manual_seed(3)
-    features = BoxFeatures.from_darknet(tiny_darknet, short_side=64)
+    features = BoxFeatures.from_darknet(tiny, short_side=64)
     frames = torch.rand(4, 1, 48, 64, generator=generator)
     owner = torch.tensor([0, 1, 1, 3])
     boxes = torch.tensor([[0.1, 0.1, 0.5, 0.6], [0.2, 0.2, 0.9, 0.9], [0.0, 0.3, 0.4, 1.0], [0.5, 0.1, 1.0, 0.5]])
@@ -272,7 +279,7 @@ def test_the_appearance_term_runs_on_cuda_without_a_host_sync_and_equals_the_cpu
     bank = AppearanceBank.fit(features(train, train_owner, train_boxes), train_owner % 3)
     expected = AppearanceTerm(features, bank)(frames, owner, boxes)
     cuda = torch.device("cuda")
-    term = AppearanceTerm(BoxFeatures.from_darknet(tiny_darknet, short_side=64), bank).to(cuda)
+    term = AppearanceTerm(BoxFeatures.from_darknet(tiny, short_side=64), bank).to(cuda)
     inputs = (frames.to(cuda), owner.to(cuda), boxes.to(cuda))
     with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         term(*inputs)  # warm-up: cuDNN's algorithm choice
