@@ -252,8 +252,8 @@ class ScoreBench:
         wall = time.perf_counter() - started
         startup = sum(clock.seconds.get(n, 0.0) for n in STARTUP_STAGES)
         seconds = wall - startup
-        self.echo(f"  {label}: {frames} frames in {seconds:.2f} s ({frames / max(seconds, 1e-9):.1f} frames/s), "
-                  f"start-up {startup:.2f} s")
+        rate = f"{frames} frames in {seconds:.2f} s ({frames / max(seconds, 1e-9):.1f} frames/s), " if frames else ""
+        self.echo(f"  {label}: {rate}start-up {startup:.2f} s")
         return {"label": label, "frames": frames, "wall_s": round(wall, 4), "startup_s": round(startup, 4),
                 "seconds": round(seconds, 4), "frames_per_s": round(frames / max(seconds, 1e-9), 2),
                 "stages": {k: round(v, 5) for k, v in clock.seconds.items()}, "calls": dict(clock.calls)}
