@@ -10,6 +10,10 @@
 #   bench-<preset>.json       `vadgpu bench throughput --device cuda` at the ddl-paper (256x256 RGB, T=3) and
 #                             dualpath-ped2 (128x128 gray, T=16) geometries: loaders, kernels, training steps,
 #                             GPU memory (the DALI rows too where DALI is installed; else they are listed as skipped)
+#   bench-score.json          `vadgpu bench score --device cuda` with the shipped ped2-ddl over DATA_ROOT's test
+#                             videos: frames/s of score and live scoring, each stage's share (decode, boxes, tube
+#                             cut, network, appearance, ...), the decode limit, GPU memory (live needs PyAV to read
+#                             video files: without it, score alone)
 #   train/                    a short ddl-paper training on DATA_ROOT: as many whole epochs as fit in
 #                             TRAIN_SECONDS (sized from the measured training rate), the last checkpoint kept
 #   eval.json                 `vadgpu eval` of that run (frame-level micro/macro AUC on the test split)
@@ -26,7 +30,8 @@
 #
 # Settings (environment): DEVICE (cuda), LOADER (auto: DALI where installed, else the torch loader),
 # TRAIN_PRESET (ddl-paper), BENCH_PRESETS ("ddl-paper dualpath-ped2"), TRAIN_SECONDS (240), BENCH_SECONDS (2),
-# MAX_EPOCHS (60), BATCH (8). DEVICE=cpu with tiny presets is the dry run the test suite makes.
+# MAX_EPOCHS (60), BATCH (8), SCORE_CHECKPOINT (ped2-ddl), SCORE_VIDEOS (comma-separated test videos of the
+# score bench; default: all). DEVICE=cpu with tiny presets is the dry run the test suite makes.
 set -u -o pipefail
 
 if [ $# -ne 2 ]; then
@@ -46,6 +51,8 @@ TRAIN_SECONDS=${TRAIN_SECONDS:-240}
 BENCH_SECONDS=${BENCH_SECONDS:-2}
 MAX_EPOCHS=${MAX_EPOCHS:-60}
 BATCH=${BATCH:-8}
+SCORE_CHECKPOINT=${SCORE_CHECKPOINT:-ped2-ddl}
+SCORE_VIDEOS=${SCORE_VIDEOS:-}
 PARTS="$OUT/parts.tsv"
 : > "$PARTS"
 
@@ -133,6 +140,14 @@ for preset in $BENCH_PRESETS; do
         --preset "$preset" --loader "$LOADER" --batch-size "$BATCH" --seconds "$BENCH_SECONDS" --repeats 3 \
         --warmup 1 --json "$OUT/bench-$preset.json" --no-progress
 done
+
+# The scoring path stage by stage. Eval is left out: the shipped model's calibration record is Ped2's in its own
+# layout, and on DATA_ROOT (another dataset name) eval would first calibrate on its training videos.
+SCORE_MODES=score
+"$PYTHON" -c "import av" 2>/dev/null && SCORE_MODES=score,live
+part bench-score vadgpu bench score --dataset generic --root "$DATA" --checkpoint "$SCORE_CHECKPOINT" \
+    --modes "$SCORE_MODES" ${SCORE_VIDEOS:+--videos "$SCORE_VIDEOS"} --device "$DEVICE" --loader "$LOADER" \
+    --out "$OUT/bench-score.json" --no-progress
 
 # As many whole epochs as fit in TRAIN_SECONDS at the training rate the train preset's bench measured (one epoch
 # where it did not run).

@@ -219,3 +219,24 @@ def object_run(tmp_path_factory):
         assert result.exit_code == 0, result.output
         assert "object tubes: 4 per clip" in result.output
         yield base, root, run, runner, cli
+
+
+@pytest.fixture(scope="module")
+def tiny_darknet(tmp_path_factory) -> Path:
+    """make_tiny_darknet's weights file (its .cfg beside it), once per test module."""
+    return make_tiny_darknet(tmp_path_factory.mktemp("darknet"))
+
+
+@pytest.fixture(scope="module")
+def calibrated_model(object_run, tiny_darknet, tmp_path_factory) -> Path:
+    """The object run's model.pt calibrated with the tiny Darknet network's features (`vadgpu calibrate`): an
+    object model with location and appearance terms in its record."""
+    base, root, run, runner, cli = object_run
+    out = tmp_path_factory.mktemp("calibrated") / "model.pt"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VADGPU_CACHE", str(base / "cache"))
+        result = runner.invoke(cli, ["calibrate", "--checkpoint", str(run / "model.pt"), "--appearance",
+                                     str(tiny_darknet), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "appearance z" in result.output and f"wrote {out}" in result.output
+    return out

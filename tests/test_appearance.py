@@ -28,8 +28,8 @@ def test_network_input_keeps_the_aspect_and_a_multiple_of_32():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_darknet(tmp_path_factory.mktemp("darknet"))
+def tiny(tiny_darknet):
+    return tiny_darknet  # conftest.py's
 
 
 def _opencv_features(weights, frames: np.ndarray, owner: np.ndarray, boxes: np.ndarray, pool: int = 2):
@@ -145,17 +145,8 @@ def test_protocol_checks_what_appearance_needs():
 
 
 @pytest.fixture(scope="module")
-def calibrated(object_run, tiny, tmp_path_factory):
-    """The object run's model.pt calibrated with the tiny Darknet network's features (`vadgpu calibrate`)."""
-    base, root, run, runner, cli = object_run
-    out = tmp_path_factory.mktemp("calibrated") / "model.pt"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VADGPU_CACHE", str(base / "cache"))
-        result = runner.invoke(cli, ["calibrate", "--checkpoint", str(run / "model.pt"), "--appearance", str(tiny),
-                                     "--out", str(out), "--no-progress"])
-    assert result.exit_code == 0, result.output
-    assert "appearance z" in result.output and f"wrote {out}" in result.output
-    return out
+def calibrated(calibrated_model):
+    return calibrated_model  # conftest.py's: the object run calibrated with the tiny Darknet network's features
 
 
 def test_the_record_is_in_the_weights_file_and_loads_safely(calibrated, tiny):

@@ -28,13 +28,13 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "TRAIN_PRESET": "ddl-tiny-cpu",
            "BENCH_PRESETS": "ddl-tiny-cpu", "TRAIN_SECONDS": "3", "BENCH_SECONDS": "0.05", "MAX_EPOCHS": "2",
-           "BATCH": "4"}
+           "BATCH": "4", "SCORE_VIDEOS": "01"}
     done = subprocess.run(["bash", str(SCRIPT), str(data), str(out)], env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["all_ran"], summary
-    assert set(summary["parts"]) == {"env", "gpu-tests", "bench-ddl-tiny-cpu", "train", "eval"}
+    assert set(summary["parts"]) == {"env", "gpu-tests", "bench-ddl-tiny-cpu", "bench-score", "train", "eval"}
     env_info = json.loads((out / "env.json").read_text())
     assert env_info["cuda_available"] is False and "vadgpu" in env_info
     tests = json.loads((out / "gpu-tests.json").read_text())
@@ -42,6 +42,9 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     assert all("CUDA GPU" in t["detail"] for t in tests["tests"] if t["outcome"] == "skipped")
     bench = json.loads((out / "bench-ddl-tiny-cpu.json").read_text())
     assert bench["stages"]["train"]["rate"]["median"] > 0
+    score = json.loads((out / "bench-score.json").read_text())  # the shipped ped2-ddl, score and live (PyAV)
+    assert list(score["modes"]) == ["score", "live"] and score["settings"]["videos"] == ["01"]
+    assert all(m["frames"] == 30 and m["stages"]["network"]["seconds"] > 0 for m in score["modes"].values())
     metrics = json.loads((out / "eval.json").read_text())
     assert 1 <= summary["train_epochs"] <= 2
     # the AUCs it reports are those of its scores.csv (recomputed here), and of the trained model (evaluated again)

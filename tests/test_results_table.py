@@ -53,8 +53,9 @@ def copy(results_table, tmp_path, monkeypatch):
         shutil.copytree(REPO / "benchmarks" / "results" / "ped2" / run, results / "ped2" / run)
     for file in results_table.REFERENCES.values():
         shutil.copy(REPO / "benchmarks" / "results" / "ped2" / file, results / "ped2" / file)
-    for file in (REPO / "benchmarks" / "results").glob("throughput-*-cpu.json"):
-        shutil.copy(file, results / file.name)
+    for pattern in ("throughput-*-cpu.json", "score-*-cpu.json"):
+        for file in (REPO / "benchmarks" / "results").glob(pattern):
+            shutil.copy(file, results / file.name)
     pages = []
     for page in ("README.md", "docs/results/ped2.md", "docs/results/throughput.md"):
         (tmp_path / page).parent.mkdir(parents=True, exist_ok=True)

@@ -134,17 +134,19 @@ class Detector:
         training videos' scores) or `false_alarms_per_hour` (the threshold for at most that many events per hour
         of the training videos, at the stream's frame rate, else `fps`, else 25), `threshold_off` (hysteresis),
         `min_duration` and `merge_gap` in frames (defaults 1 and 50, chosen with benchmarks/live_alarms.py)."""
+        from vadgpu.bench.stages import stage
         from vadgpu.checkpoint import checkpoint_file, load_checkpoint
         from vadgpu.device import resolve_device
         from vadgpu.evaluation.runner import load_model, open_onnx_model
         from vadgpu.scoring.protocol import Protocol
 
         torch_device = resolve_device(device)
-        if str(model).lower().endswith(".onnx"):
-            net, ckpt = open_onnx_model(model), {}
-        else:
-            ckpt = load_checkpoint(checkpoint_file(model), map_location="cpu")
-            net = load_model(ckpt, torch_device)
+        with stage("model load"):
+            if str(model).lower().endswith(".onnx"):
+                net, ckpt = open_onnx_model(model), {}
+            else:
+                ckpt = load_checkpoint(checkpoint_file(model), map_location="cpu")
+                net = load_model(ckpt, torch_device)
         if protocol is None:
             protocol = Protocol(score=score, norm=norm, smooth=smooth, window=window or LIVE_WINDOW,
                                 tube_norm=tube_norm)
@@ -245,6 +247,7 @@ class LiveStream:
         return ended_by(exc, self.signals or StopSignals())
 
     def __iter__(self) -> Iterator[Result]:
+        from vadgpu.bench.stages import timed
         from vadgpu.live.stream import Gap
 
         if self._closed or self._iterated:
@@ -264,7 +267,7 @@ class LiveStream:
                              ended, image if self.keep_images else None)
 
         try:
-            for item in self.frames:
+            for item in timed(self.frames, "decode"):
                 if isinstance(item, Gap):
                     yield from results(self.scorer.finish())
                     continue

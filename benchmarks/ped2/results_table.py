@@ -16,8 +16,9 @@ added_in, config_digest, training (digest of log.jsonl: two runs with the same o
 ways), steps, train_min, final_weight and the metrics of each evaluation (fractions); the no-learning references
 (frame-difference.json ...) are lines of recipe "reference". The tables are made from runs.jsonl alone and written
 between `<!-- results:NAME -->` and `<!-- /results:NAME -->` markers; the loader throughput tables come from
-benchmarks/results/throughput-*-cpu.json. `--check` fails, naming what differs, when runs.jsonl is not what the
-folders give, when a generated table differs from the page, or when a result file holds a machine's path.
+benchmarks/results/throughput-*-cpu.json, the scoring path's stages from benchmarks/results/score-*-cpu.json.
+`--check` fails, naming what differs, when runs.jsonl is not what the folders give, when a generated table differs
+from the page, or when a result file holds a machine's path.
 
 Recipes, from the run names: frames-1 / frames-2 (run_ped2.sh: the two rounds of full-frame runs, round 2 with
 `-lr1e-2` in the name), dualpath-forms (run_authors.sh), objects-1 (run_objects.sh, raw tube error), objects-2
@@ -351,13 +352,20 @@ def throughput_table() -> str:
     return format_summary(throughput_results())
 
 
+def score_table() -> str:
+    """The scoring path stage by stage (docs/results/throughput.md), from benchmarks/results/score-*-cpu.json."""
+    from vadgpu.bench.score_report import format_summary  # the summary of `vadgpu bench score`
+
+    return format_summary([json.loads(p.read_text()) for p in sorted(RESULTS.glob("score-*-cpu.json"))])
+
+
 def blocks(lines: list[dict]) -> dict[str, str]:
     """Every generated block by its marker name."""
     return {"headline": headline_table(lines), "objects-3": object_tables(lines, "objects-3"),
             "objects-2": object_tables(lines, "objects-2"), "objects-1": object_tables(lines, "objects-1"),
             "dualpath-forms": forms_tables(lines), "frames": frames_table(lines),
             "references": references_table(lines), "throughput-headline": throughput_headline(),
-            "throughput": throughput_table()}
+            "throughput": throughput_table(), "score-stages": score_table()}
 
 
 PAGES = [REPO / "README.md", REPO / "docs" / "results" / "ped2.md", REPO / "docs" / "results" / "throughput.md"]

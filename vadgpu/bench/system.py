@@ -46,6 +46,28 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def source_commit() -> dict | None:
+    """The git commit of the vadgpu source that runs (and whether it has uncommitted changes), or None when it is
+    not a git checkout or git is missing."""
+    import subprocess
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2]  # the checkout holding vadgpu/, if it is one
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != folder:  # an installed copy inside some other repository
+        return None
+    commit, status = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    return None if commit is None or status is None else {"commit": commit, "dirty": bool(status)}
+
+
 def describe_system(device: torch.device) -> dict:
     """Date, host, CPU, cores, load average, device and versions, for the JSON and the table header."""
     info = {

@@ -1,4 +1,5 @@
-"""`vadgpu bench ...`: benchmarks (`throughput`: decode limit, baseline loader, DALI pipeline, kernels, training)."""
+"""`vadgpu bench ...`: benchmarks (`throughput`: decode limit, baseline loader, DALI pipeline, kernels, training;
+`score`: the scoring path end to end, stage by stage)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from vadgpu.cli.options import dataset_options
+from vadgpu.cli.options import CHECKPOINT, VARIANT_HELP, dataset_options
 
+from vadgpu.bench.score import DEFAULT_CHECKPOINT, MODES, SCORE_BOXES
 from vadgpu.bench.throughput import STAGES
 from vadgpu.pipelines.choose import LOADERS
 from vadgpu.errors import VadgpuError
@@ -78,3 +80,81 @@ def throughput(name, root, variant, cache, device, preset, temporal, resize, cha
         except OSError as exc:
             raise VadgpuError(f"--json {json_path}: cannot write ({exc.strerror})") from exc
         click.echo(f"wrote {json_path}")
+
+
+def _comma_list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@bench.command("score")
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path), metavar="[VIDEO|FOLDER]...")
+@click.option("--checkpoint", type=CHECKPOINT, default=DEFAULT_CHECKPOINT, show_default=True,
+              help="The model: a weights file (RUN/model.pt) or shipped weights by name.")
+@click.option("--dataset", "name", default=None, help="Catalog name of a dataset whose test videos to score "
+              "(eval needs one: its labels).")
+@click.option("--root", type=click.Path(path_type=Path), default=None, help="The dataset's folder (read only).")
+@click.option("--variant", default=None, help=VARIANT_HELP)
+@click.option("--videos", default="", help="Comma-separated test videos of the dataset, e.g. 04,05 [default: all].")
+@click.option("--modes", default=",".join(MODES), show_default=True,
+              help="score: `vadgpu score` per video (prepare, boxes, scoring, outputs); eval: `vadgpu eval` over the "
+              "chosen test videos with the dataset's box cache; live: Detector.stream per video, unpaced.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--loader", type=click.Choice(LOADERS), default="auto", show_default=True,
+              help="Clip loader of score and eval: dali, torch or auto (dali where installed).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Clips per batch.")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Timed runs of each mode (their stage seconds are averaged).")
+@click.option("--no-warmup", is_flag=True, help="Skip the untimed first run of each mode on the first video.")
+@click.option("--score-boxes", type=click.Choice(SCORE_BOXES), default="detect", show_default=True,
+              help="Score mode: detect = background subtraction in every run (a video seen for the first time); "
+              "cache = every run reads the boxes the warm-up run cached.")
+@click.option("--eval-boxes", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Eval mode: box cache of the test split [default: the dataset's background-subtraction cache, "
+              "made before timing when missing].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The JSON record [default: benchmarks/results/score-NAME-DEVICE.json, NAME the dataset or the "
+              "first input].")
+@click.option("--markdown", is_flag=True, help="Also print the stage table as Markdown.")
+@click.option("--no-progress", is_flag=True, help="No line per run.")
+def score(inputs, checkpoint, name, root, variant, videos, modes, device, loader, batch_size, repeats, no_warmup,
+          score_boxes, eval_boxes, out, markdown, no_progress) -> None:
+    """The scoring path end to end, stage by stage: frames/s of score, eval and live, and where the time goes.
+
+    Each mode runs the real path (model load apart: start-up, reported with the imports) with a stage clock:
+    decode, clips, boxes, tube cut, network, tube scores, appearance, protocol, writing, other; each stage's
+    seconds, share and frames/s if it alone ran, beside the decode limit (the same loader alone), peak RSS and
+    the load average. Writes a JSON record and prints the table.
+
+    \b
+    Examples:
+      vadgpu bench score --dataset ped2 --root PED2 --videos 04
+      vadgpu bench score my_camera.mp4 --checkpoint runs/x/model.pt --modes score,live --device cuda
+    """
+    from vadgpu.bench.score import ScoreBenchSettings, run_score_bench
+    from vadgpu.bench.score_report import format_markdown, format_table
+    from vadgpu.device import resolve_device
+    from vadgpu.io import atomic_write_json
+    from vadgpu.outputs import check_output_file
+
+    settings = ScoreBenchSettings(
+        checkpoint=str(checkpoint), dataset=name, root=None if root is None else str(root), variant=variant,
+        videos=_comma_list(videos), inputs=tuple(str(p) for p in inputs), modes=_comma_list(modes), device=device,
+        loader=loader, batch_size=batch_size, repeats=repeats, warmup=not no_warmup, score_boxes=score_boxes,
+        eval_boxes=None if eval_boxes is None else str(eval_boxes))
+    if out is None:
+        label = name or (Path(inputs[0]).stem if inputs else "score")
+        out = Path("benchmarks") / "results" / f"score-{label}-{resolve_device(device).type}.json"
+    sources = [(root, "the dataset root")] if root is not None else []
+    sources += [(p, "an input") for p in inputs]
+    check_output_file(out, "--out", sources=sources, kinds=("json",), what="a benchmark result")  # before measuring
+    result = run_score_bench(settings, echo=(lambda line: None) if no_progress else lambda line: click.echo(line,
+                                                                                                          err=True))
+    click.echo(format_table(result))
+    if markdown:
+        click.echo("\n" + format_markdown(result))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        atomic_write_json(out, result)
+    except OSError as exc:
+        raise VadgpuError(f"--out {out}: cannot write ({exc.strerror})") from exc
+    click.echo(f"wrote {out}")

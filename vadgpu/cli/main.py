@@ -21,7 +21,7 @@ COMMANDS = {
     "calibrate": ("vadgpu.cli.evaluate", "calibrate_command",
                   "Fit an object model's calibration record and store it in the weights file."),
     "export": ("vadgpu.cli.export", "export", "Export a model as ONNX or TorchScript, self-checked."),
-    "bench": ("vadgpu.cli.bench", "bench", "Benchmarks: loader throughput."),
+    "bench": ("vadgpu.cli.bench", "bench", "Benchmarks: loader throughput; the scoring path, stage by stage."),
     "presets": ("vadgpu.cli.presets", "presets", "List the model presets."),
 }
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from vadgpu import __version__
+from vadgpu.bench.stages import stage
 from vadgpu.checkpoint import (checkpoint_dir, checkpoint_record, default_eval_out, find_run_model,
                                load_checkpoint)
 from vadgpu.data.types import PreparedVideo
@@ -121,6 +122,16 @@ def _checkpoint_record(path: Path, ckpt: dict) -> dict:
             "step": ckpt.get("step"), "vadgpu_version": ckpt.get("vadgpu_version")}
 
 
+def named_videos(videos: Sequence[PreparedVideo], names: Sequence[str], where: str) -> list[PreparedVideo]:
+    """The test videos named `names`, in the split's order; a name the split lacks is a clear error."""
+    known = {v.name for v in videos}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise VadgpuError(f"{where}: no test video named {', '.join(missing)} (it has {', '.join(sorted(known))})")
+    wanted = set(names)
+    return [v for v in videos if v.name in wanted]
+
+
 def evaluate(
     checkpoint: str | Path,
     *,
@@ -135,6 +146,7 @@ def evaluate(
     progress: bool = True,
     boxes: str | Path | None = None,
     loader: str = "auto",
+    videos: Sequence[str] | None = None,
 ) -> EvalResult:
     """Score a checkpoint on a dataset's test split and write metrics.json, scores.csv and the plots.
 
@@ -143,7 +155,8 @@ def evaluate(
     from `boxes`, else from the training run's box cache, else from the dataset's background-subtraction cache
     (made when missing), and also writes objects/VIDEO.csv: every scored box of every frame, best first.
     `loader`: the clip loader (dali, torch or auto; pipelines/choose.py). `protocol`: a Protocol, or the name of
-    one whose fields depend on the dataset and model ("dualpath-authors": authors_protocol.py).
+    one whose fields depend on the dataset and model ("dualpath-authors": authors_protocol.py). `videos`: only
+    these test videos (by name), e.g. for a benchmark.
     """
     from vadgpu.data.catalog import open_dataset
     from vadgpu.data.prepare import load_prepared
@@ -151,7 +164,8 @@ def evaluate(
     checkpoint = Path(checkpoint)
     device = resolve_device(device)
     loader = _resolve_loader(loader)
-    ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    with stage("model load"):
+        ckpt = load_checkpoint(checkpoint, map_location="cpu")
     config = ckpt.get("config") or {}
     boxes = boxes_option(boxes, ckpt, checkpoint, "the training run's box cache, else the dataset's background-"
                          "subtraction cache, made once")
@@ -160,16 +174,20 @@ def evaluate(
         out = default_eval_out(checkpoint, run_dir if run_dir is not None else resolve_checkpoint(None, checkpoint)[1])
     out = check_eval_out(out, root)
 
-    data = open_dataset(dataset, root, variant=variant)
-    prepared = load_prepared(data, device, progress=progress, loader=loader)
+    with stage("prepare"):
+        data = open_dataset(dataset, root, variant=variant)
+        prepared = load_prepared(data, device, progress=progress, loader=loader)
     test = list(prepared.test)
+    if videos is not None:
+        test = named_videos(test, videos, f"dataset {dataset} at {root}")
     if not test:
         raise VadgpuError(f"dataset {dataset} at {root} has no test videos")
     unlabelled = [v.name for v in test if v.labels is None]
     if unlabelled:
         raise VadgpuError(f"dataset {dataset} at {root}: test videos without labels: {', '.join(unlabelled)}")
 
-    model = load_model(ckpt, device)
+    with stage("model load"):
+        model = load_model(ckpt, device)
     if isinstance(protocol, str):
         from vadgpu.evaluation.authors_protocol import named_protocol
 
@@ -188,12 +206,15 @@ def evaluate(
         if boxes is None:
             from vadgpu.objects.default_boxes import ensure_box_cache
 
-            boxes = ensure_box_cache(data, {"train": train, "test": test}, progress=progress)
+            with stage("boxes"):
+                # the whole test split: the dataset's one default cache, whichever videos are scored
+                boxes = ensure_box_cache(data, {"train": train, "test": list(prepared.test)}, progress=progress)
         calibration, calibration_source = eval_calibration(ckpt, checkpoint, model, protocol, train, boxes,
                                                            data.name, variant, device, batch_size, progress,
                                                            loader)
-        scorer = calibration.tube_scorer(model, FrameBoxes.load(boxes, test, split="test", dataset=data.name),
-                                         protocol, device)
+        with stage("boxes"):
+            frame_boxes = FrameBoxes.load(boxes, test, split="test", dataset=data.name)
+        scorer = calibration.tube_scorer(model, frame_boxes, protocol, device)
         if protocol.norm == "train":
             stats = frame_stats(calibration.train_frame_scores(), protocol, temporal, calibration.names, checkpoint)
             stats_source = calibration_source
@@ -211,12 +232,14 @@ def evaluate(
                 names, stats_source = [v.name for v in train], FROM_PASS
             stats = frame_stats(frame_scores, protocol, temporal, names or [], checkpoint)
     raw = score_videos(model, test, scorer, device, batch_size, progress, desc="scoring test", loader=loader)
-    videos = _apply(test, raw, protocol, temporal, stats, labelled=True)
-    metrics = frame_metrics({v.name: (v.labels, v.score) for v in videos})
+    with stage("protocol"):
+        videos = _apply(test, raw, protocol, temporal, stats, labelled=True)
+        metrics = frame_metrics({v.name: (v.labels, v.score) for v in videos})
     if model.config.clips == "objects":
         from vadgpu.objects.tubes import native_frame_size
 
-        write_object_csvs(out / "objects", [v.name for v in test], scorer.records, native_frame_size(test))
+        with stage("writing"):
+            write_object_csvs(out / "objects", [v.name for v in test], scorer.records, native_frame_size(test))
         boxless = [scorer.boxes.count(i) == 0 for i in range(len(test))]  # (frames,) per video
         without = {v.name: int(empty.sum()) for v, empty in zip(test, boxless)}
         anomalous_without = sum(int((empty & (np.asarray(v.labels) > 0)).sum()) for v, empty in zip(test, boxless))
@@ -257,7 +280,8 @@ def evaluate(
     }
     if objects_record is not None:
         record["objects"] = objects_record
-    content = write_eval_outputs(out, videos, metrics, record)
+    with stage("writing"):
+        content = write_eval_outputs(out, videos, metrics, record)
     return EvalResult(out=out, metrics=metrics, videos=videos, record=content)
 
 
@@ -340,12 +364,15 @@ def score_input(
     source = Path(source)
     device = resolve_device(device)
     loader = _resolve_loader(loader)
-    ckpt = load_checkpoint(checkpoint, map_location="cpu") if model_file is None else {}
+    with stage("model load"):
+        ckpt = load_checkpoint(checkpoint, map_location="cpu") if model_file is None else {}
     boxes = boxes_option(boxes, ckpt, checkpoint or model_file,
                          "background subtraction runs over the input first, cached")
     out = check_score_out(out if out is not None else default_score_out(source), source, heatmap_mp4)
-    video = prepare_input(source, device, progress=progress, loader=loader)
-    model = load_model(ckpt, device) if model_file is None else open_onnx_model(model_file)
+    with stage("prepare"):
+        video = prepare_input(source, device, progress=progress, loader=loader)
+    with stage("model load"):
+        model = load_model(ckpt, device) if model_file is None else open_onnx_model(model_file)
     tube_norm_chosen = protocol.tube_norm is not None
     protocol = protocol.for_model(model.config)
     name = safe_name(video.name)
@@ -358,7 +385,8 @@ def score_input(
             from vadgpu.objects.default_boxes import ensure_box_cache
 
             single = Dataset(INPUT_DATASET, video.video.path.parent, train=(), test=(video.video,))
-            boxes = ensure_box_cache(single, {"test": [video]}, progress=progress)
+            with stage("boxes"):
+                boxes = ensure_box_cache(single, {"test": [video]}, progress=progress)
         scorer, calibration = object_input_scorer(model, ckpt, checkpoint or model_file, protocol, boxes, [video],
                                                   device, required=tube_norm_chosen)
         if protocol.norm == "train":
@@ -382,17 +410,19 @@ def score_input(
             writer.abort()
         raise
     heatmap = writer.close() if writer is not None else None
-    scored = _apply([video], raw, protocol, temporal, stats, labelled=False)[0]
-    csv_path = write_scores_csv(out / "scores.csv", [scored])
-    curve = write_curves(out, [scored], ylabel=_score_label(protocol, model.config.clips == "objects"))[0]
-    objects_csv = None
-    if model.config.clips == "objects":
-        from vadgpu.evaluation.heatmap import write_object_heatmap
-        from vadgpu.objects.tubes import native_frame_size
+    with stage("protocol"):
+        scored = _apply([video], raw, protocol, temporal, stats, labelled=False)[0]
+    with stage("writing"):
+        csv_path = write_scores_csv(out / "scores.csv", [scored])
+        curve = write_curves(out, [scored], ylabel=_score_label(protocol, model.config.clips == "objects"))[0]
+        objects_csv = None
+        if model.config.clips == "objects":
+            from vadgpu.evaluation.heatmap import write_object_heatmap
+            from vadgpu.objects.tubes import native_frame_size
 
-        objects_csv = write_object_csvs(out, ["objects"], scorer.records, native_frame_size([video]))[0]
-        if heatmap_mp4:  # drawn after scoring: the boxes' colours span the whole video's tube scores
-            heatmap = write_object_heatmap(out / f"{name}-heatmap.mp4", video, scorer.records, raw[0])
+            objects_csv = write_object_csvs(out, ["objects"], scorer.records, native_frame_size([video]))[0]
+            if heatmap_mp4:  # drawn after scoring: the boxes' colours span the whole video's tube scores
+                heatmap = write_object_heatmap(out / f"{name}-heatmap.mp4", video, scorer.records, raw[0])
     return ScoreResult(out=out, video=scored, csv=csv_path, curve=curve, heatmap=heatmap, objects=objects_csv)
 
 
@@ -408,7 +438,8 @@ def object_input_scorer(model, ckpt: dict, source, protocol: Protocol, boxes, vi
     from vadgpu.scoring.tubes import TubeScorer
 
     calibration = stored_calibration(ckpt, source) if ckpt else getattr(model, "calibration", None)
-    frame_boxes = FrameBoxes.load(boxes, videos, split="test")
+    with stage("boxes"):
+        frame_boxes = FrameBoxes.load(boxes, videos, split="test")
     if calibration is None:
         missing = (f"{source} has no calibration record: no location statistics of its training tubes (model.pt "
                    "of a finished run has one; a training checkpoint does not; `vadgpu calibrate` adds it)")

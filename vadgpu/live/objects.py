@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vadgpu.bench.stages import stage
 from vadgpu.errors import VadgpuError
 from vadgpu.log import logger
 from vadgpu.objects.detectors import BackgroundSubtractionDetector
@@ -85,7 +86,8 @@ class LiveObjectScorer:
 
     def observe(self, image: np.ndarray) -> None:
         if self.cached is None:
-            self.boxes.observe(image)
+            with stage("boxes"):
+                self.boxes.observe(image)
 
     def score(self, clip: torch.Tensor, centre_image: np.ndarray, centre: int) -> tuple[float, list[list[float]]]:
         """(raw score, the TOP_BOXES best boxes as [x1, y1, x2, y2, tube score] in pixels) of clip (1, C, T, H, W)
@@ -97,9 +99,10 @@ class LiveObjectScorer:
                 raise VadgpuError(f"the stream has more frames than the {self.cached.num_frames[0]} of its box cache")
             frame = torch.full((1,), centre, dtype=torch.int64, device=clip.device)
         else:
-            boxes = self.boxes.boxes(centre_image)
-            scorer = self.make_scorer(FrameBoxes(np.zeros(len(boxes), np.int64), np.zeros(len(boxes), np.int64),
-                                                 boxes, [1]))
+            with stage("boxes"):
+                boxes = self.boxes.boxes(centre_image)
+                scorer = self.make_scorer(FrameBoxes(np.zeros(len(boxes), np.int64), np.zeros(len(boxes), np.int64),
+                                                     boxes, [1]))
             frame = index
         before = len(scorer.records)
         raw = float(scorer(self.model, clip, index, frame)[0])

@@ -42,6 +42,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from vadgpu.bench.stages import stage
 from vadgpu.errors import VadgpuError
 from vadgpu.live.events import Event
 from vadgpu.scoring.frames import FrameScorer
@@ -117,8 +118,9 @@ class CausalScorer:
     def _convert(self, image: np.ndarray) -> torch.Tensor:
         from vadgpu.pipelines.baseline import convert_frame
 
-        frame = convert_frame(image, self.channels, self.size)  # (H, W, C) uint8
-        return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div_(255.0)
+        with stage("clips"):
+            frame = convert_frame(image, self.channels, self.size)  # (H, W, C) uint8
+            return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div_(255.0)
 
     def push(self, index: int, image: np.ndarray) -> list[tuple[int, float, float, list | None]]:
         """Add frame `index`; returns the (frame, raw, score, boxes) that became ready (at most one); boxes: the
@@ -155,7 +157,8 @@ class CausalScorer:
 
     def _score(self, centre: int, last: int) -> tuple[int, float, float, list | None]:
         indices = [min(max(centre + j, self.first), last) for j in range(-self.behind, self.ahead + 1)]
-        clips = torch.stack([self.frames[i] for i in indices], dim=1)[None].to(self.device)  # (1, C, T, H, W)
+        with stage("clips"):
+            clips = torch.stack([self.frames[i] for i in indices], dim=1)[None].to(self.device)  # (1, C, T, H, W)
         boxes = None
         with torch.inference_mode():
             if self.objects is not None:
@@ -164,9 +167,10 @@ class CausalScorer:
                 index = torch.full((1,), centre, dtype=torch.int64, device=self.device)
                 raw = float(self.frame_scorer(self.model, clips, index, index)[0])
         raw = check_finite_score(raw, centre, str(getattr(self.model, "path", "the model")))
-        self.recent.append(raw)
-        smoothed = float(median_smooth(np.asarray(self.recent), self.recent.maxlen, causal=True)[-1])
-        score = smoothed if self.stats is None else (smoothed - self.stats.mean) / self.stats.std
+        with stage("protocol"):
+            self.recent.append(raw)
+            smoothed = float(median_smooth(np.asarray(self.recent), self.recent.maxlen, causal=True)[-1])
+            score = smoothed if self.stats is None else (smoothed - self.stats.mean) / self.stats.std
         return centre, raw, score, boxes
 
 

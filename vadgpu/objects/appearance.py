@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
+from vadgpu.bench.stages import stage
 from vadgpu.errors import VadgpuError
 from vadgpu.objects.darknet_torch import DarknetBackbone
 
@@ -110,13 +111,15 @@ class BoxFeatures:
         (N, C, H, W) in [0, 1], on the frames' device. The backbone runs once over all N frames."""
         if owner.numel() == 0:
             return frames.new_zeros((0, 0), dtype=torch.float32)
-        x = network_input(frames, self.short_side).contiguous(memory_format=torch.channels_last)
-        step = CPU_FRAMES if x.device.type == "cpu" else len(x)
-        maps = torch.cat([self.backbone(x[i:i + step]) for i in range(0, len(x), step)])  # (N, C', h, w)
-        height, width = x.shape[-2:]
-        stride = width / maps.shape[-1]
-        scale = boxes.new_tensor([width, height, width, height], dtype=torch.float32)
-        rois = torch.cat([owner.to(torch.float32)[:, None], boxes.float() * scale], dim=1)
-        pooled = roi_align(maps, rois, (self.pool, self.pool), spatial_scale=1 / stride,
-                           sampling_ratio=SAMPLING_RATIO, aligned=True)  # (M, C', pool, pool)
-        return F.normalize(pooled.flatten(1), dim=1)
+        with stage("appearance.backbone"):
+            x = network_input(frames, self.short_side).contiguous(memory_format=torch.channels_last)
+            step = CPU_FRAMES if x.device.type == "cpu" else len(x)
+            maps = torch.cat([self.backbone(x[i:i + step]) for i in range(0, len(x), step)])  # (N, C', h, w)
+        with stage("appearance.pool"):
+            height, width = x.shape[-2:]
+            stride = width / maps.shape[-1]
+            scale = boxes.new_tensor([width, height, width, height], dtype=torch.float32)
+            rois = torch.cat([owner.to(torch.float32)[:, None], boxes.float() * scale], dim=1)
+            pooled = roi_align(maps, rois, (self.pool, self.pool), spatial_scale=1 / stride,
+                               sampling_ratio=SAMPLING_RATIO, aligned=True)  # (M, C', pool, pool)
+            return F.normalize(pooled.flatten(1), dim=1)

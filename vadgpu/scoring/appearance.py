@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vadgpu.bench.stages import stage
 from vadgpu.errors import VadgpuError
 from vadgpu.objects.appearance import BoxFeatures
 
@@ -142,4 +143,6 @@ class AppearanceTerm:
         return self
 
     def __call__(self, frames: torch.Tensor, owner: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        return self.bank.score(self.features(frames, owner, boxes))
+        features = self.features(frames, owner, boxes)
+        with stage("appearance.bank"):
+            return self.bank.score(features)

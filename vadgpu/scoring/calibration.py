@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vadgpu.bench.stages import stage
 from vadgpu.errors import VadgpuError
 from vadgpu.log import logger
 from vadgpu.scoring.appearance import DEFAULT_WEIGHT, MAX_BANK, AppearanceBank, AppearanceTerm
@@ -191,9 +192,10 @@ def _describe(identity: dict) -> str:
 def stored_calibration(ckpt: dict, source="the weights file") -> Calibration | None:
     """The calibration record of a checkpoint (an object model's), read from `calibration`, else from the
     `train_scores` of weights files written before the record existed; None when it has neither."""
-    if ckpt.get(KEY) is not None:
-        return Calibration.from_record(ckpt[KEY], source)
-    return legacy_calibration(ckpt)
+    with stage("model load"):
+        if ckpt.get(KEY) is not None:
+            return Calibration.from_record(ckpt[KEY], source)
+        return legacy_calibration(ckpt)
 
 
 def legacy_calibration(ckpt: dict) -> Calibration | None:

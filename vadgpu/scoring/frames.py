@@ -7,6 +7,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from vadgpu.bench.stages import stage
 from vadgpu.scoring.kinds import error_map, scores_from_errors
 
 # (target (N, C, H, W), squared errors (N, 1, H, W), scores (N,), video (N,), frame (N,)) of each batch
@@ -23,9 +24,10 @@ class FrameScorer:
         self.on_errors = on_errors
 
     def __call__(self, model, clips: torch.Tensor, video: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-        target, recon = model.reconstruct(clips)  # (N, C, H, W) x 2
-        errors = error_map(target, recon)  # (N, 1, H, W)
-        scores = scores_from_errors(errors, self.kind, self.mix_weight, **self.grid)
+        with stage("network"):
+            target, recon = model.reconstruct(clips)  # (N, C, H, W) x 2
+            errors = error_map(target, recon)  # (N, 1, H, W)
+            scores = scores_from_errors(errors, self.kind, self.mix_weight, **self.grid)
         if self.on_errors is not None:
             self.on_errors(target, errors, scores, video, frame)
         return scores

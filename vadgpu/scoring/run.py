@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vadgpu.bench.stages import stage, timed
 from vadgpu.data.types import PreparedVideo
 from vadgpu.errors import VadgpuError
 from vadgpu.model_checks import check_finite_scores
@@ -31,15 +32,18 @@ def score_videos(model, videos: Sequence[PreparedVideo], scorer, device: torch.d
         raise VadgpuError(f"--batch-size {batch_size} must be at least 1")
     frame_size = native_frame_size(videos) if model.config.clips == "objects" else None
     spec = ClipSpec.for_model(model.config, skip_window=False, frame_size=frame_size)
-    clips = open_loader(resolve_loader(loader)[0], list(videos), spec, batch_size=batch_size, device=device,
-                        train=False)
+    with stage("decode"):
+        clips = open_loader(resolve_loader(loader)[0], list(videos), spec, batch_size=batch_size, device=device,
+                            train=False)
     scores, video_ids, frame_ids = [], [], []  # per batch, on the device: one host transfer at the end
     total = sum(v.num_frames for v in videos)
     lines = None if progress else _ProgressLines(desc, videos)  # no bar: a line per video, never silent
     with torch.inference_mode(), tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True,
                                       disable=None if progress else True) as bar:
-        for batch in clips:
-            scores.append(scorer(model, batch.clips, batch.video, batch.frame))
+        for batch in timed(clips, "decode"):
+            with stage("clips"):
+                frames = batch.clips
+            scores.append(scorer(model, frames, batch.video, batch.frame))
             video_ids.append(batch.video)
             frame_ids.append(batch.frame)
             bar.update(len(batch.frame))
@@ -47,10 +51,11 @@ def score_videos(model, videos: Sequence[PreparedVideo], scorer, device: torch.d
                 lines.update(len(batch.frame))
     if not scores:
         raise VadgpuError("the loader gave no clips: the videos have no frames to score")
-    raw = place(videos, torch.cat(scores), torch.cat(video_ids), torch.cat(frame_ids))
-    check_finite_scores(raw, [v.name for v in videos], str(getattr(model, "path", "the model")),
-                        model.config.clips == "objects")
-    return [scorer.finish(r) for r in raw]
+    with stage("protocol"):
+        raw = place(videos, torch.cat(scores), torch.cat(video_ids), torch.cat(frame_ids))
+        check_finite_scores(raw, [v.name for v in videos], str(getattr(model, "path", "the model")),
+                            model.config.clips == "objects")
+        return [scorer.finish(r) for r in raw]
 
 
 class _ProgressLines:

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from vadgpu.bench.stages import stage
 from vadgpu.objects.tubes import FrameBoxes, crop_tubes, tube_windows
 from vadgpu.scoring.appearance import AppearanceTerm
 from vadgpu.scoring.kinds import error_map, scores_from_errors
@@ -58,32 +59,40 @@ class TubeScorer:
         """(N,) raw frame scores for clips (N, C, T, H, W) centred at (video, frame); -inf where a frame has no box.
         Records every tube (TubeRecord)."""
         height, width = clips.shape[-2:]
-        video_np, frame_np = video.cpu().numpy(), frame.cpu().numpy()
-        owner_np, rows_np = self.boxes.select_rows(video_np, frame_np)
-        boxes_np = self.boxes.boxes[rows_np]
-        best = torch.full((clips.shape[0],), float("-inf"), device=clips.device)
-        if owner_np.size == 0:
-            return best
-        owner = torch.from_numpy(owner_np).to(clips.device)
-        centres = torch.from_numpy(boxes_np).to(clips.device)
-        windows = tube_windows(centres, (height, width), self.window)  # (M, 4) pixels
+        with stage("boxes"):
+            video_np, frame_np = video.cpu().numpy(), frame.cpu().numpy()
+            owner_np, rows_np = self.boxes.select_rows(video_np, frame_np)
+            boxes_np = self.boxes.boxes[rows_np]
+            best = torch.full((clips.shape[0],), float("-inf"), device=clips.device)
+            if owner_np.size == 0:
+                return best
+            owner = torch.from_numpy(owner_np).to(clips.device)
+            centres = torch.from_numpy(boxes_np).to(clips.device)
+        with stage("tube cut"):
+            windows = tube_windows(centres, (height, width), self.window)  # (M, 4) pixels
         scores = []
         for start in range(0, owner.shape[0], TUBE_CHUNK):
             part = slice(start, start + TUBE_CHUNK)
-            tubes = crop_tubes(clips, owner[part], windows[part], self.size)  # (m, C, T, S, S)
-            target, recon = model.reconstruct(tubes)
-            scores.append(scores_from_errors(error_map(target, recon), self.score, self.mix_weight))
-        raw = torch.cat(scores)  # (M,)
-        tube_scores = raw if self.location is None else self.location.apply(centres, raw)
+            with stage("tube cut"):
+                tubes = crop_tubes(clips, owner[part], windows[part], self.size)  # (m, C, T, S, S)
+            with stage("network"):
+                target, recon = model.reconstruct(tubes)
+                scores.append(scores_from_errors(error_map(target, recon), self.score, self.mix_weight))
+        with stage("tube scores"):
+            raw = torch.cat(scores)  # (M,)
+            tube_scores = raw if self.location is None else self.location.apply(centres, raw)
         if self.appearance is not None or self.features is not None:
-            centre_frames = clips[:, :, clips.shape[2] // 2]  # (N, C, H, W)
-            if self.appearance is not None:
-                tube_scores = tube_scores + self.appearance.weight * self.appearance(centre_frames, owner, centres)
-            if self.features is not None:
-                self.kept_features.append(self.features(centre_frames, owner, centres).cpu())
-        best = best.scatter_reduce(0, owner, tube_scores.to(best.dtype), reduce="amax")
-        self.records.append(TubeRecord(video_np[owner_np], frame_np[owner_np], boxes_np, raw.cpu().numpy(),
-                                       tube_scores.cpu().numpy()))
+            with stage("appearance"):
+                centre_frames = clips[:, :, clips.shape[2] // 2]  # (N, C, H, W)
+                if self.appearance is not None:
+                    tube_scores = tube_scores + self.appearance.weight * self.appearance(centre_frames, owner,
+                                                                                         centres)
+                if self.features is not None:
+                    self.kept_features.append(self.features(centre_frames, owner, centres).cpu())
+        with stage("tube scores"):
+            best = best.scatter_reduce(0, owner, tube_scores.to(best.dtype), reduce="amax")
+            self.records.append(TubeRecord(video_np[owner_np], frame_np[owner_np], boxes_np, raw.cpu().numpy(),
+                                           tube_scores.cpu().numpy()))
         return best
 
     def finish(self, raw: np.ndarray) -> np.ndarray:
