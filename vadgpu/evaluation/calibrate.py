@@ -63,8 +63,7 @@ def calibrate_file(checkpoint: str | Path, *, appearance: str | Path | None = No
     from vadgpu.data.catalog import open_dataset
     from vadgpu.data.prepare import load_prepared
     from vadgpu.device import resolve_device
-    from vadgpu.evaluation.runner import dataset_defaults
-    from vadgpu.models.registry import model_from_checkpoint
+    from vadgpu.evaluation.runner import dataset_defaults, load_model
     from vadgpu.objects.appearance import BoxFeatures
     from vadgpu.outputs import check_calibrate_out
     from vadgpu.pipelines.choose import resolve_loader
@@ -75,7 +74,7 @@ def calibrate_file(checkpoint: str | Path, *, appearance: str | Path | None = No
     out = check_calibrate_out(out if out is not None else checkpoint, checkpoint)
     device = resolve_device(device)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
-    model = model_from_checkpoint(ckpt).to(device).eval()
+    model = load_model(ckpt, device)
     if model.config.clips != "objects":
         raise VadgpuError(f"{checkpoint} holds a frame model ({ckpt.get('model_name')}); the calibration record is "
                           "an object model's (a frame model's training scores are written by `vadgpu train`)")
