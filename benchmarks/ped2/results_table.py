@@ -43,6 +43,7 @@ from sklearn.metrics import roc_auc_score
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results"
 PED2 = RESULTS / "ped2"
+TRAVEL = RESULTS / "travel"  # benchmarks/travel/run_check.sh: their dataset roots are written as $ROOT
 INDEX = PED2 / "runs.jsonl"
 REFERENCES = {"frame-difference": "frame-difference.json", "object-difference": "object-difference.json",
               "appearance-knn": "appearance-knn.json"}
@@ -89,7 +90,8 @@ def _strings(data):
 def result_files() -> list[Path]:
     """The committed text files that can hold paths: configs and JSON records of the runs and benchmarks."""
     return sorted([*RESULTS.glob("*.json"), *PED2.glob("*.json"), *PED2.glob("*/config.yaml"),
-                   *PED2.glob("*/*.json"), *PED2.glob("*/*/metrics.json")])
+                   *PED2.glob("*/*.json"), *PED2.glob("*/*/metrics.json"), *TRAVEL.glob("*/config.yaml"),
+                   *TRAVEL.glob("*/*.json")])
 
 
 def _parse(path: Path):
@@ -359,16 +361,45 @@ def score_table() -> str:
     return format_summary([json.loads(p.read_text()) for p in sorted(RESULTS.glob("score-*-cpu.json"))])
 
 
+TRAVEL_ROWS = [("tube term alone", "tube term alone (the trained model)"),
+               ("appearance term alone", "appearance term alone (no learning)"),
+               ("sum", "full detector: tube z + appearance z"), ("max", "larger of the two z-scores")]
+
+
+def travel_table() -> str:
+    """The checks that stand in for a camera the detector has not seen (docs/results/travel.md), from
+    benchmarks/results/travel/NAME/ (benchmarks/travel/run_check.sh)."""
+    rows = []
+    for folder in sorted(p for p in TRAVEL.iterdir() if (p / "terms.json").is_file()):
+        terms = json.loads((folder / "terms.json").read_text())
+        summary = json.loads((folder / "summary.json").read_text())
+        geometry = (f"window {terms['window']} px, grid {terms['grid'][0]} x {terms['grid'][1]}, "
+                    f"{summary['steps']} steps")
+        measured = [(label, terms["terms"][key]) for key, label in TRAVEL_ROWS]
+        for ref in ("frame-difference", "object-difference"):
+            if (folder / f"{ref}.json").is_file():
+                measured.append((f"no learning: {ref.replace('-', ' ')}",
+                                 json.loads((folder / f"{ref}.json").read_text())))
+        for label, m in measured:
+            dev = (f"{m['dev_micro_auc']:.2f} / {m['dev_macro_auc']:.2f}" if m.get("dev_micro_auc") is not None
+                   else "-")
+            rows.append([f"`{folder.name}`", geometry, label, f"{m['micro_auc']:.2f}", f"{m['macro_auc']:.2f}",
+                         dev, ", ".join(terms.get("dev") or []) or "-"])
+    return table(["check", "geometry and schedule", "score", "micro AUC", "macro AUC",
+                  "micro / macro on the dev videos", "dev videos"], rows)
+
+
 def blocks(lines: list[dict]) -> dict[str, str]:
     """Every generated block by its marker name."""
     return {"headline": headline_table(lines), "objects-3": object_tables(lines, "objects-3"),
             "objects-2": object_tables(lines, "objects-2"), "objects-1": object_tables(lines, "objects-1"),
             "dualpath-forms": forms_tables(lines), "frames": frames_table(lines),
             "references": references_table(lines), "throughput-headline": throughput_headline(),
-            "throughput": throughput_table(), "score-stages": score_table()}
+            "throughput": throughput_table(), "score-stages": score_table(), "travel": travel_table()}
 
 
-PAGES = [REPO / "README.md", REPO / "docs" / "results" / "ped2.md", REPO / "docs" / "results" / "throughput.md"]
+PAGES = [REPO / "README.md", REPO / "docs" / "results" / "ped2.md", REPO / "docs" / "results" / "throughput.md",
+         REPO / "docs" / "results" / "travel.md"]
 _MARKED = re.compile(r"(<!-- results:([\w-]+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
 
 

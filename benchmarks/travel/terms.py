@@ -76,6 +76,9 @@ def main() -> None:
     parser.add_argument("--dev", default="", help="comma-separated test videos a recipe may be chosen on")
     parser.add_argument("--boxes", default=None)
     parser.add_argument("--out", default=None, help="JSON record (default: print only)")
+    parser.add_argument("--tubes", default=None, help="also write every test tube's video, frame, box and term "
+                        "z-scores here (.npz), for trying other combinations without another pass (default: "
+                        "terms-tubes.npz in the run folder of a RUN/model.pt)")
     args = parser.parse_args()
     dataset = open_catalog(parser, args.dataset, args.root)
     ckpt = load_checkpoint(args.checkpoint)
@@ -102,6 +105,12 @@ def main() -> None:
     video, frame, tube = (np.concatenate([getattr(r, k) for r in scorer.records]) for k in ("video", "frame", "score"))
     looks = calibration.appearance.bank.score(torch.cat(scorer.kept_features)).double().numpy()
     looks = np.where(np.isfinite(looks), looks, 0.0)
+    if args.tubes is None and Path(args.checkpoint).name == "model.pt":
+        args.tubes = Path(args.checkpoint).parent / "terms-tubes.npz"
+    if args.tubes:
+        boxes_kept = np.concatenate([r.boxes for r in scorer.records])
+        names = np.array([v.name for v in test])
+        np.savez(args.tubes, video=video, frame=frame, boxes=boxes_kept, tube=tube, looks=looks, names=names)
     dev = [name for name in args.dev.split(",") if name]
     rows = {"tube term alone": aucs(test, video, frame, tube, dev),
             "appearance term alone": aucs(test, video, frame, looks, dev),

@@ -1,0 +1,122 @@
+"""Would a motion term earn its place? Each tracked box's velocity, scored against the training boxes', beside the
+detector's terms.
+
+    .venv/bin/python benchmarks/travel/motion_term.py --dataset NAME --root DIR --tubes RUN/terms-tubes.npz
+                     [--boxes FILE] [--dev 01,02,...] [--lag 4] [--neighbours 5] [--out FILE.json]
+
+A measurement, not part of the detector yet. The velocity of a box is how far its track's centre moved over the
+last `--lag` frames (fewer at the start of a track), per frame, in units of the box's height: (dx / h, dy / h), so
+that it reads the same on a camera that sees people larger or smaller. Only past frames are used, as a live
+stream has them. A box's motion distance is the mean Euclidean distance to its `--neighbours` nearest training
+boxes in that plane; training boxes are measured against the other training videos (leave one video out), and the
+log distances are z-scored with those statistics, as the appearance term is. A box without a track, or the first
+frame of one, scores 0 (no evidence). The tube and appearance z-scores of every test tube come from
+benchmarks/travel/terms.py (`--tubes`); each combination is scored as `vadgpu eval` scores object models (frame =
+max over its tubes, median 17), micro and macro AUC on all test videos and on the `--dev` ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "ped2"))
+sys.path.insert(0, str(HERE))
+
+from script_errors import open_catalog, run  # noqa: E402  (benchmarks/ped2)
+from terms import aucs  # noqa: E402  (beside this script)
+
+
+def velocities(arrays: dict, lag: int) -> np.ndarray:
+    """(B, 2) velocity of every box of a box cache, per frame in box heights (NaN: untracked or a track's first
+    frame)."""
+    heights = arrays["video_height"][arrays["video"]].astype(np.float64)
+    widths = arrays["video_width"][arrays["video"]].astype(np.float64)
+    cx = (arrays["x1"] + arrays["x2"]) / 2 * widths
+    cy = (arrays["y1"] + arrays["y2"]) / 2 * heights
+    h = np.maximum((arrays["y2"] - arrays["y1"]) * heights, 1.0)
+    out = np.full((len(cx), 2), np.nan)
+    where = {(int(v), int(t), int(f)): i for i, (v, t, f) in
+             enumerate(zip(arrays["video"], arrays["track"], arrays["frame"])) if t >= 0}
+    for (video, track, frame), i in where.items():
+        for back in range(lag, 0, -1):
+            j = where.get((video, track, frame - back))
+            if j is not None:
+                out[i] = ((cx[i] - cx[j]) / back / h[i], (cy[i] - cy[j]) / back / h[i])
+                break
+    return out
+
+
+def mean_distance(tree_points: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(k, len(tree_points))
+    distances, _ = NearestNeighbors(n_neighbors=k).fit(tree_points).kneighbors(queries)
+    return distances.mean(axis=1)
+
+
+def main() -> None:
+    from vadgpu.data.prepare import load_prepared
+    from vadgpu.io import atomic_write_json
+    from vadgpu.objects.boxes import read_box_cache
+    from vadgpu.objects.default_boxes import ensure_box_cache
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="ped2")
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--tubes", required=True, help="terms.py's per-tube file (RUN/terms-tubes.npz)")
+    parser.add_argument("--boxes", default=None)
+    parser.add_argument("--dev", default="")
+    parser.add_argument("--lag", type=int, default=4)
+    parser.add_argument("--neighbours", type=int, default=5)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    dataset = open_catalog(parser, args.dataset, args.root)
+    prepared = load_prepared(dataset, "cpu", progress=False)
+    train, test = list(prepared.train), list(prepared.test)
+    path = args.boxes or ensure_box_cache(dataset, {"train": train, "test": test})
+    arrays = read_box_cache(path)
+    speed = velocities(arrays, args.lag)
+    names, splits = list(arrays["video_names"]), list(arrays["video_splits"])
+    cache_id = {(splits[i], names[i]): i for i in range(len(names))}
+    train_ids = [cache_id[("train", v.name)] for v in train]
+    in_train = np.isin(arrays["video"], train_ids) & np.isfinite(speed).all(axis=1)
+    points, owner = speed[in_train], arrays["video"][in_train]
+    held_out = np.empty(len(points))
+    for video in np.unique(owner):  # each training box against the other training videos
+        mine = owner == video
+        held_out[mine] = mean_distance(points[~mine], points[mine], args.neighbours)
+    logs = np.log(held_out + 1e-6)
+    mean, std = logs.mean(), max(logs.std(), 1e-6)
+
+    tubes = np.load(args.tubes, allow_pickle=False)
+    test_ids = np.array([cache_id[("test", str(n))] for n in tubes["names"]])
+    row_of = {(int(v), int(f), round(float(x), 4), round(float(y), 4)): i for i, (v, f, x, y) in
+              enumerate(zip(arrays["video"], arrays["frame"], arrays["x1"], arrays["y1"]))}
+    rows = np.array([row_of.get((int(test_ids[v]), int(f), round(float(b[0]), 4), round(float(b[1]), 4)), -1)
+                     for v, f, b in zip(tubes["video"], tubes["frame"], tubes["boxes"])])
+    motion = np.zeros(len(rows))
+    known = (rows >= 0) & np.isfinite(speed[np.maximum(rows, 0)]).all(axis=1)
+    motion[known] = (np.log(mean_distance(points, speed[rows[known]], args.neighbours) + 1e-6) - mean) / std
+    video, frame, tube, looks = tubes["video"], tubes["frame"], tubes["tube"], tubes["looks"]
+    dev = [name for name in args.dev.split(",") if name]
+    combos = {"tube": tube, "appearance": looks, "motion": motion, "tube + appearance": tube + looks,
+              "tube + motion": tube + motion, "appearance + motion": looks + motion,
+              "tube + appearance + motion": tube + looks + motion}
+    result = {"tubes": str(args.tubes), "lag": args.lag, "neighbours": args.neighbours,
+              "tubes_with_motion": float(known.mean()), "training_boxes": int(len(points)), "dev": dev,
+              "terms": {name: aucs(test, video, frame, values, dev) for name, values in combos.items()}}
+    if args.out:
+        atomic_write_json(args.out, result)
+    for name, row in result["terms"].items():
+        print(f"{name}: {row['micro_auc']} / {row['macro_auc']}  dev {row.get('dev_micro_auc')} / "
+              f"{row.get('dev_macro_auc')}")
+    print(f"tubes with a velocity: {known.mean():.1%} of {len(rows)}; training boxes: {len(points)}")
+
+
+if __name__ == "__main__":
+    run(main)
