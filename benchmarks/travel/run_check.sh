@@ -14,6 +14,8 @@
 # (benchmarks/ped2/frame_difference.py, object_difference.py). PRESET (default ddl-objects-cpu), SEED (default 0),
 # RUNS (default runs/travel), WEIGHTS (default ../shared/models/yolov3-tiny/yolov3-tiny.weights), VADGPU (default
 # .venv/bin/python -m vadgpu), PYTHON (default .venv/bin/python). SKIP_TRAIN=1 measures a run trained before.
+# The result files name the dataset root $ROOT; `benchmarks/ped2/results_table.py --index` makes their other
+# machine paths portable (runs and caches relative), and `--check` (in `make test`) finds any left.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -ge 3 ] || { echo "usage: $0 NAME DATASET ROOT [train options ...]" >&2; exit 2; }
@@ -44,10 +46,13 @@ trained=$(date +%s)
     --out "$keep/object-difference.json" > /dev/null
 cp "$run"/config.yaml "$run"/summary.json "$keep"/
 echo "$name: training $((trained - start)) s, measuring $(($(date +%s) - trained)) s"
-"${python[@]}" - "$keep" <<'EOF'
+"${python[@]}" - "$keep" "$root" <<'EOF'
 import json, sys
 from pathlib import Path
-keep = Path(sys.argv[1])
+keep, root = Path(sys.argv[1]), str(Path(sys.argv[2]).resolve())
+for path in [keep / "config.yaml", *keep.glob("*.json")]:  # the dataset root as a placeholder
+    text = path.read_text()
+    path.write_text(text.replace(root, "$ROOT").replace(sys.argv[2], "$ROOT"))
 terms = json.loads((keep / "terms.json").read_text())
 print(f"window {terms['window']}, grid {terms['grid']}")
 for name, row in terms["terms"].items():

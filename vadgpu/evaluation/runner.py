@@ -75,22 +75,10 @@ def resolve_checkpoint(run: str | Path | None, checkpoint: str | Path | None) ->
 
 
 def load_model(ckpt: dict, device: torch.device) -> torch.nn.Module:
-    """The checkpoint's model on `device`, in eval mode, laid out for inference there (`inference_layout`)."""
+    """The checkpoint's model on `device`, in eval mode."""
     from vadgpu.models.registry import model_from_checkpoint
 
-    return inference_layout(model_from_checkpoint(ckpt).to(device).eval(), device)
-
-
-def inference_layout(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """On the CPU, the 3-D convolutions' weights in channels-last order: oneDNN then runs the tube and clip
-    networks with a faster kernel and the same results, bit for bit (benchmarks/results/scoring-*.json). Other
-    devices keep the default layout."""
-    if device.type == "cpu":
-        for module in model.modules():
-            for param in module.parameters(recurse=False):
-                if param.dim() == 5:
-                    param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
-    return model
+    return model_from_checkpoint(ckpt).to(device).eval()
 
 
 def _score_label(protocol: Protocol, objects: bool = False) -> str:
