@@ -33,6 +33,7 @@ import click  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from vadgpu.bench.report import markdown_table  # noqa: E402
 from vadgpu.bench.system import describe_system  # noqa: E402
 from vadgpu.io import atomic_write_json  # noqa: E402
 
@@ -129,10 +130,8 @@ def main(root: Path, frames: int, repeats: int) -> None:
     header = ["geometry", "decode ms/frame", "to numpy ms/frame", "resize ms/frame", "frames decoded/clip",
               "gather ms/clip", "float clips ms/clip", "1 thread clips/s (decode+resize)",
               "loader clips/s (2 threads)", "1 thread clips/s incl. float clips"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
     click.echo(f"load avg {system.get('load_average_start')} -> {system.get('load_average_end')}\n"
-               + "\n".join(lines) + f"\nwrote {path}")
+               + markdown_table(header, rows) + f"\nwrote {path}")
 
 
 if __name__ == "__main__":

@@ -241,8 +241,9 @@ def spread(values: list[float]) -> str:
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    from vadgpu.bench.report import markdown_table  # the tables `vadgpu bench` prints use it too
+
+    return markdown_table(header, rows)
 
 
 def _weight(line: dict) -> str:

@@ -14,6 +14,23 @@ LABELS = {
 }
 
 
+def aligned_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A plain-text table: the first column left-aligned, the others right-aligned, a dashed rule under the
+    header."""
+    table = [header] + rows
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+            for r in table]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return text
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table of string cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def _rows(result: dict) -> list[list[str]]:
     rows = []
     for name, stage in result["stages"].items():
@@ -69,20 +86,12 @@ def _summary_lines(result: dict) -> list[str]:
 
 def format_table(result: dict) -> str:
     """Aligned plain-text table plus the run's summary lines."""
-    rows = [HEADER] + _rows(result)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    text = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
-            for r in rows]
-    text.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(_summary_lines(result) + [""] + text)
+    return "\n".join(_summary_lines(result) + [""] + aligned_table(HEADER, _rows(result)))
 
 
 def format_markdown(result: dict) -> str:
     """The same table in Markdown."""
-    rows = _rows(result)
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table(HEADER, _rows(result))
 
 
 def format_summary(results: list[dict]) -> str:
@@ -93,13 +102,13 @@ def format_summary(results: list[dict]) -> str:
               "float clips: baseline / pipeline clips/s (ratio)",
               "+kernels: baseline / pipeline clips/s", "train clips/s (step alone)",
               "kernels' share of step", "pipeline peak RSS MiB", "load avg"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    rows = []
     for r in results:
         st, spec, ratios = r["stages"], r["settings"]["spec"], r["ratios"]
         med = {name: stage["rate"]["median"] for name, stage in st.items()}
         peak = st.get("pipeline", {}).get("memory", {}).get("host_rss_peak_mib")
         load = r["system"].get("load_average_start", ["?"])[0], r["system"].get("load_average_end", ["?"])[0]
-        lines.append("| " + " | ".join([
+        rows.append([
             r.get("config", r["settings"]["dataset"]),
             f"T={spec['temporal']} {spec['size'][0]}x{spec['size'][1]} C={spec['channels']}",
             f"{st['decode']['one_process']['median']:.0f} / {st['decode']['pool']['median']:.0f}"
@@ -115,5 +124,5 @@ def format_summary(results: list[dict]) -> str:
             f"{med['train']:.1f} ({st['train']['step_only']['median']:.1f})" if "train" in st else "",
             f"{st['train']['kernels_share_of_step']:.1%}" if "train" in st else "",
             "" if peak is None else f"{peak:.0f}", f"{load[0]} -> {load[1]}",
-        ]) + " |")
-    return "\n".join(lines)
+        ])
+    return markdown_table(header, rows)

@@ -3,6 +3,7 @@ then one table of the stages with a column group per mode (seconds, share, frame
 
 from __future__ import annotations
 
+from vadgpu.bench.report import aligned_table, markdown_table
 from vadgpu.bench.score import STAGES
 
 
@@ -85,21 +86,12 @@ def summary_lines(result: dict) -> list[str]:
 
 def format_table(result: dict) -> str:
     """Summary lines and the aligned stage table."""
-    header, rows = _rows(result)
-    table = [header] + rows
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    text = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-            for r in table]
-    text.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(summary_lines(result) + [""] + text)
+    return "\n".join(summary_lines(result) + [""] + aligned_table(*_rows(result)))
 
 
 def format_markdown(result: dict) -> str:
     """The stage table in Markdown."""
-    header, rows = _rows(result)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table(*_rows(result))
 
 
 def _label(result: dict, mode: str) -> str:
@@ -140,7 +132,4 @@ def format_summary(results: list[dict]) -> str:
     rows.append(["load average (1 min, start -> end)"]
                 + [f"{r['system']['load_average_start'][0]} -> {r['system']['load_average_end'][0]}"
                    for r, m in columns])
-    header = ["stage: seconds (share, frames/s alone)"] + [_label(r, m) for r, m in columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table(["stage: seconds (share, frames/s alone)"] + [_label(r, m) for r, m in columns], rows)
