@@ -17,9 +17,11 @@ from vadgpu.optional import available
 
 
 class FrameSource:
-    """The BGR uint8 frames of one `Video`, read in order in chunks, or an evenly spaced sample."""
+    """The BGR uint8 frames of one `Video`, read in order in chunks, or an evenly spaced sample. `num_frames`: the
+    video file's frame count where the caller knows it already (a PreparedVideo's), saving the decode that counts
+    them."""
 
-    def __init__(self, video: Video) -> None:
+    def __init__(self, video: Video, num_frames: int | None = None) -> None:
         self.video = video
         if video.is_folder:
             if not video.frame_files:
@@ -32,7 +34,7 @@ class FrameSource:
             first = next(_decode(video), None)
             if first is None:
                 raise VadgpuError(f"{video.path}: no decodable video frames")
-            self.num_frames = sum(1 for _ in _decode(video, to_array=False))
+            self.num_frames = num_frames or sum(1 for _ in _decode(video, to_array=False))
         self.height, self.width = first.shape[:2]
 
     def _frames(self) -> Iterator[np.ndarray]:

@@ -267,7 +267,7 @@ def scene_background(videos) -> np.ndarray | None:
     if len({(v.height, v.width) for v in videos}) != 1:
         logger.info("the training videos differ in frame size: no scene background is stored for live scoring")
         return None
-    return BackgroundSubtractionDetector().scene_background([FrameSource(v.video) for v in videos])
+    return BackgroundSubtractionDetector().scene_background([FrameSource(v.video, v.num_frames) for v in videos])
 
 
 def box_detector(boxes: str | Path) -> str:
