@@ -390,13 +390,28 @@ def travel_table() -> str:
                   "micro / macro on the dev videos", "dev videos"], rows)
 
 
+def combinations_table() -> str:
+    """Each way of combining the two terms (benchmarks/travel/combine.py) on every check that measured it: micro
+    AUC on all test videos, and on the dev videos in brackets."""
+    found = sorted((p for p in TRAVEL.iterdir() if (p / "combinations.json").is_file()),
+                   key=lambda p: (p.name != "ped2", p.name))
+    checks = [(folder.name, json.loads((folder / "combinations.json").read_text())) for folder in found]
+    if not checks:
+        return ""
+    rules = list(checks[0][1]["combinations"])
+    rows = [[rule] + [f"{m['micro_auc']:.2f} ({m['dev_micro_auc']:.2f})" if (m := c["combinations"].get(rule))
+                      else "-" for _, c in checks] for rule in rules]
+    return table(["combination"] + [f"`{name}`" for name, _ in checks], rows)
+
+
 def blocks(lines: list[dict]) -> dict[str, str]:
     """Every generated block by its marker name."""
     return {"headline": headline_table(lines), "objects-3": object_tables(lines, "objects-3"),
             "objects-2": object_tables(lines, "objects-2"), "objects-1": object_tables(lines, "objects-1"),
             "dualpath-forms": forms_tables(lines), "frames": frames_table(lines),
             "references": references_table(lines), "throughput-headline": throughput_headline(),
-            "throughput": throughput_table(), "score-stages": score_table(), "travel": travel_table()}
+            "throughput": throughput_table(), "score-stages": score_table(), "travel": travel_table(),
+            "travel-combinations": combinations_table()}
 
 
 PAGES = [REPO / "README.md", REPO / "docs" / "results" / "ped2.md", REPO / "docs" / "results" / "throughput.md",
