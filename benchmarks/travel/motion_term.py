@@ -59,6 +59,83 @@ def mean_distance(tree_points: np.ndarray, queries: np.ndarray, k: int) -> np.nd
     return distances.mean(axis=1)
 
 
+def cache_ids(arrays: dict) -> dict:
+    """{(split, video name): the box cache's index of that video}."""
+    names, splits = list(arrays["video_names"]), list(arrays["video_splits"])
+    return {(splits[i], names[i]): i for i in range(len(names))}
+
+
+class NearestTraining:
+    """A box feature's distance to its `k` nearest training boxes (Euclidean, mean over the k), on a log scale, as
+    a z-score against the training boxes' own distances, each to the training boxes of the other videos (leave one
+    video out), as the appearance term scores."""
+
+    def __init__(self, points: np.ndarray, owner: np.ndarray, k: int):
+        self.points, self.k = points, k
+        held_out = np.empty(len(points))
+        for video in np.unique(owner):
+            mine = owner == video
+            held_out[mine] = mean_distance(points[~mine], points[mine], k)
+        logs = np.log(held_out + 1e-6)
+        self.mean, self.std = logs.mean(), max(logs.std(), 1e-6)
+
+    def __call__(self, queries: np.ndarray) -> np.ndarray:
+        return (np.log(mean_distance(self.points, queries, self.k) + 1e-6) - self.mean) / self.std
+
+
+TUBE_KEYS = ("video", "frame", "boxes", "tube", "looks", "names")
+
+
+def load_tubes(path: str) -> dict:
+    """terms.py's per-tube file (RUN/terms-tubes.npz) as arrays; a missing, unreadable or incomplete file is a
+    VadgpuError naming it."""
+    from vadgpu.errors import VadgpuError
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            tubes = {key: data[key] for key in data.files}
+    except (OSError, ValueError) as exc:
+        raise VadgpuError(f"--tubes {path}: not a readable .npz file ({exc})") from exc
+    missing = [key for key in TUBE_KEYS if key not in tubes]
+    if missing:
+        raise VadgpuError(f"--tubes {path}: no {', '.join(missing)} array(s); terms.py writes this file")
+    tubes["path"] = str(path)
+    return tubes
+
+
+def tube_rows(arrays: dict, tubes: dict) -> np.ndarray:
+    """The box cache row of every tube of terms.py's per-tube file (`load_tubes`: same test video, frame and box),
+    -1 where none. A test video the box cache does not hold is a VadgpuError."""
+    from vadgpu.errors import VadgpuError
+
+    ids = cache_ids(arrays)
+    unknown = [str(n) for n in tubes["names"] if ("test", str(n)) not in ids]
+    if unknown:
+        raise VadgpuError(f"--tubes {tubes['path']}: test video(s) {', '.join(unknown[:5])} are not in this "
+                          "dataset's box cache: give the --dataset and --root the tubes were scored on")
+    test_ids = np.array([ids[("test", str(n))] for n in tubes["names"]])
+    corners = np.round(np.stack([arrays[k] for k in ("x1", "y1", "x2", "y2")], axis=1).astype(np.float64), 4)
+    row_of = {(int(v), int(f), *map(float, c)): i for i, (v, f, c) in
+              enumerate(zip(arrays["video"], arrays["frame"], corners))}
+    boxes = np.round(np.asarray(tubes["boxes"], dtype=np.float64), 4)
+    return np.array([row_of.get((int(test_ids[v]), int(f), *map(float, b)), -1)
+                     for v, f, b in zip(tubes["video"], tubes["frame"], boxes)])
+
+
+def combinations(tubes, name: str, values: np.ndarray) -> dict:
+    """The detector's two terms alone and together, the new term alone and with each of them: {label: values}."""
+    tube, looks = tubes["tube"], tubes["looks"]
+    return {"tube": tube, "appearance": looks, name: values, "tube + appearance": tube + looks,
+            f"tube + {name}": tube + values, f"appearance + {name}": looks + values,
+            f"tube + appearance + {name}": tube + looks + values}
+
+
+def print_terms(terms: dict) -> None:
+    for name, row in terms.items():
+        print(f"{name}: {row['micro_auc']} / {row['macro_auc']}  dev {row.get('dev_micro_auc')} / "
+              f"{row.get('dev_macro_auc')}")
+
+
 def main() -> None:
     from vadgpu.data.prepare import load_prepared
     from vadgpu.io import atomic_write_json
@@ -81,41 +158,26 @@ def main() -> None:
     path = args.boxes or ensure_box_cache(dataset, {"train": train, "test": test})
     arrays = read_box_cache(path)
     speed = velocities(arrays, args.lag)
-    names, splits = list(arrays["video_names"]), list(arrays["video_splits"])
-    cache_id = {(splits[i], names[i]): i for i in range(len(names))}
-    train_ids = [cache_id[("train", v.name)] for v in train]
+    ids = cache_ids(arrays)
+    train_ids = [ids[("train", v.name)] for v in train]
     in_train = np.isin(arrays["video"], train_ids) & np.isfinite(speed).all(axis=1)
-    points, owner = speed[in_train], arrays["video"][in_train]
-    held_out = np.empty(len(points))
-    for video in np.unique(owner):  # each training box against the other training videos
-        mine = owner == video
-        held_out[mine] = mean_distance(points[~mine], points[mine], args.neighbours)
-    logs = np.log(held_out + 1e-6)
-    mean, std = logs.mean(), max(logs.std(), 1e-6)
+    nearest = NearestTraining(speed[in_train], arrays["video"][in_train], args.neighbours)
 
-    tubes = np.load(args.tubes, allow_pickle=False)
-    test_ids = np.array([cache_id[("test", str(n))] for n in tubes["names"]])
-    row_of = {(int(v), int(f), round(float(x), 4), round(float(y), 4)): i for i, (v, f, x, y) in
-              enumerate(zip(arrays["video"], arrays["frame"], arrays["x1"], arrays["y1"]))}
-    rows = np.array([row_of.get((int(test_ids[v]), int(f), round(float(b[0]), 4), round(float(b[1]), 4)), -1)
-                     for v, f, b in zip(tubes["video"], tubes["frame"], tubes["boxes"])])
+    tubes = load_tubes(args.tubes)
+    rows = tube_rows(arrays, tubes)
     motion = np.zeros(len(rows))
     known = (rows >= 0) & np.isfinite(speed[np.maximum(rows, 0)]).all(axis=1)
-    motion[known] = (np.log(mean_distance(points, speed[rows[known]], args.neighbours) + 1e-6) - mean) / std
-    video, frame, tube, looks = tubes["video"], tubes["frame"], tubes["tube"], tubes["looks"]
+    motion[known] = nearest(speed[rows[known]])
     dev = [name for name in args.dev.split(",") if name]
-    combos = {"tube": tube, "appearance": looks, "motion": motion, "tube + appearance": tube + looks,
-              "tube + motion": tube + motion, "appearance + motion": looks + motion,
-              "tube + appearance + motion": tube + looks + motion}
+    combos = combinations(tubes, "motion", motion)
     result = {"tubes": str(args.tubes), "lag": args.lag, "neighbours": args.neighbours,
-              "tubes_with_motion": float(known.mean()), "training_boxes": int(len(points)), "dev": dev,
-              "terms": {name: aucs(test, video, frame, values, dev) for name, values in combos.items()}}
+              "tubes_with_motion": float(known.mean()), "training_boxes": int(in_train.sum()), "dev": dev,
+              "terms": {name: aucs(test, tubes["video"], tubes["frame"], values, dev)
+                        for name, values in combos.items()}}
     if args.out:
         atomic_write_json(args.out, result)
-    for name, row in result["terms"].items():
-        print(f"{name}: {row['micro_auc']} / {row['macro_auc']}  dev {row.get('dev_micro_auc')} / "
-              f"{row.get('dev_macro_auc')}")
-    print(f"tubes with a velocity: {known.mean():.1%} of {len(rows)}; training boxes: {len(points)}")
+    print_terms(result["terms"])
+    print(f"tubes with a velocity: {known.mean():.1%} of {len(rows)}; training boxes: {in_train.sum()}")
 
 
 if __name__ == "__main__":
