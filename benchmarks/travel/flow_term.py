@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "ped2"))
 sys.path.insert(0, str(HERE))
 
-from motion_term import NearestTraining, combinations, load_tubes, print_terms, tube_rows  # noqa: E402
+from motion_term import NearestTraining, load_tubes, print_terms, term_combinations, tube_rows  # noqa: E402
 from script_errors import open_catalog, run  # noqa: E402  (benchmarks/ped2)
 from terms import aucs  # noqa: E402  (beside this script)
 
@@ -193,7 +193,7 @@ def main() -> None:
     known = rows >= 0
     flow[known] = nearest(features[rows[known]])
     dev = [name for name in args.dev.split(",") if name]
-    combos = combinations(tubes, "flow", flow)
+    combos = term_combinations(tubes, "flow", flow)
     result = {"tubes": str(args.tubes), "dataset": dataset.name, "boxes": Path(path).name, "preset": args.preset,
               "median_box_height": round(median, 2), "scale": round(make.scale, 4), "flow_height": args.flow_height,
               "unit": args.unit, "bins": args.bins, "neighbours": args.neighbours,

@@ -122,7 +122,7 @@ def tube_rows(arrays: dict, tubes: dict) -> np.ndarray:
                      for v, f, b in zip(tubes["video"], tubes["frame"], boxes)])
 
 
-def combinations(tubes, name: str, values: np.ndarray) -> dict:
+def term_combinations(tubes, name: str, values: np.ndarray) -> dict:
     """The detector's two terms alone and together, the new term alone and with each of them: {label: values}."""
     tube, looks = tubes["tube"], tubes["looks"]
     return {"tube": tube, "appearance": looks, name: values, "tube + appearance": tube + looks,
@@ -169,7 +169,7 @@ def main() -> None:
     known = (rows >= 0) & np.isfinite(speed[np.maximum(rows, 0)]).all(axis=1)
     motion[known] = nearest(speed[rows[known]])
     dev = [name for name in args.dev.split(",") if name]
-    combos = combinations(tubes, "motion", motion)
+    combos = term_combinations(tubes, "motion", motion)
     result = {"tubes": str(args.tubes), "lag": args.lag, "neighbours": args.neighbours,
               "tubes_with_motion": float(known.mean()), "training_boxes": int(in_train.sum()), "dev": dev,
               "terms": {name: aucs(test, tubes["video"], tubes["frame"], values, dev)
