@@ -24,6 +24,7 @@ import numpy as np
 
 from vadgpu.errors import VadgpuError
 from vadgpu.live.events import DEFAULT_MERGE_GAP, LIVE_WINDOW, AlarmOptions, Event, EventRules, EventTracker, wall_iso
+from vadgpu.precision import DEFAULT_PRECISION
 
 DEFAULT_FPS = 25.0  # frames pushed by the caller, frame folders, and the false-alarm rate when a stream has none
 
@@ -108,13 +109,14 @@ def open_frames(source, fps: float | None = None, retries: int = 3, retry_delay:
 class Detector:
     """A model with its scoring and alarm settings; `stream(source)` scores a source live (module docstring)."""
 
-    def __init__(self, model, ckpt: dict, name: str, protocol, norm: str, device, alarms: AlarmOptions):
+    def __init__(self, model, ckpt: dict, name: str, protocol, norm: str, device, alarms: AlarmOptions,
+                 precision: str = DEFAULT_PRECISION):
         from vadgpu.live.parts import live_parts
         from vadgpu.live.scoring import live_settings
 
         self.model, self.ckpt, self.name, self.protocol, self.norm = model, ckpt, name, protocol, norm
-        self.device, self.alarms = device, alarms
-        _, train, names = live_parts(model, ckpt, name, protocol, None, None, device)
+        self.device, self.alarms, self.precision = device, alarms, precision
+        _, train, names = live_parts(model, ckpt, name, protocol, None, None, device, precision)
         self.stats, self.default_threshold, self.train_videos = live_settings(model, protocol, norm, train, names)
         self._rules: dict[float, EventRules] = {}
         self.rules(alarms.fps)  # settings errors now, not at the first frame
@@ -124,7 +126,7 @@ class Detector:
              score: str | None = None, smooth: str = "median", window: int | None = None,
              tube_norm: str | None = None, threshold: float | None = None, threshold_off: float | None = None,
              min_duration: int = 1, merge_gap: int = DEFAULT_MERGE_GAP, false_alarms_per_hour: float | None = None,
-             fps: float | None = None) -> "Detector":
+             fps: float | None = None, precision: str = DEFAULT_PRECISION) -> "Detector":
         """A model file (RUN/model.pt or a checkpoint), shipped weights by name ("ped2-ddl") or an exported .onnx
         file, on `device` (auto, cpu, cuda, cuda:N; an ONNX file runs on the CPU).
 
@@ -133,16 +135,21 @@ class Detector:
         `protocol`). Alarms (live/events.py): `threshold` (default with norm "train": the 99.5th percentile of the
         training videos' scores) or `false_alarms_per_hour` (the threshold for at most that many events per hour
         of the training videos, at the stream's frame rate, else `fps`, else 25), `threshold_off` (hysteresis),
-        `min_duration` and `merge_gap` in frames (defaults 1 and 50, chosen with benchmarks/live_alarms.py)."""
+        `min_duration` and `merge_gap` in frames (defaults 1 and 50, chosen with benchmarks/live_alarms.py).
+        `precision`: "fp32" or "bf16", the networks' arithmetic (vadgpu/precision.py: bf16 is faster on CPUs with
+        bfloat16 instructions and on GPUs, and moves the scores slightly; not for an ONNX file)."""
         from vadgpu.bench.stages import stage
         from vadgpu.checkpoint import checkpoint_file, load_checkpoint
         from vadgpu.device import resolve_device
         from vadgpu.evaluation.runner import load_model, open_onnx_model
+        from vadgpu.precision import check_precision
         from vadgpu.scoring.protocol import Protocol
 
         torch_device = resolve_device(device)
+        onnx = str(model).lower().endswith(".onnx")
+        check_precision(precision, torch_device, onnx=onnx)
         with stage("model load"):
-            if str(model).lower().endswith(".onnx"):
+            if onnx:
                 net, ckpt = open_onnx_model(model), {}
             else:
                 ckpt = load_checkpoint(checkpoint_file(model), map_location="cpu")
@@ -152,7 +159,7 @@ class Detector:
                                 tube_norm=tube_norm)
         protocol = protocol.for_model(net.config)
         alarms = AlarmOptions(threshold, threshold_off, min_duration, merge_gap, false_alarms_per_hour, fps)
-        return cls(net, ckpt, str(model), protocol, norm, torch_device, alarms)
+        return cls(net, ckpt, str(model), protocol, norm, torch_device, alarms, precision)
 
     def rules(self, fps: float | None = None) -> EventRules:
         """The event rules for a stream at `fps` frames per second (the false-alarm rate's threshold depends on
@@ -184,8 +191,8 @@ class Detector:
         if boxes is not None and not isinstance(source, (str, Path)):
             raise VadgpuError("boxes: a box cache replays a file, not frames given as arrays")
         objects, _, _ = live_parts(self.model, self.ckpt, self.name, self.protocol,
-                                   str(source) if boxes is not None else None, boxes, self.device)
-        scorer = CausalScorer(self.model, self.protocol, self.stats, self.device, objects)
+                                   str(source) if boxes is not None else None, boxes, self.device, self.precision)
+        scorer = CausalScorer(self.model, self.protocol, self.stats, self.device, objects, self.precision)
         frames = open_frames(source, fps, retries, retry_delay)
         label = name or (str(source) if isinstance(source, (str, Path)) else "frames")
         return LiveStream(self, scorer, frames, label, max_frames, keep_images, on_event, signals,

@@ -36,6 +36,7 @@ import torch
 from vadgpu.bench.stages import OTHER, StageClock
 from vadgpu.bench.system import PeakMemory, describe_system, source_commit
 from vadgpu.errors import VadgpuError
+from vadgpu.precision import DEFAULT_PRECISION, check_precision
 
 MODES = ("score", "eval", "live")
 SCORE_BOXES = ("detect", "cache")
@@ -82,6 +83,7 @@ class ScoreBenchSettings:
     warmup: bool = True  # one untimed run of each mode on the first video first
     score_boxes: str = "detect"  # score mode: detect in every run, or read the warm-up run's cache
     eval_boxes: str | None = None  # eval mode: a box cache (default: the dataset's background-subtraction cache)
+    precision: str = DEFAULT_PRECISION  # the networks' arithmetic in every mode (vadgpu/precision.py)
 
 
 @dataclass
@@ -196,6 +198,7 @@ class ScoreBench:
         if settings.repeats < 1 or settings.batch_size < 1:
             raise VadgpuError(f"--repeats {settings.repeats} and --batch-size {settings.batch_size} must be >= 1")
         self.device = resolve_device(settings.device)
+        check_precision(settings.precision, self.device)
         self.loader, _ = resolve_loader(settings.loader)
         self.sync = (lambda: torch.cuda.synchronize(self.device)) if is_cuda(self.device) else None
         self.checkpoint = checkpoint_file(settings.checkpoint)
@@ -322,7 +325,7 @@ class ScoreBench:
         with _environment(VADGPU_CACHE=str(cache)):
             result = score_input(video.path, self.checkpoint, out=out, protocol=Protocol(score=None),
                                  batch_size=self.s.batch_size, device=self.device, progress=False,
-                                 loader=self.loader)
+                                 loader=self.loader, precision=self.s.precision)
         return int(result.video.num_frames)
 
     def _mode_eval(self) -> dict:
@@ -358,7 +361,7 @@ class ScoreBench:
         result = evaluate(self.checkpoint, dataset=self.dataset.name, root=self.dataset.root,
                           variant=self.s.variant, protocol=Protocol(score=None), batch_size=self.s.batch_size,
                           device=self.device, out=out, progress=False, boxes=boxes, loader=self.loader,
-                          videos=[v.name for v in videos])
+                          videos=[v.name for v in videos], precision=self.s.precision)
         return int(result.record["totals"]["frames"])
 
     def _mode_live(self) -> dict:
@@ -368,7 +371,7 @@ class ScoreBench:
         holder: dict = {}
 
         def load() -> int:
-            holder["detector"] = Detector.load(self.checkpoint, device=str(self.device))
+            holder["detector"] = Detector.load(self.checkpoint, device=str(self.device), precision=self.s.precision)
             return 0
 
         loading = self.timed("Detector.load", load)

@@ -55,7 +55,8 @@ def summary_lines(result: dict) -> list[str]:
         f"{model['size'][0]}x{model['size'][1]} C={model['channels']}"
         + (f", tube window {model['window']}" if model["clips"] == "objects" else "")
         + (", appearance term" if model["appearance"] else "")
-        + f"; loader {settings['loader']}, batch {settings['batch_size']}, {settings['repeats']} timed run(s)",
+        + f"; {settings.get('precision', 'fp32')}, loader {settings['loader']}, batch {settings['batch_size']}, "
+        f"{settings['repeats']} timed run(s)",
     ]
     if "error" in startup:
         lines.append(f"start-up: {startup['error']}")

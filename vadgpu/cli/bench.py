@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
-from vadgpu.cli.options import CHECKPOINT, VARIANT_HELP, dataset_options
+from vadgpu.cli.options import CHECKPOINT, PRECISION, VARIANT_HELP, dataset_options
 
 from vadgpu.bench.score import DEFAULT_CHECKPOINT, MODES, SCORE_BOXES
 from vadgpu.bench.throughput import STAGES
 from vadgpu.pipelines.choose import LOADERS
+from vadgpu.precision import DEFAULT_PRECISION
 from vadgpu.errors import VadgpuError
 
 
@@ -113,11 +114,12 @@ def _comma_list(value: str) -> tuple[str, ...]:
               "made before timing when missing].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The JSON record [default: benchmarks/results/score-NAME-DEVICE.json, NAME the dataset or the "
-              "first input].")
+              "first input; -bf16 added with --precision bf16].")
+@PRECISION
 @click.option("--markdown", is_flag=True, help="Also print the stage table as Markdown.")
 @click.option("--no-progress", is_flag=True, help="No line per run.")
 def score(inputs, checkpoint, name, root, variant, videos, modes, device, loader, batch_size, repeats, no_warmup,
-          score_boxes, eval_boxes, out, markdown, no_progress) -> None:
+          score_boxes, eval_boxes, out, precision, markdown, no_progress) -> None:
     """The scoring path end to end, stage by stage: frames/s of score, eval and live, and where the time goes.
 
     Each mode runs the real path (model load apart: start-up, reported with the imports) with a stage clock:
@@ -140,10 +142,11 @@ def score(inputs, checkpoint, name, root, variant, videos, modes, device, loader
         checkpoint=str(checkpoint), dataset=name, root=None if root is None else str(root), variant=variant,
         videos=_comma_list(videos), inputs=tuple(str(p) for p in inputs), modes=_comma_list(modes), device=device,
         loader=loader, batch_size=batch_size, repeats=repeats, warmup=not no_warmup, score_boxes=score_boxes,
-        eval_boxes=None if eval_boxes is None else str(eval_boxes))
+        eval_boxes=None if eval_boxes is None else str(eval_boxes), precision=precision)
     if out is None:
         label = name or (Path(inputs[0]).stem if inputs else "score")
-        out = Path("benchmarks") / "results" / f"score-{label}-{resolve_device(device).type}.json"
+        arithmetic = "" if precision == DEFAULT_PRECISION else f"-{precision}"
+        out = Path("benchmarks") / "results" / f"score-{label}-{resolve_device(device).type}{arithmetic}.json"
     sources = [(root, "the dataset root")] if root is not None else []
     sources += [(p, "an input") for p in inputs]
     check_output_file(out, "--out", sources=sources, kinds=("json",), what="a benchmark result")  # before measuring

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vadgpu.cli.options import CHECKPOINT
+from vadgpu.cli.options import CHECKPOINT, PRECISION
 from vadgpu.evaluation.authors_protocol import NAME as AUTHORS
 from vadgpu.evaluation.authors_protocol import PROTOCOL_NAMES
 from vadgpu.scoring.protocol import GAUSSIAN_SIGMA, MEDIAN_WINDOW, NORMALISATIONS, SMOOTHINGS, Protocol
@@ -31,8 +31,8 @@ NORM_DEFAULT = "video for frame models, none for object models (their tube score
 
 
 def _protocol_options(norms: tuple[str, ...], norm_default: str = NORM_DEFAULT):
-    """The options both commands share: score, smoothing, normalisation, edges, batch size, device, progress;
-    `norm_default` says what --norm defaults to for the command."""
+    """The options both commands share: score, smoothing, normalisation, edges, batch size, device, precision,
+    progress; `norm_default` says what --norm defaults to for the command."""
     options = [
         click.option("--score", "score", type=click.Choice(SCORE_KINDS), default=None,
                      help="Per-frame (object mode: per-tube) score: DDL's patch-max, negated PSNR, the dual-path "
@@ -59,6 +59,7 @@ def _protocol_options(norms: tuple[str, ...], norm_default: str = NORM_DEFAULT):
         click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
                      help="Clips per batch."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        PRECISION,
         click.option("--loader", type=click.Choice(LOADERS), default="auto", show_default=True,
                      help="Clip loader: dali, torch (OpenCV decoding) or auto (dali where installed)."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
@@ -134,7 +135,8 @@ def eval_command(ctx, run, checkpoint, dataset, root, variant, out, boxes, proto
     with hold_folder(out, "vadgpu eval", tidy=("curves", "objects")):  # one evaluation per output folder
         result = evaluate(path, dataset=dataset, root=root, variant=variant, protocol=protocol,
                           batch_size=kw["batch_size"], device=kw["device"], out=out, run_dir=run_dir,
-                          progress=not kw["no_progress"], boxes=boxes, loader=kw["loader"])
+                          progress=not kw["no_progress"], boxes=boxes, loader=kw["loader"],
+                          precision=kw["precision"])
     counts = {v["name"]: v["scored_frames"] for v in result.record["videos"]}
     click.echo(format_table(result.metrics, counts))
     objects = ", objects/" if "objects" in result.record else ""
@@ -239,7 +241,8 @@ def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, 
     with hold_folder(out, "vadgpu score"):
         result = score_input(path, checkpoint, model_file=model_file, out=out, protocol=_protocol(kw),
                              heatmap_mp4=heatmap_mp4, batch_size=kw["batch_size"], device=kw["device"],
-                             progress=not kw["no_progress"], boxes=boxes, loader=kw["loader"])
+                             progress=not kw["no_progress"], boxes=boxes, loader=kw["loader"],
+                             precision=kw["precision"])
     top = int(result.video.frames[result.video.score.argmax()])
     click.echo(f"scored {result.video.frames.size} frames of {source}; highest score at frame {top}")
     for path in (result.csv, result.curve, result.objects, result.heatmap):
@@ -262,7 +265,7 @@ def _score_live(source, checkpoint, model_file, out, alarms, video_out, retries,
     detector = Detector.load(model_file or checkpoint, kw["device"], protocol=_protocol(kw), norm=kw["norm"],
                              threshold=alarms.threshold, threshold_off=alarms.threshold_off,
                              min_duration=alarms.min_duration, merge_gap=alarms.merge_gap,
-                             false_alarms_per_hour=alarms.false_alarms_per_hour)
+                             false_alarms_per_hour=alarms.false_alarms_per_hour, precision=kw["precision"])
     protocol = detector.protocol
     out = out if out is not None else Path.cwd() / f"{source_name(source)}-live"
     check_live_outs(out, video_out, source, source_kind(source) == "file")  # before the lock creates the folder

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from vadgpu.precision import DEFAULT_PRECISION, PRECISIONS
+
 # The layouts the catalog knows (data/catalog.py: SYNTHETIC_VARIANTS, PED2_VARIANTS); the other datasets have one.
 VARIANT_HELP = "Layout variant (synthetic: avi, mp4, frames; ped2: jpg, ucsd)."
 
@@ -50,3 +52,10 @@ class CheckpointPath(click.ParamType):
 
 
 CHECKPOINT = CheckpointPath()
+
+# --precision of the commands that score (vadgpu/precision.py)
+PRECISION = click.option(
+    "--precision", type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION, show_default=True,
+    help="Arithmetic of the tube network and the appearance backbone: fp32, or bf16 (bfloat16 autocast; errors and "
+    "scores are still computed in float32). bf16 is faster on CPUs with bfloat16 instructions (AVX512-BF16, AMX) "
+    "and on GPUs, slower on other CPUs, and changes the scores slightly.")

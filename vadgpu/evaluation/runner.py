@@ -32,6 +32,7 @@ from vadgpu.scoring.protocol import (Protocol, TrainStats, apply_protocol, edge_
 from vadgpu.scoring.run import DEFAULT_BATCH_SIZE, score_videos
 from vadgpu.scoring.train_scores import frame_stats
 from vadgpu.outputs import check_eval_out, check_score_out
+from vadgpu.precision import DEFAULT_PRECISION, check_precision
 
 log = logging.getLogger("vadgpu")
 
@@ -147,6 +148,7 @@ def evaluate(
     boxes: str | Path | None = None,
     loader: str = "auto",
     videos: Sequence[str] | None = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> EvalResult:
     """Score a checkpoint on a dataset's test split and write metrics.json, scores.csv and the plots.
 
@@ -156,13 +158,15 @@ def evaluate(
     (made when missing), and also writes objects/VIDEO.csv: every scored box of every frame, best first.
     `loader`: the clip loader (dali, torch or auto; pipelines/choose.py). `protocol`: a Protocol, or the name of
     one whose fields depend on the dataset and model ("dualpath-authors": authors_protocol.py). `videos`: only
-    these test videos (by name), e.g. for a benchmark.
+    these test videos (by name), e.g. for a benchmark. `precision`: the networks' arithmetic, fp32 or bf16
+    (vadgpu/precision.py; metrics.json records it).
     """
     from vadgpu.data.catalog import open_dataset
     from vadgpu.data.prepare import load_prepared
 
     checkpoint = Path(checkpoint)
     device = resolve_device(device)
+    precision = check_precision(precision, device)
     loader = _resolve_loader(loader)
     with stage("model load"):
         ckpt = load_checkpoint(checkpoint, map_location="cpu")
@@ -214,12 +218,12 @@ def evaluate(
                                                            loader)
         with stage("boxes"):
             frame_boxes = FrameBoxes.load(boxes, test, split="test", dataset=data.name)
-        scorer = calibration.tube_scorer(model, frame_boxes, protocol, device)
+        scorer = calibration.tube_scorer(model, frame_boxes, protocol, device, precision)
         if protocol.norm == "train":
             stats = frame_stats(calibration.train_frame_scores(), protocol, temporal, calibration.names, checkpoint)
             stats_source = calibration_source
     else:
-        scorer = FrameScorer(protocol)
+        scorer = FrameScorer(protocol, precision=precision)
         if protocol.norm == "train":
             from vadgpu.scoring.train_scores import raw_train_scores
 
@@ -227,8 +231,8 @@ def evaluate(
             frame_scores, stats_source = raw_train_scores(stored, protocol), FROM_FILE
             names = (stored or {}).get("names")
             if frame_scores is None:
-                frame_scores = score_videos(model, train, FrameScorer(protocol), device, batch_size, progress,
-                                            desc="scoring train", loader=loader)
+                frame_scores = score_videos(model, train, FrameScorer(protocol, precision=precision), device,
+                                            batch_size, progress, desc="scoring train", loader=loader)
                 names, stats_source = [v.name for v in train], FROM_PASS
             stats = frame_stats(frame_scores, protocol, temporal, names or [], checkpoint)
     raw = score_videos(model, test, scorer, device, batch_size, progress, desc="scoring test", loader=loader)
@@ -276,6 +280,7 @@ def evaluate(
         "totals": {"videos": len(videos), "frames": sum(v.num_frames for v in videos),
                    "scored_frames": metrics.frames, "anomalous_frames": metrics.anomalous_frames},
         "device": describe(device),
+        "precision": precision,
         "vadgpu_version": __version__,
     }
     if objects_record is not None:
@@ -347,6 +352,7 @@ def score_input(
     progress: bool = True,
     boxes: str | Path | None = None,
     loader: str = "auto",
+    precision: str = DEFAULT_PRECISION,
 ) -> ScoreResult:
     """Score one unlabelled video file or frame folder: scores.csv, a score-curve PNG, optionally a heatmap MP4.
 
@@ -355,7 +361,8 @@ def score_input(
     subtraction runs over the input first (cached like prepare), and objects.csv lists every scored box; its tubes
     are scored with the model's calibration record (location and, where it has one, appearance: the same detector
     as `vadgpu eval`). `model_file`: an ONNX file from `vadgpu export` instead of `checkpoint` (onnxruntime, CPU).
-    `protocol.norm == "train"` normalises by the training videos' scores stored in the model file.
+    `protocol.norm == "train"` normalises by the training videos' scores stored in the model file. `precision`:
+    the networks' arithmetic, fp32 or bf16 (vadgpu/precision.py; not for an ONNX file).
     """
     from vadgpu.evaluation.heatmap import HeatmapVideoWriter
 
@@ -363,6 +370,7 @@ def score_input(
         raise VadgpuError("give exactly one of --checkpoint FILE and --model FILE.onnx")
     source = Path(source)
     device = resolve_device(device)
+    precision = check_precision(precision, device, onnx=model_file is not None)
     loader = _resolve_loader(loader)
     with stage("model load"):
         ckpt = load_checkpoint(checkpoint, map_location="cpu") if model_file is None else {}
@@ -388,14 +396,14 @@ def score_input(
             with stage("boxes"):
                 boxes = ensure_box_cache(single, {"test": [video]}, progress=progress)
         scorer, calibration = object_input_scorer(model, ckpt, checkpoint or model_file, protocol, boxes, [video],
-                                                  device, required=tube_norm_chosen)
+                                                  device, required=tube_norm_chosen, precision=precision)
         if protocol.norm == "train":
             stats = frame_stats(calibration and calibration.train_frame_scores(), protocol, temporal,
                                 calibration.names if calibration else [], checkpoint or model_file)
     else:
         if heatmap_mp4:  # encoded as batches arrive (in frame order: the test loader's contract)
             writer = HeatmapVideoWriter(out / f"{name}-heatmap.mp4", video)
-        scorer = FrameScorer(protocol, on_errors=None if writer is None else writer.write)
+        scorer = FrameScorer(protocol, on_errors=None if writer is None else writer.write, precision=precision)
         if protocol.norm == "train":
             from vadgpu.scoring.train_scores import raw_train_scores
 
@@ -427,11 +435,11 @@ def score_input(
 
 
 def object_input_scorer(model, ckpt: dict, source, protocol: Protocol, boxes, videos: list[PreparedVideo],
-                        device: torch.device, required: bool = False):
+                        device: torch.device, required: bool = False, precision: str = DEFAULT_PRECISION):
     """The tube scorer of an object model for videos outside any dataset (`vadgpu score`): the model file's
     calibration record as the protocol asks for it (evaluation/calibrate.py), or, for a file without one, raw tube
-    errors with a warning (an error when the record is `required`, e.g. --tube-norm location asked for by name).
-    Returns (scorer, record or None)."""
+    errors with a warning (an error when the record is `required`, e.g. --tube-norm location asked for by name);
+    its networks in `precision`. Returns (scorer, record or None)."""
     from vadgpu.scoring.calibration import for_scoring
     from vadgpu.objects.tubes import FrameBoxes
     from vadgpu.scoring.calibration import stored_calibration
@@ -449,9 +457,10 @@ def object_input_scorer(model, ckpt: dict, source, protocol: Protocol, boxes, vi
             log.warning(f"{missing}: tube scores are raw errors (--tube-norm none)")
             protocol = replace(protocol, tube_norm="none")
         cfg = model.config
-        return TubeScorer(frame_boxes, cfg.window, cfg.size[0], protocol.score, protocol.mix_weight), None
+        return TubeScorer(frame_boxes, cfg.window, cfg.size[0], protocol.score, protocol.mix_weight,
+                          precision=precision), None
     calibration = for_scoring(calibration, protocol, boxes, source)
-    return calibration.tube_scorer(model, frame_boxes, protocol, device), calibration
+    return calibration.tube_scorer(model, frame_boxes, protocol, device, precision), calibration
 
 
 def boxes_option(boxes: str | Path | None, ckpt: dict, checkpoint: str | Path, default: str) -> str | Path | None:

@@ -7,12 +7,13 @@ from pathlib import Path
 
 from vadgpu.errors import VadgpuError
 from vadgpu.log import logger
+from vadgpu.precision import DEFAULT_PRECISION
 
 
-def live_parts(model, ckpt: dict, model_source, protocol, source, boxes, device):
+def live_parts(model, ckpt: dict, model_source, protocol, source, boxes, device, precision: str = DEFAULT_PRECISION):
     """(an object model's LiveObjectScorer or None, the training frame scores and their video names) for live
     scoring: an object model scores with its calibration record, with the boxes of `boxes` (a box cache holding
-    the file SOURCE) or found by background subtraction as the frames arrive."""
+    the file SOURCE) or found by background subtraction as the frames arrive, its networks in `precision`."""
     if model.config.clips != "objects":
         from vadgpu.scoring.train_scores import raw_train_scores
 
@@ -49,7 +50,7 @@ def live_parts(model, ckpt: dict, model_source, protocol, source, boxes, device)
             calibration.appearance.to(device)
 
         def make_scorer(frame_boxes):
-            return calibration.tube_scorer(model, frame_boxes, protocol, device)
+            return calibration.tube_scorer(model, frame_boxes, protocol, device, precision)
         train = calibration.train_frame_scores()
         floor = float(min(s.min() for s in train)) if train else 0.0
         return (LiveObjectScorer(model, make_scorer, floor, cached, calibration.background), train,
@@ -60,5 +61,6 @@ def live_parts(model, ckpt: dict, model_source, protocol, source, boxes, device)
     cfg = model.config
 
     def make_raw_scorer(frame_boxes):
-        return TubeScorer(frame_boxes, cfg.window, cfg.size[0], protocol.score, protocol.mix_weight)
+        return TubeScorer(frame_boxes, cfg.window, cfg.size[0], protocol.score, protocol.mix_weight,
+                          precision=precision)
     return LiveObjectScorer(model, make_raw_scorer, 0.0, cached), None, []

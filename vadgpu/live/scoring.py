@@ -45,6 +45,7 @@ import torch
 from vadgpu.bench.stages import stage
 from vadgpu.errors import VadgpuError
 from vadgpu.live.events import Event
+from vadgpu.precision import DEFAULT_PRECISION
 from vadgpu.scoring.frames import FrameScorer
 from vadgpu.scoring.protocol import Protocol, TrainStats, median_smooth, trailing_smooth
 from vadgpu.model_checks import check_finite_score
@@ -96,17 +97,17 @@ def live_settings(model, protocol: Protocol, norm: str, frame_scores: list[np.nd
 class CausalScorer:
     """Clips, raw scores, trailing smoothing and normalisation of one stream; `push` frames, `finish` at the end
     of the stream or of a segment (before a reconnect). `objects`: an object model's LiveObjectScorer
-    (live/objects.py); a frame model is scored by a FrameScorer, as offline."""
+    (live/objects.py); a frame model is scored by a FrameScorer, as offline, its network in `precision`."""
 
     def __init__(self, model, protocol: Protocol, stats: TrainStats | None, device: torch.device,
-                 objects=None):
+                 objects=None, precision: str = DEFAULT_PRECISION):
         cfg = model.config
         self.model, self.protocol, self.stats, self.device = model, protocol, stats, device
         self.temporal, self.behind = cfg.temporal, cfg.temporal // 2
         self.ahead = cfg.temporal - 1 - self.behind  # frames after the centre: the delay of each score
         self.channels = cfg.channels
         self.objects = objects
-        self.frame_scorer = None if objects is not None else FrameScorer(protocol)
+        self.frame_scorer = None if objects is not None else FrameScorer(protocol, precision=precision)
         self.size: tuple[int, int] | None = None if objects is not None else tuple(cfg.size)  # objects: the stream's
         self.images: dict[int, np.ndarray] = {}  # object models: the recent frames as they came (boxes)
         self.frames: dict[int, torch.Tensor] = {}  # this segment's recent converted frames (C, H, W) in [0, 1]

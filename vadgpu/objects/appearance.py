@@ -30,6 +30,7 @@ from torchvision.ops import roi_align
 from vadgpu.bench.stages import stage
 from vadgpu.errors import VadgpuError
 from vadgpu.objects.darknet_torch import DarknetBackbone
+from vadgpu.precision import DEFAULT_PRECISION, inference_autocast
 
 FEATURE_LAYER = "leaky_9"  # yolov3-tiny: output of the 256-channel convolution at stride 16
 POOL = 2  # roi_align cells per side of each box
@@ -106,15 +107,19 @@ class BoxFeatures:
             raise VadgpuError(f"the stored appearance features are incomplete or malformed ({exc!r})") from exc
 
     @torch.inference_mode()
-    def __call__(self, frames: torch.Tensor, owner: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    def __call__(self, frames: torch.Tensor, owner: torch.Tensor, boxes: torch.Tensor,
+                 precision: str = DEFAULT_PRECISION) -> torch.Tensor:
         """(M, D) float32 unit vectors of boxes (M, 4) (frame-normalised xyxy) in frames[owner] of `frames`
-        (N, C, H, W) in [0, 1], on the frames' device. The backbone runs once over all N frames."""
+        (N, C, H, W) in [0, 1], on the frames' device. The backbone runs once over all N frames, in `precision`
+        (vadgpu/precision.py; its map is float32 again before pooling)."""
         if owner.numel() == 0:
             return frames.new_zeros((0, 0), dtype=torch.float32)
         with stage("appearance.backbone"):
             x = network_input(frames, self.short_side).contiguous(memory_format=torch.channels_last)
             step = CPU_FRAMES if x.device.type == "cpu" else len(x)
-            maps = torch.cat([self.backbone(x[i:i + step]) for i in range(0, len(x), step)])  # (N, C', h, w)
+            with inference_autocast(precision, x.device):
+                maps = torch.cat([self.backbone(x[i:i + step]) for i in range(0, len(x), step)])  # (N, C', h, w)
+            maps = maps.float()
         with stage("appearance.pool"):
             height, width = x.shape[-2:]
             stride = width / maps.shape[-1]

@@ -25,6 +25,7 @@ import torch
 from vadgpu.bench.stages import stage
 from vadgpu.errors import VadgpuError
 from vadgpu.objects.appearance import BoxFeatures
+from vadgpu.precision import DEFAULT_PRECISION
 
 NEIGHBOURS = 1  # k: the distance to the nearest training box
 MIN_DISTANCE = 1e-6  # floor before the log (a duplicate of a training box)
@@ -130,7 +131,7 @@ def k_centre(features: torch.Tensor, count: int) -> torch.Tensor:
 
 class AppearanceTerm:
     """What a tube scorer needs to add the appearance term: the features, the bank and the term's weight, on one
-    device. `__call__(frames, owner, boxes)` -> (M,) a(x) of each box."""
+    device. `__call__(frames, owner, boxes, precision)` -> (M,) a(x) of each box (`precision`: the backbone's)."""
 
     def __init__(self, features: BoxFeatures, bank: AppearanceBank, weight: float = DEFAULT_WEIGHT):
         if not weight > 0 or weight == float("inf"):
@@ -142,7 +143,8 @@ class AppearanceTerm:
         self.bank = self.bank.to(device)
         return self
 
-    def __call__(self, frames: torch.Tensor, owner: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        features = self.features(frames, owner, boxes)
+    def __call__(self, frames: torch.Tensor, owner: torch.Tensor, boxes: torch.Tensor,
+                 precision: str = DEFAULT_PRECISION) -> torch.Tensor:
+        features = self.features(frames, owner, boxes, precision=precision)
         with stage("appearance.bank"):
             return self.bank.score(features)

@@ -35,6 +35,7 @@ import torch
 from vadgpu.bench.stages import stage
 from vadgpu.errors import VadgpuError
 from vadgpu.log import logger
+from vadgpu.precision import DEFAULT_PRECISION
 from vadgpu.scoring.appearance import DEFAULT_WEIGHT, MAX_BANK, AppearanceBank, AppearanceTerm
 from vadgpu.scoring.kinds import MIX_WEIGHT, OBJECT_SCORE
 from vadgpu.scoring.location import LocationStats, fit_from_records, grid_for
@@ -96,9 +97,10 @@ class Calibration:
                               f"uses {_describe(mine)}: leave --appearance out (the record's features are used), "
                               "or run `vadgpu calibrate` with the new weights")
 
-    def tube_scorer(self, model, frame_boxes, protocol, device: torch.device | None = None) -> TubeScorer:
+    def tube_scorer(self, model, frame_boxes, protocol, device: torch.device | None = None,
+                    precision: str = DEFAULT_PRECISION) -> TubeScorer:
         """The tube scorer of `model` for `frame_boxes` under `protocol` (its score kind must be the record's when
-        it normalises by place)."""
+        it normalises by place), its networks in `precision` (vadgpu/precision.py)."""
         location = None
         if protocol.tube_norm == "location":
             if protocol.score != self.location.kind:
@@ -110,7 +112,7 @@ class Calibration:
             appearance = appearance.to(device)
         cfg = model.config
         return TubeScorer(frame_boxes, cfg.window, cfg.size[0], protocol.score, protocol.mix_weight, location,
-                          appearance)
+                          appearance, precision=precision)
 
     def train_frame_scores(self) -> list[np.ndarray] | None:
         return [np.asarray(s, np.float64) for s in self.frame_scores] or None

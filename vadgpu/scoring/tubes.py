@@ -23,6 +23,7 @@ import torch
 
 from vadgpu.bench.stages import stage
 from vadgpu.objects.tubes import FrameBoxes, crop_tubes, tube_windows
+from vadgpu.precision import DEFAULT_PRECISION, inference_autocast
 from vadgpu.scoring.appearance import AppearanceTerm
 from vadgpu.scoring.kinds import error_map, scores_from_errors
 from vadgpu.scoring.location import LocationStats
@@ -52,6 +53,7 @@ class TubeScorer:
     location: LocationStats | None = None
     appearance: AppearanceTerm | None = None
     features: object = None  # a BoxFeatures whose vectors of every tube are kept in `kept_features` (calibration)
+    precision: str = DEFAULT_PRECISION  # the tube network's and the appearance backbone's (vadgpu/precision.py)
     records: list[TubeRecord] = field(default_factory=list)
     kept_features: list[torch.Tensor] = field(default_factory=list)
 
@@ -76,8 +78,10 @@ class TubeScorer:
             with stage("tube cut"):
                 tubes = crop_tubes(clips, owner[part], windows[part], self.size)  # (m, C, T, S, S)
             with stage("network"):
-                target, recon = model.reconstruct(tubes)
-                scores.append(scores_from_errors(error_map(target, recon), self.score, self.mix_weight))
+                with inference_autocast(self.precision, tubes.device):
+                    target, recon = model.reconstruct(tubes)
+                errors = error_map(target.float(), recon.float())  # float32 whatever the network's precision
+                scores.append(scores_from_errors(errors, self.score, self.mix_weight))
         with stage("tube scores"):
             raw = torch.cat(scores)  # (M,)
             tube_scores = raw if self.location is None else self.location.apply(centres, raw)
@@ -85,10 +89,11 @@ class TubeScorer:
             with stage("appearance"):
                 centre_frames = clips[:, :, clips.shape[2] // 2]  # (N, C, H, W)
                 if self.appearance is not None:
-                    tube_scores = tube_scores + self.appearance.weight * self.appearance(centre_frames, owner,
-                                                                                         centres)
+                    tube_scores = tube_scores + self.appearance.weight * self.appearance(
+                        centre_frames, owner, centres, precision=self.precision)
                 if self.features is not None:
-                    self.kept_features.append(self.features(centre_frames, owner, centres).cpu())
+                    self.kept_features.append(self.features(centre_frames, owner, centres,
+                                                            precision=self.precision).cpu())
         with stage("tube scores"):
             best = best.scatter_reduce(0, owner, tube_scores.to(best.dtype), reduce="amax")
             self.records.append(TubeRecord(video_np[owner_np], frame_np[owner_np], boxes_np, raw.cpu().numpy(),
