@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from vadgpu.bench.report import aligned_table, markdown_table
 from vadgpu.bench.score import STAGES
+from vadgpu.precision import DEFAULT_PRECISION
 
 
 def _rows(result: dict) -> tuple[list[str], list[list[str]]]:
@@ -55,8 +56,8 @@ def summary_lines(result: dict) -> list[str]:
         f"{model['size'][0]}x{model['size'][1]} C={model['channels']}"
         + (f", tube window {model['window']}" if model["clips"] == "objects" else "")
         + (", appearance term" if model["appearance"] else "")
-        + f"; {settings.get('precision', 'fp32')}, loader {settings['loader']}, batch {settings['batch_size']}, "
-        f"{settings['repeats']} timed run(s)",
+        + f"; {settings.get('precision', DEFAULT_PRECISION)}, loader {settings['loader']}, "
+        f"batch {settings['batch_size']}, {settings['repeats']} timed run(s)",
     ]
     if "error" in startup:
         lines.append(f"start-up: {startup['error']}")
@@ -97,7 +98,9 @@ def format_markdown(result: dict) -> str:
 
 def _label(result: dict, mode: str) -> str:
     videos = result["settings"]["videos"]
-    return f"{mode}, {', '.join(videos)}" if len(videos) <= 3 else f"{mode}, {len(videos)} videos"
+    precision = result["settings"].get("precision", DEFAULT_PRECISION)  # records before --precision: fp32
+    label = f"{mode}, {', '.join(videos)}" if len(videos) <= 3 else f"{mode}, {len(videos)} videos"
+    return label if precision == DEFAULT_PRECISION else f"{label}, {precision}"
 
 
 def format_summary(results: list[dict]) -> str:
