@@ -3,7 +3,7 @@ against the training boxes', beside the detector's terms.
 
     .venv/bin/python benchmarks/travel/flow_term.py --dataset NAME --root DIR --tubes RUN/terms-tubes.npz
                      [--boxes FILE] [--dev 01,02,...] [--preset medium] [--flow-height 31] [--unit median]
-                     [--bins 8] [--neighbours 1] [--out FILE.json]
+                     [--bins 8] [--neighbours 1] [--out FILE.json] [--keep FILE.npz]
 
 A measurement, not part of the detector yet. Every frame of the box cache's videos (train and test) gets dense
 optical flow (OpenCV DIS on grayscale, `--preset`) from the frame back to the one before, negated: the motion of
@@ -164,6 +164,8 @@ def main() -> None:
     parser.add_argument("--unit", choices=UNITS, default="median", help="flow magnitudes in the training boxes' "
                         "median height (default) or in each box's own height")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--keep", default=None, help="also write each test tube's flow z-score here (.npz, in the "
+                        "order of --tubes), for benchmarks/travel/combine.py --flow")
     args = parser.parse_args()
     if args.bins < 2:
         parser.error(f"--bins {args.bins}: need at least 2 direction sectors")
@@ -203,6 +205,8 @@ def main() -> None:
                         for name, values in combos.items()}}
     if args.out:
         atomic_write_json(args.out, result)
+    if args.keep:
+        np.savez(args.keep, flow=flow, tubes=Path(args.tubes).name)
     print_terms(result["terms"])
     print(f"tubes with a box in the cache: {known.mean():.1%} of {len(rows)}; training boxes: {in_train.sum()}; "
           f"flow and features: {frames} frames in {seconds:.0f} s")
