@@ -52,8 +52,8 @@ class MultiKernelBlock(nn.Module):
         # branch: BatchNorm is per channel, so each branch's channels are normalised with their slice of it, and a
         # 1x1 convolution after space-to-depth is a 2x2 convolution of stride 2 (before depth-to-space, a stride-2
         # transposed one), so each branch is mixed by its slice of that kernel and the parts are summed. The same
-        # values to float rounding, without copying the block's largest tensors three times (concat, rearrange,
-        # and the same again in the backward pass).
+        # values to float rounding, without the copies of the block's largest tensors that the concatenation and
+        # the rearrangement make, forward and backward.
         if self.training and self.norm.track_running_stats:
             self.norm.num_batches_tracked.add_(1)
         kernel = self.mix_kernel()
