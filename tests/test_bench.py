@@ -112,7 +112,7 @@ def test_object_preset_is_measured_as_it_trains(synth, tmp_path, monkeypatch):
                                   workers=1, stages=("pipeline+kernels", "train"), progress=False)
     data = run_throughput(settings)
     s, train = data["settings"], data["stages"]["train"]
-    assert s["spec"]["size"] == [48, 64] and s["spec"]["temporal"] == 5 and is_objects(data)
+    assert tuple(s["spec"]["size"]) == (48, 64) and s["spec"]["temporal"] == 5 and is_objects(data)
     assert s["tubes_per_clip"] == 4 and 16 <= s["window"] <= 48 and s["boxes"].endswith(".npz")
     assert train["tubes_only"]["median"] > train["step_only"]["median"] > 0
     assert 0 < train["tubes_share_of_step"] < 1 and 0 < train["kernels_share_of_step"] < 1

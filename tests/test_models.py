@@ -292,8 +292,9 @@ def concat_shuffle_block(block, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("decode", [False, True])
 @pytest.mark.parametrize("side", [2, 8])  # a 2x2 map is smaller than the 5x5 and 7x7 kernels' reach
 def test_multikernel_block_equals_its_concat_shuffle_form(decode, side):
-    """The block computed branch by branch gives its layers' function: the same output, gradients and BatchNorm
-    running statistics to float rounding, in training and in evaluation; a block with its mix transposed does not."""
+    """The block as training computes it, branch by branch, gives its layers' function: the same output, gradients
+    and BatchNorm running statistics to float rounding; evaluation runs the layers as they read, with the running
+    statistics training kept; a block with its mix transposed differs."""
     import copy
 
     from vadgpu.models.blocks import MultiKernelBlock

@@ -3,7 +3,7 @@
 DDL (2D, frames as a batch):
     MultiKernelBlock  parallel k x k convolutions (3, 5, 7), concat, BN + ReLU, then space-to-depth (encoder) or
                       depth-to-space (decoder) 2x2, then a 1x1 convolution to the block width (+ BN + ReLU);
-                      computed branch by branch, without the concatenation and the rearrangement (see forward).
+                      in training computed branch by branch, without the concatenation and the rearrangement.
 Dual-path (3D):
     DoubleConv3d      (Conv3d 3x3x3 -> BN3d -> ReLU) x 2
     Down3d            stride-2 Conv3d then DoubleConv3d
@@ -48,13 +48,22 @@ class MultiKernelBlock(nn.Module):
         self.out_norm = nn.Identity() if last else nn.Sequential(nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_ch, H, W)
-        # The function of the layers above (concat, BN + ReLU, 2x2 rearrangement, 1x1 mix), computed branch by
-        # branch: BatchNorm is per channel, so each branch's channels are normalised with their slice of it, and a
-        # 1x1 convolution after space-to-depth is a 2x2 convolution of stride 2 (before depth-to-space, a stride-2
-        # transposed one), so each branch is mixed by its slice of that kernel and the parts are summed. The same
-        # values to float rounding, without the copies of the block's largest tensors that the concatenation and
-        # the rearrangement make, forward and backward.
-        if self.training and self.norm.track_running_stats:
+        if self.training:
+            return self._branch_by_branch(x)
+        # inference (scoring, calibration, export) as the layers read: an exported graph needs each kernel's shape
+        x = torch.cat([branch(x) for branch in self.branches], dim=1)  # (B, K * branch_ch, H, W)
+        x = self.drop(F.relu(self.norm(x), inplace=True))
+        x = F.pixel_shuffle(x, 2) if self.decode else F.pixel_unshuffle(x, 2)
+        return self.out_norm(self.mix(x))  # (B, out_ch, 2H or H/2, 2W or W/2)
+
+    def _branch_by_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The function of the layers (concat, BN + ReLU, 2x2 rearrangement, 1x1 mix), computed branch by branch,
+        as training runs it: BatchNorm is per channel, so each branch's channels are normalised with their slice of
+        it, and a 1x1 convolution after space-to-depth is a 2x2 convolution of stride 2 (before depth-to-space, a
+        stride-2 transposed one), so each branch is mixed by its slice of that kernel and the parts are summed. The
+        same values to float rounding, without the copies of the block's largest tensors that the concatenation
+        and the rearrangement make, forward and backward (docs/results/throughput.md, "Object-mode training")."""
+        if self.norm.track_running_stats:
             self.norm.num_batches_tracked.add_(1)
         kernel = self.mix_kernel()
         out, start = None, 0
@@ -77,12 +86,13 @@ class MultiKernelBlock(nn.Module):
         (out_ch, K * branch_ch, 2, 2) for a stride-2 convolution (space-to-depth puts pixel (i, j) of channel c at
         4c + 2i + j); decoder (K * branch_ch, out_ch, 2, 2) for a stride-2 transposed convolution (depth-to-space
         puts channel 4c + 2i + j at pixel (i, j) of channel c)."""
-        weight = self.mix.weight.flatten(1)  # (out_ch, mixed_ch)
+        out_ch, mixed_ch = self.mix.weight.shape[:2]
+        weight = self.mix.weight.reshape(out_ch, mixed_ch)
         if not self.decode:
-            return weight.reshape(weight.shape[0], -1, 2, 2)
+            return weight.reshape(out_ch, mixed_ch // 4, 2, 2)
         spread = torch.eye(4, dtype=weight.dtype, device=weight.device)  # sub-pixel s of a channel -> pixel s
         kernel = weight.t()[:, None, :, None] * spread[None, :, None, :]  # (mixed_ch, 4, out_ch, 4)
-        return kernel.reshape(-1, weight.shape[0], 2, 2)
+        return kernel.reshape(mixed_ch * 4, out_ch, 2, 2)
 
 
 def norm_channels(norm: nn.BatchNorm2d, x: torch.Tensor, part: slice) -> torch.Tensor:
