@@ -18,14 +18,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vadgpu.heap import keep_freed_memory
 from vadgpu.threads import prefer_passive_omp_waiting
 
 prefer_passive_omp_waiting()  # before torch is imported: DALI's threads and torch's share the cores
+keep_freed_memory()  # as the vadgpu command does (vadgpu/heap.py)
 
 import click  # noqa: E402
 import torch  # noqa: E402
 
-from vadgpu.bench.report import format_markdown, format_summary, format_table  # noqa: E402
+from vadgpu.bench.report import (format_markdown, format_object_summary, format_summary, format_table,  # noqa: E402
+                                 is_objects)
 from vadgpu.bench.throughput import ThroughputSettings, run_throughput  # noqa: E402
 from vadgpu.device import resolve_device  # noqa: E402
 from vadgpu.io import atomic_write_json  # noqa: E402
@@ -51,6 +54,10 @@ CONFIGS = {
                             size=(256, 256), channels=3, stages=DATA_STAGES),
     "ped2-128gray-t16": dict(dataset="ped2", root=str(PED2), preset="dualpath-ped2-cpu", temporal=16, max_skip=0,
                              size=(128, 128), channels=1, stages=DATA_STAGES),
+    # object-mode training as `vadgpu train --preset ...-objects-cpu` runs it (the dataset's box cache, the preset's
+    # tubes per clip): the training stage alone, with the tube cutting timed apart
+    "ped2-ddl-objects": dict(dataset="ped2", root=str(PED2), preset="ddl-objects-cpu", stages=("train",)),
+    "ped2-dualpath-objects": dict(dataset="ped2", root=str(PED2), preset="dualpath-objects-cpu", stages=("train",)),
 }
 
 
@@ -94,7 +101,9 @@ def main(names, device, seconds, repeats, batch_size, no_progress, no_summary):
         return
     done = [HERE / "results" / f"throughput-{name}-{kind}.json" for name in sorted(CONFIGS)]
     results = [json.loads(path.read_text()) for path in done if path.exists()]
-    click.echo("side-by-side table (every result on this host kind):\n" + format_summary(results))
+    click.echo("side-by-side table (every result on this host kind):\n"
+               + format_summary([r for r in results if not is_objects(r)]) + "\n\nobject-mode training:\n"
+               + format_object_summary([r for r in results if is_objects(r)]))
 
 
 def measure(name: str, kind: str, **options) -> None:

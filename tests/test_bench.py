@@ -100,6 +100,27 @@ def test_frame_folders_decode_limit_and_loaders(synth, tmp_path):
     assert not data["targets"] or all("T=5" not in k for k in data["targets"])  # no target for T = 5
 
 
+def test_object_preset_is_measured_as_it_trains(synth, tmp_path, monkeypatch):
+    """An object preset: frames at the videos' size, the dataset's box cache made as training makes it, the window
+    resolved from it, the preset's tubes per clip; the train stage times the tube cutting alone, and the result
+    goes to the object-mode table, not the loaders' one."""
+    from vadgpu.bench.report import format_object_summary, format_table, is_objects
+
+    monkeypatch.setenv("VADGPU_CACHE", str(tmp_path / "vadgpu-cache"))
+    settings = ThroughputSettings(dataset="synthetic", root=str(synth), variant="frames", cache=str(tmp_path),
+                                  preset="ddl-objects-cpu", batch_size=2, seconds=0.05, repeats=1, warmup=0,
+                                  workers=1, stages=("pipeline+kernels", "train"), progress=False)
+    data = run_throughput(settings)
+    s, train = data["settings"], data["stages"]["train"]
+    assert tuple(s["spec"]["size"]) == (48, 64) and s["spec"]["temporal"] == 5 and is_objects(data)
+    assert s["tubes_per_clip"] == 4 and 16 <= s["window"] <= 48 and s["boxes"].endswith(".npz")
+    assert train["tubes_only"]["median"] > train["step_only"]["median"] > 0
+    assert 0 < train["tubes_share_of_step"] < 1 and 0 < train["kernels_share_of_step"] < 1
+    assert data["stages"]["pipeline+kernels"]["rate"]["median"] > 0
+    assert "tube cutting alone" in format_table(data)
+    assert format_object_summary([data]).splitlines()[-1].startswith("| synthetic | ddl-objects-cpu | 4 per clip, ")
+
+
 def test_decode_limit_decodes_each_frame_once(synth, tmp_path):
     for variant in ("avi", "frames"):
         prepared = load_prepared(open_dataset("synthetic", synth, variant=variant), "cpu", cache=tmp_path / variant,

@@ -278,6 +278,50 @@ def test_distinction_loss_matches_hand_computed_values():
         assert distinction_loss(clean, perturbed, recon, torch.zeros_like(mask), form).item() == 0.0
 
 
+def concat_shuffle_block(block, x: torch.Tensor) -> torch.Tensor:
+    """A MultiKernelBlock as its layers read: the branches concatenated, BN + ReLU, the 2x2 rearrangement, the
+    1x1 mix (what its branch-by-branch forward computes)."""
+    import torch.nn.functional as F
+
+    y = torch.cat([branch(x) for branch in block.branches], dim=1)
+    y = F.relu(block.norm(y))
+    y = F.pixel_shuffle(y, 2) if block.decode else F.pixel_unshuffle(y, 2)
+    return block.out_norm(block.mix(y))
+
+
+@pytest.mark.parametrize("decode", [False, True])
+@pytest.mark.parametrize("side", [2, 8])  # a 2x2 map is smaller than the 5x5 and 7x7 kernels' reach
+def test_multikernel_block_equals_its_concat_shuffle_form(decode, side):
+    """The block as training computes it, branch by branch, gives its layers' function: the same output, gradients
+    and BatchNorm running statistics to float rounding; evaluation runs the layers as they read, with the running
+    statistics training kept; a block with its mix transposed differs."""
+    import copy
+
+    from vadgpu.models.blocks import MultiKernelBlock
+    from vadgpu.models.base import channels_last_convolutions
+
+    torch.manual_seed(0)
+    block = MultiKernelBlock(8, 4, decode=decode, last=decode)
+    channels_last_convolutions(block)
+    reference = copy.deepcopy(block)
+    x = torch.rand(6, 8, side, side).contiguous(memory_format=torch.channels_last)
+    out, want = block(x), concat_shuffle_block(reference, x)
+    assert out.shape == want.shape and float((out - want).detach().abs().max()) < 1e-5
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    want.backward(grad)
+    for (name, a), b in zip(block.named_parameters(), reference.parameters()):
+        assert float((a.grad - b.grad).abs().max()) < 1e-4 * max(1.0, float(b.grad.abs().max())), name
+    for (name, a), b in zip(block.named_buffers(), reference.buffers()):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6), name
+    assert int(block.norm.num_batches_tracked) == 1
+    block.eval(), reference.eval()
+    with torch.no_grad():
+        assert float((block(x) - concat_shuffle_block(reference, x)).abs().max()) < 1e-5
+        block.mix.weight.copy_(block.mix.weight.flip(1))
+        assert float((block(x) - concat_shuffle_block(reference, x)).abs().max()) > 1e-3
+
+
 def test_ddl_batch_without_pseudo_anomalies_is_reconstruction_only():
     model = small_model("ddl-tiny-cpu").train()
     clips = batch_for(model, n=2)

@@ -219,6 +219,48 @@ def test_import_leaves_the_environment_alone_and_the_cli_sets_omp_waiting(monkey
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
+HEAP_PROBE = """
+import ctypes, sys
+class Info(ctypes.Structure):  # glibc's struct mallinfo2
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype, libc.malloc.restype = Info, ctypes.c_void_p
+libc.malloc.argtypes, libc.free.argtypes = [ctypes.c_size_t], [ctypes.c_void_p]
+if sys.argv[1] == "cli":
+    import vadgpu.cli.main
+import vadgpu, vadgpu.engine.train
+before = libc.mallinfo2().hblkhd
+block = libc.malloc(24 << 20)  # 24 MiB, an activation's size
+print(libc.mallinfo2().hblkhd - before)  # bytes served by mmap (fresh pages) instead of the heap
+libc.free(block)
+"""
+
+
+def test_import_leaves_the_heap_alone_and_the_cli_keeps_freed_memory():
+    """A 24 MiB block comes from fresh mmap'd pages in a plain process, also after `import vadgpu`; once the
+    `vadgpu` command's module is loaded it comes from the heap (vadgpu/heap.py), unless glibc's variables say
+    otherwise."""
+    import os
+    import subprocess
+    import sys
+
+    from vadgpu.heap import GLIBC_VARIABLES
+
+    if not sys.platform.startswith("linux") or not hasattr(__import__("ctypes").CDLL(None), "mallinfo2"):
+        pytest.skip("glibc >= 2.33 (mallinfo2) is needed to see where a block came from")
+    env = {k: v for k, v in os.environ.items() if k not in GLIBC_VARIABLES}
+
+    def mapped(mode: str, **extra: str) -> int:
+        run = subprocess.run([sys.executable, "-c", HEAP_PROBE, mode], env={**env, **extra}, capture_output=True,
+                             text=True, check=True)
+        return int(run.stdout.split()[-1])
+
+    assert mapped("library") >= 24 << 20
+    assert mapped("cli") == 0
+    assert mapped("cli", MALLOC_TRIM_THRESHOLD_="131072") >= 24 << 20  # the environment's own setting wins
+
+
 def test_library_reports_through_the_vadgpu_logger_tensorboard_hint_once(tmp_path, monkeypatch):
     import logging
     import sys

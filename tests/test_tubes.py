@@ -1,4 +1,5 @@
-"""Object tubes: the crop against a numpy reference, windows, box coordinates, the training sampler, test boxes."""
+"""Object tubes: the crop against a numpy reference and against roi_align on float frames, windows, box coordinates,
+the training sampler (from decoded uint8 frames as from float clips), test boxes."""
 
 from __future__ import annotations
 
@@ -44,6 +45,49 @@ def test_crop_equals_numpy_reference():
         for t in range(3):
             ref = reference_crop(frames[owner[m], 0, t], windows[m], 16)
             np.testing.assert_allclose(tubes[m, 0, t].numpy(), ref, atol=1e-5)
+
+
+def roi_align_tubes(frames: torch.Tensor, owner: torch.Tensor, windows: torch.Tensor, size: int) -> torch.Tensor:
+    """How tubes were cut before they were cut from uint8: every frame of float clips (N, C, L, H, W) through
+    torchvision's roi_align (aligned, SAMPLING_RATIO^2 samples per output pixel) -> (M, C, L, size, size)."""
+    from torchvision.ops import roi_align
+
+    n, c, length, height, width = frames.shape
+    flat = frames.transpose(1, 2).reshape(n * length, c, height, width)
+    index = (owner[:, None] * length + torch.arange(length)).reshape(-1, 1).float()
+    rois = torch.cat([index, windows.float().repeat_interleave(length, dim=0)], dim=1)
+    out = roi_align(flat, rois, (size, size), spatial_scale=1.0, sampling_ratio=SAMPLING_RATIO, aligned=True)
+    return out.view(-1, length, c, size, size).transpose(1, 2)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_tubes_cut_from_uint8_frames_are_roi_align_s_on_the_float_frames(channels):
+    """The tubes crop_tubes cuts from decoded uint8 frames (converting only each window's pixels) against the
+    former way, roi_align over the whole frames made float: the same to float32 rounding (the products are summed
+    in another order), and the float frames give the same tubes as their uint8 source. A window one pixel off
+    differs by far more, so the comparison can see a misplaced crop."""
+    from vadgpu.pipelines.loader import unit_float
+
+    generator = torch.Generator().manual_seed(channels)
+    frames = torch.randint(0, 256, (3, channels, 4, 60, 90), dtype=torch.uint8, generator=generator)
+    floats = unit_float(frames)
+    centres = torch.rand(24, 2, generator=generator).repeat(1, 2)
+    centres[:4] = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 0.0, 1.0], [0.5, 0.5, 0.5, 0.5]])
+    owner = torch.arange(3).repeat_interleave(8)
+    for side in (17, 24, 60):  # an odd side, an even one, the whole frame height
+        windows = tube_windows(centres, (60, 90), side)
+        before = roi_align_tubes(floats, owner, windows, 16)
+        tubes = crop_tubes(frames, owner, windows, 16, extent=side)
+        assert tubes.dtype == torch.float32 and tubes.shape == (24, channels, 4, 16, 16)
+        assert float((tubes - before).abs().max()) < 1e-6, side
+        assert torch.equal(crop_tubes(floats, owner, windows, 16), tubes)  # extent read from the windows
+        moved = roi_align_tubes(floats, owner, windows + torch.tensor([1.0, 0.0, 1.0, 0.0]), 16)
+        assert float((tubes - moved)[4:].abs().max()) > 0.1
+    # a subset of the frames, in any order (what the sampler asks for from a decode group's frames)
+    steps = torch.tensor([[3, 0], [1, 1]])
+    some = crop_tubes(frames, owner[:2], windows[:2], 16, steps=steps)
+    assert torch.equal(some[0], tubes[0][:, [3, 0]]) and torch.equal(some[1], tubes[1][:, [1, 1]])
+    assert crop_tubes(frames, owner[:0], windows[:0], 16, extent=60).shape == (0, channels, 4, 16, 16)
 
 
 def test_crop_at_native_size_is_the_pixels():
@@ -93,6 +137,37 @@ def test_sampler_tubes_per_clip_and_background_for_clips_without_objects():
     # the valid tubes are the crop around the box centre (40, 30): window 30..50 x 20..40
     expected = crop_tubes(clips, torch.tensor([0]), torch.tensor([[30.0, 20.0, 50.0, 40.0]]), 8)
     assert torch.allclose(tubes.clips[0], expected[0])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_sampler_cuts_the_same_tubes_from_a_loader_s_frames_as_from_float_clips(channels):
+    """A ClipBatch as both loaders hand it over (the DALI loader's decoded frames + rows, over two decode groups;
+    the torch loader's uint8 clips), with a skip window: the sampler's tubes and window tubes equal those it cuts
+    from the same clips made float, and the batch's float clips are never made."""
+    from types import SimpleNamespace
+
+    from vadgpu.pipelines.clip_index import ClipSpec
+    from vadgpu.pipelines.loader import ClipBatch, FrameSpans, gather_spans, unit_float
+
+    generator = torch.Generator().manual_seed(channels)
+    frames = torch.randint(0, 256, (20, channels, 50, 70), dtype=torch.uint8, generator=generator)
+    rows = torch.sort(torch.randint(0, 20, (4, 7), generator=generator), dim=1).values
+    spec = ClipSpec(3, (50, 70), channels, max_skip=3)  # a span of 7 frames, the clip at 2..4
+    pieces = [(frames, rows[:3]), (frames.flip(0), rows[3:])]
+    span = torch.cat([gather_spans(f, r) for f, r in pieces])  # (4, C, 7, 50, 70) uint8
+    video, frame = torch.tensor([0, 1, 0, 1]), torch.tensor([5, 6, 7, 8])
+    dali = ClipBatch(None, video, frame, spans=FrameSpans(pieces, spec))
+    torch_loader = ClipBatch(span[:, :, 2:5].contiguous(), video, frame, span, clip_in_span=spec.clip_in_span)
+    floats = SimpleNamespace(clips=unit_float(span[:, :, 2:5].contiguous()), window=unit_float(span),
+                             video=video, frame=frame)
+    sampler = TubeSampler(FixedBoxes(), window=20, size=8, per_clip=3)
+    want = sampler(floats, torch.Generator().manual_seed(0))
+    assert want.clips.shape == (12, channels, 3, 8, 8) and want.window.shape == (12, channels, 7, 8, 8)
+    for batch in (dali, torch_loader):
+        got = sampler(batch, torch.Generator().manual_seed(0))
+        assert torch.equal(got.clips, want.clips) and torch.equal(got.window, want.window)
+        assert torch.equal(got.boxes, want.boxes) and torch.equal(got.valid, want.valid)
+        assert batch._clips is None or batch._clips.dtype == torch.uint8  # nothing made float
 
 
 def test_frame_boxes_select_and_count():

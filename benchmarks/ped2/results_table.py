@@ -350,9 +350,16 @@ def throughput_headline() -> str:
 
 
 def throughput_table() -> str:
-    from vadgpu.bench.report import format_summary  # the table `vadgpu bench` prints
+    from vadgpu.bench.report import format_summary, is_objects  # the table `vadgpu bench` prints
 
-    return format_summary(throughput_results())
+    return format_summary([r for r in throughput_results() if not is_objects(r)])
+
+
+def throughput_objects_table() -> str:
+    """Object-mode training (docs/results/throughput.md), from the object presets' throughput-*-cpu.json."""
+    from vadgpu.bench.report import format_object_summary, is_objects
+
+    return format_object_summary([r for r in throughput_results() if is_objects(r)])
 
 
 def score_table() -> str:
@@ -410,8 +417,8 @@ def blocks(lines: list[dict]) -> dict[str, str]:
             "objects-2": object_tables(lines, "objects-2"), "objects-1": object_tables(lines, "objects-1"),
             "dualpath-forms": forms_tables(lines), "frames": frames_table(lines),
             "references": references_table(lines), "throughput-headline": throughput_headline(),
-            "throughput": throughput_table(), "score-stages": score_table(), "travel": travel_table(),
-            "travel-combinations": combinations_table()}
+            "throughput": throughput_table(), "throughput-objects": throughput_objects_table(),
+            "score-stages": score_table(), "travel": travel_table(), "travel-combinations": combinations_table()}
 
 
 PAGES = [REPO / "README.md", REPO / "docs" / "results" / "ped2.md", REPO / "docs" / "results" / "throughput.md",

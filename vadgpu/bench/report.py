@@ -48,9 +48,11 @@ def _rows(result: dict) -> list[list[str]]:
                 rows.append([label, f"{r['median']:.1f}", f"{r['min']:.1f}-{r['max']:.1f}", "frames/s", "1.00", ""])
         if name == "train":
             for key, label in (("step_only", "training step alone (cached batches)"),
-                               ("kernels_only", "kernels alone (cached batches)")):
-                r = stage[key]
-                rows.append([label, f"{r['median']:.1f}", f"{r['min']:.1f}-{r['max']:.1f}", "clips/s", "", ""])
+                               ("kernels_only", "kernels alone (cached batches)"),
+                               ("tubes_only", "tube cutting alone (cached batches)")):
+                if key in stage:
+                    r = stage[key]
+                    rows.append([label, f"{r['median']:.1f}", f"{r['min']:.1f}-{r['max']:.1f}", "clips/s", "", ""])
     return rows
 
 
@@ -71,8 +73,15 @@ def _summary_lines(result: dict) -> list[str]:
     ]
     for key, value in result["ratios"].items():
         lines.append(f"ratio {key}: {value:.2f}")
+    if s.get("clips") == "objects":
+        lines.append(f"object tubes: {s['tubes_per_clip']} per clip, {s['window']}-pixel window resized to "
+                     f"{s['tube_size'][1]}x{s['tube_size'][0]}, boxes {s['boxes']}")
     if "train" in result["stages"]:
-        lines.append(f"kernels' share of a training step: {result['stages']['train']['kernels_share_of_step']:.1%}")
+        train = result["stages"]["train"]
+        lines.append(f"kernels' share of a training step: {train['kernels_share_of_step']:.1%}"
+                     + (" (tubes included)" if "tubes_only" in train else ""))
+        if "tubes_only" in train:
+            lines.append(f"tube cutting's share of a training step: {train['tubes_share_of_step']:.1%}")
     same = result["stages"].get("pipeline", {}).get("same_as_baseline")
     if same:
         lines.append(f"first batch, pipeline vs baseline: same clips {same['same_clips']}, max |diff| "
@@ -92,6 +101,32 @@ def format_table(result: dict) -> str:
 def format_markdown(result: dict) -> str:
     """The same table in Markdown."""
     return markdown_table(HEADER, _rows(result))
+
+
+def is_objects(result: dict) -> bool:
+    """A result of an object preset (tubes cut from the frames), which format_object_summary tabulates."""
+    return result["settings"].get("clips") == "objects"
+
+
+def format_object_summary(results: list[dict]) -> str:
+    """One Markdown row per object-preset result: training clips/s, the step alone, the tube cutting alone and
+    its share, the peak RSS of the training stage."""
+    header = ["config", "preset", "tubes", "train clips/s (step alone)", "tube cutting alone clips/s",
+              "tube cutting's share of step", "tubes + kernels' share of step", "train peak RSS MiB", "load avg"]
+    rows = []
+    for r in results:
+        s, train = r["settings"], r["stages"]["train"]
+        load = r["system"].get("load_average_start", ["?"])[0], r["system"].get("load_average_end", ["?"])[0]
+        rows.append([
+            r.get("config", s["dataset"]), s["preset"],
+            f"{s['tubes_per_clip']} per clip, {s['window']} px -> {s['tube_size'][0]}x{s['tube_size'][1]}, "
+            f"T={s['spec']['temporal']}, batch {s['batch_size']}",
+            f"{train['rate']['median']:.1f} ({train['step_only']['median']:.1f})",
+            f"{train['tubes_only']['median']:.0f}", f"{train['tubes_share_of_step']:.1%}",
+            f"{train['kernels_share_of_step']:.1%}", f"{train['memory']['host_rss_peak_mib']:.0f}",
+            f"{load[0]} -> {load[1]}",
+        ])
+    return markdown_table(header, rows)
 
 
 def format_summary(results: list[dict]) -> str:

@@ -14,6 +14,11 @@
                       the --loader (DALI, or the torch loader = the baseline); plus the step alone on cached
                       batches and the kernels' share of it
 
+An object preset (`ddl-objects-cpu`, ...) is measured as it trains: the loaders deliver frames at the videos' own
+size, each batch becomes `tubes_per_clip` tubes per clip around the box cache's tracks (--boxes, else the dataset's
+background-subtraction cache, as `vadgpu train` makes it; the window resolved from it as training resolves
+`auto`) and the kernels act on the tubes; the train stage also times the tube cutting alone.
+
 Where DALI is not installed the pipeline stages are skipped, and where PyAV is not the decode limit of video
 files is; the result lists each skipped stage with the reason (`skipped`).
 
@@ -69,7 +74,9 @@ class ThroughputSettings:
     repeats: int = 3
     warmup: float = 2.0  # seconds of untimed work before each stage's windows
     workers: int | None = None  # DataLoader workers, DALI threads and decode processes; None: usable cores
-    boxes: str | None = None  # object-box cache; None: random boxes (kernel cost does not depend on the source)
+    boxes: str | None = None  # object-box cache; None: random boxes (kernel cost does not depend on the source),
+    #                           for an object preset the dataset's background-subtraction cache
+    tubes_per_clip: int | None = None  # object presets: None = the preset's training setting
     stages: tuple[str, ...] = STAGES
     loader: str = "auto"  # what feeds the train stage: dali, torch or auto (pipelines/choose.py)
     seed: int = 0
@@ -85,6 +92,8 @@ class ThroughputSettings:
             raise VadgpuError(f"--workers {self.workers} must be >= 1")
         if self.seconds <= 0 or self.repeats < 1 or self.warmup < 0:
             raise VadgpuError(f"--seconds {self.seconds} must be > 0 and --repeats {self.repeats} >= 1")
+        if self.tubes_per_clip is not None and self.tubes_per_clip < 1:
+            raise VadgpuError(f"--tubes-per-clip {self.tubes_per_clip} must be >= 1")
 
 
 class RandomBoxes:
@@ -180,16 +189,45 @@ class ThroughputBench:
                 kinds = tuple(k for k in preset_config(settings.preset).pseudo_kinds if k != "skip")
                 overrides["pseudo_kinds"], overrides["pseudo_weights"] = kinds, None
         self.model_config = preset_config(settings.preset, **overrides)
-        self.spec = ClipSpec.for_model(self.model_config)
-        dataset = open_dataset(settings.dataset, settings.root, variant=settings.variant)
+        self.dataset = open_dataset(settings.dataset, settings.root, variant=settings.variant)
         # Files DALI decodes where it is used (the baseline reads those too), else the torch loader's
-        prepared = load_prepared(dataset, self.device, cache=settings.cache, progress=settings.progress,
+        prepared = load_prepared(self.dataset, self.device, cache=settings.cache, progress=settings.progress,
                                  loader="dali" if self.dali else "torch")
         self.videos = list(prepared.train)
         if not self.videos:
             raise VadgpuError(f"--root {settings.root}: dataset {settings.dataset} has no training videos")
+        self.objects = self.model_config.clips == "objects"
+        self.box_cache, frame_size = settings.boxes, None
+        if self.objects:
+            frame_size = self.object_setup(prepared)
+        self.spec = ClipSpec.for_model(self.model_config, frame_size=frame_size)
         self.memory = PeakMemory(self.device)
         self.sync = (lambda: torch.cuda.synchronize(self.device)) if is_cuda(self.device) else (lambda: None)
+
+    def object_setup(self, prepared) -> tuple[int, int]:
+        """An object preset as `vadgpu train` sets it up: the box cache (--boxes, else the dataset's background-
+        subtraction cache), the window resolved from it, tubes per clip; returns the frames' (H, W)."""
+        from dataclasses import fields
+
+        from vadgpu.engine.config import TrainConfig
+        from vadgpu.models.base import WINDOW_AUTO
+        from vadgpu.models.presets import PRESET_TRAINING
+        from vadgpu.objects.default_boxes import ensure_box_cache
+        from vadgpu.objects.tubes import native_frame_size
+        from vadgpu.objects.window import auto_window
+
+        frame_size = native_frame_size(self.videos)
+        if self.box_cache is None:
+            splits = {"train": list(prepared.train), "test": list(prepared.test)}
+            self.box_cache = str(ensure_box_cache(self.dataset, splits, progress=self.s.progress,
+                                                  echo=lambda _: None))
+        if self.model_config.window == WINDOW_AUTO:
+            choice = auto_window(self.box_cache, self.videos, frame_size, self.s.dataset)
+            self.model_config = self.model_config.replace(window=choice.window)
+        default = next(f.default for f in fields(TrainConfig) if f.name == "tubes_per_clip")
+        training = PRESET_TRAINING.get(self.s.preset, {})
+        self.tubes_per_clip = self.s.tubes_per_clip or training.get("tubes_per_clip", default)
+        return frame_size
 
     # ------------------------------------------------------------------------------------------- builders
 
@@ -203,7 +241,8 @@ class ThroughputBench:
         return make_loader(self.videos, self.spec, num_threads=self.workers, **common)
 
     def kernel_step(self) -> Callable:
-        """batch -> pseudo-anomalies, as the training objective makes them (a fixed DDL logit: no model here)."""
+        """batch -> pseudo-anomalies, as the training objective makes them (a fixed DDL logit: no model here); an
+        object preset's batch becomes its tubes first."""
         from vadgpu.engine.objective import build_policy, load_patches, make_pseudo_anomalies
 
         mc = self.model_config
@@ -211,14 +250,27 @@ class ThroughputBench:
         policy, boxes = build_policy(mc), self.boxes()
         generator = torch.Generator(device=self.device).manual_seed(self.s.seed + 1)
         logit = torch.zeros((), device=self.device) if "ddl" in mc.pseudo_kinds else None
-        return lambda batch: make_pseudo_anomalies(batch, policy, boxes, patches, generator, logit)
+        if not self.objects:
+            return lambda batch: make_pseudo_anomalies(batch, policy, boxes, patches, generator, logit)
+        sampler = self.tube_sampler(boxes)
+
+        def on_tubes(batch):
+            tubes = sampler(batch, generator)
+            return policy(tubes, tubes.boxes, tubes.valid, patches, generator, logit=logit)
+
+        return on_tubes
 
     def boxes(self):
-        if self.s.boxes is None:
+        if self.box_cache is None:
             return RandomBoxes(self.spec.temporal)
         from vadgpu.objects.boxes import ObjectBoxes
 
-        return ObjectBoxes.load(self.s.boxes, self.videos, self.device, self.spec.temporal)
+        return ObjectBoxes.load(self.box_cache, self.videos, self.device, self.spec.temporal)
+
+    def tube_sampler(self, boxes):
+        from vadgpu.objects.tubes import TubeSampler
+
+        return TubeSampler(boxes, self.model_config.window, self.model_config.size[0], self.tubes_per_clip)
 
     def training_parts(self, loader):
         from vadgpu.engine.components import assemble
@@ -231,8 +283,10 @@ class ThroughputBench:
         config = TrainConfig(dataset=self.s.dataset, root=str(self.s.root), model=self.model_config.architecture,
                              preset=self.s.preset, batch_size=self.s.batch_size, device=str(self.device),
                              seed=self.s.seed, amp=is_cuda(self.device), progress=False)
-        parts = assemble(model, config, DistContext(0, 1, 0, self.device), loader, boxes=self.boxes())
-        return parts
+        ctx = DistContext(0, 1, 0, self.device)
+        if self.objects:  # the tubes carry their own object's boxes
+            return assemble(model, config, ctx, loader, tubes=self.tube_sampler(self.boxes()))
+        return assemble(model, config, ctx, loader, boxes=self.boxes())
 
     # ----------------------------------------------------------------------------------------- measuring
 
@@ -275,7 +329,10 @@ class ThroughputBench:
                    kinds=list(self.model_config.pseudo_kinds), videos=len(self.videos),
                    frames=int(sum(v.num_frames for v in self.videos)),
                    format=self.videos[0].codec, frame_size=[self.videos[0].height, self.videos[0].width],
-                   boxes=self.s.boxes or "random (RandomBoxes)")
+                   boxes=self.box_cache or "random (RandomBoxes)", clips=self.model_config.clips)
+        if self.objects:
+            out.update(window=self.model_config.window, tube_size=list(self.model_config.size),
+                       tubes_per_clip=self.tubes_per_clip)
         out["stages"] = list(self.s.stages)
         return out
 
@@ -324,13 +381,19 @@ class ThroughputBench:
         with_loading = self.rate(LoaderStream(loader, lambda batch: train_step(parts, batch)))
         batches = list(itertools.islice(iter(loader), STEP_BATCHES))
         step_only = self.rate(cycle_stream(batches, lambda batch: train_step(parts, batch)))
-        kernels_only = self.rate(cycle_stream(batches, lambda batch: parts.objective.pseudo_anomalies(
+        # what the objective makes before the model: tubes (object presets), model input space, pseudo-anomalies
+        kernels_only = self.rate(cycle_stream(batches, lambda batch: parts.objective.model_inputs(
             batch, parts.generator)))
         share = step_only.median / max(kernels_only.median, 1e-9)  # (1 / kernel rate) / (1 / step rate)
-        return {"unit": "clips/s", "rate": with_loading.to_dict(), "step_only": step_only.to_dict(),
-                "kernels_only": kernels_only.to_dict(), "kernels_share_of_step": round(share, 4),
-                "preset": self.s.preset, "model": self.model_config.architecture, "loader": self.train_loader,
-                "parameters": sum(p.numel() for p in parts.params)}
+        out = {"unit": "clips/s", "rate": with_loading.to_dict(), "step_only": step_only.to_dict(),
+               "kernels_only": kernels_only.to_dict(), "kernels_share_of_step": round(share, 4),
+               "preset": self.s.preset, "model": self.model_config.architecture, "loader": self.train_loader,
+               "parameters": sum(p.numel() for p in parts.params)}
+        if self.objects:
+            tubes_only = self.rate(cycle_stream(batches, lambda batch: parts.objective.tubes(batch, parts.generator)))
+            out.update(tubes_only=tubes_only.to_dict(),
+                       tubes_share_of_step=round(step_only.median / max(tubes_only.median, 1e-9), 4))
+        return out
 
 
 def compare_first_batches(baseline, pipeline) -> dict:

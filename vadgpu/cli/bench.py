@@ -38,7 +38,10 @@ def bench() -> None:
 @click.option("--workers", type=int, default=None, help="DataLoader workers / DALI threads / decode processes "
               "[default: the usable cores].")
 @click.option("--boxes", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="Object-box cache (`vadgpu data boxes`) [default: random boxes, same kernel cost].")
+              help="Object-box cache (`vadgpu data boxes`) [default: random boxes, same kernel cost; object "
+              "presets: the dataset's background-subtraction cache].")
+@click.option("--tubes-per-clip", type=click.IntRange(min=1), default=None,
+              help="Object presets: tubes cut from each clip [default: the preset's training setting].")
 @click.option("--loader", type=click.Choice(LOADERS), default="auto", show_default=True,
               help="Loader feeding the train stage: dali, torch (OpenCV, = baseline) or auto (dali where installed).")
 @click.option("--stages", default=",".join(STAGES),
@@ -48,14 +51,17 @@ def bench() -> None:
 @click.option("--markdown", is_flag=True, help="Also print the table as Markdown (for docs/results/throughput.md).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def throughput(name, root, variant, cache, device, preset, temporal, resize, channels, max_skip, batch_size,
-               seconds, repeats, warmup, workers, boxes, loader, stages, json_path, markdown, no_progress) -> None:
-    """Decode limit, baseline DataLoader, DALI pipeline (+ kernels) and training steps, side by side.
+               seconds, repeats, warmup, workers, boxes, tubes_per_clip, loader, stages, json_path, markdown,
+               no_progress) -> None:
+    """Decode limit, baseline DataLoader, DALI pipeline (+ kernels) and training steps, side by side. An object
+    preset is measured as it trains: frames at the videos' size, tubes cut around the box cache's tracks.
 
     \b
     Examples:
       vadgpu bench throughput --dataset ped2 --root PED2 --temporal 3 --json ped2-t3.json
       vadgpu bench throughput --dataset synthetic --root data/synth --variant avi --temporal 16 \\
           --preset dualpath-ped2-cpu --max-skip 0
+      vadgpu bench throughput --dataset ped2 --root PED2 --preset ddl-objects-cpu --stages train
     """
     from vadgpu.bench.report import format_markdown, format_table
     from vadgpu.bench.throughput import ThroughputSettings, run_throughput
@@ -66,8 +72,9 @@ def throughput(name, root, variant, cache, device, preset, temporal, resize, cha
         dataset=name, root=str(root), variant=variant, cache=str(cache) if cache else None, device=device,
         preset=preset, temporal=temporal, size=tuple(resize) if resize else None,
         channels=int(channels) if channels else None, max_skip=max_skip, batch_size=batch_size, seconds=seconds,
-        repeats=repeats, warmup=warmup, workers=workers, boxes=str(boxes) if boxes else None, loader=loader,
-        stages=tuple(s.strip() for s in stages.split(",") if s.strip()), progress=not no_progress)
+        repeats=repeats, warmup=warmup, workers=workers, boxes=str(boxes) if boxes else None,
+        tubes_per_clip=tubes_per_clip, loader=loader, stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
+        progress=not no_progress)
     if json_path is not None:  # before the minutes of measuring
         check_output_file(json_path, "--json", sources=[(root, "the dataset root")], kinds=("json",),
                           what="a benchmark result")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from vadgpu.heap import keep_freed_memory
 from vadgpu.threads import prefer_passive_omp_waiting
 
 prefer_passive_omp_waiting()  # before any command module imports torch
+keep_freed_memory()  # torch's CPU tensors reuse freed heap blocks instead of fresh pages each step
 
 import click  # noqa: E402
 

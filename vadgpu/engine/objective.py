@@ -10,7 +10,8 @@ the frames as the model sees them, as in the dual-path authors' code (they z-sco
 
 `TrainingObjective` puts the whole per-step computation inside one `forward`, so DDP (which hooks only `forward`)
 sees every parameter, DDL's `anomaly_logit` included (it is used by the ddl_blend kernel, before the network).
-`make_pseudo_anomalies` is its first half on its own (the boxes -> policy step), which the benchmarks time apart.
+Its `model_inputs` is everything before the model (tubes, input space, pseudo-anomalies) and `make_pseudo_anomalies`
+the boxes -> policy step alone, which the benchmarks time apart.
 """
 
 from __future__ import annotations
@@ -104,11 +105,16 @@ class TrainingObjective(nn.Module):
             return self.policy(batch, batch.boxes, batch.valid, self.patches, generator, logit=logit)
         return make_pseudo_anomalies(batch, self.policy, self.boxes, self.patches, generator, logit)
 
-    def forward(self, batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def model_inputs(self, batch, generator: torch.Generator) -> tuple[object, PseudoAnomalies]:
+        """Everything `forward` does before the model: the tubes (object mode), the model's input space, the
+        pseudo-anomalies; returns (the batch as the model sees it, its pseudo-anomalies)."""
         if self.tubes is not None:
             batch = self.tubes(batch, generator)  # (N clips) -> (N * per_clip tubes)
         batch = in_model_space(batch, self.model.config)  # the pseudo-anomalies act on what the model sees
-        anomalies = self.pseudo_anomalies(batch, generator)
+        return batch, self.pseudo_anomalies(batch, generator)
+
+    def forward(self, batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        batch, anomalies = self.model_inputs(batch, generator)
         clips = batch.clips
         with torch.autocast(clips.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):

@@ -239,8 +239,8 @@ def train_one_epoch(parts: Components, config: TrainConfig, position: TrainingPo
         meter.add(losses)
         position.step += 1
         position.batch = index + 1
-        clips_since += batch.clips.shape[0] * ctx.world_size  # shape: metadata, no sync
-        position.clips += batch.clips.shape[0] * ctx.world_size
+        clips_since += len(batch) * ctx.world_size  # a count on the host, no sync (and no float clips made)
+        position.clips += len(batch) * ctx.world_size
         logger.advance()
         log_due = position.step % config.log_every == 0 or position.batch == steps
         checkpoint_now = config.checkpoint_every and position.step % config.checkpoint_every == 0

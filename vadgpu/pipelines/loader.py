@@ -19,6 +19,7 @@ before a consumer asks for them.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -32,7 +33,8 @@ from vadgpu.errors import VadgpuError
 from vadgpu.optional import require
 from vadgpu.pipelines.clip_index import ClipSpec, EpochPlan, RunTable, build_run_table, plan_epoch, span_frames
 
-__all__ = ["ClipSpec", "ClipBatch", "ClipLoader", "make_loader", "check_decodable", "DEFAULT_RUN_LENGTH"]
+__all__ = ["ClipSpec", "ClipBatch", "FramePiece", "ClipLoader", "make_loader", "check_decodable",
+           "DEFAULT_RUN_LENGTH"]
 
 DEFAULT_RUN_LENGTH = 64  # frames per decoded run: long enough that overlap (span - 1) costs little
 SPANS_PER_RUN = 4  # and at least this many clip spans, so a long skip window re-decodes under 1/4 of each run
@@ -42,6 +44,25 @@ IMAGE_CODECS = frozenset(IMAGE_FORMATS.values())
 
 
 _FROM_SPANS = object()  # ClipBatch.window not gathered yet
+
+
+@dataclass
+class FramePiece:
+    """Consecutive clips of a batch as the frames they are cut from, before any float conversion (what object
+    tubes are cut from, objects/tubes.py): span frame j of clip k is `frames[clip[k], :, rows[k, j]]`.
+
+    `frames` is (A, C, B, H, W): uint8 as decoded, or float32 in [0, 1] where the batch holds float clips. The span
+    is the skip window where the batch has one, else the clip itself; `clip_in_span` is where the clip's T frames
+    sit in it."""
+
+    frames: torch.Tensor  # (A, C, B, H, W)
+    clip: torch.Tensor  # (K,) int64
+    rows: torch.Tensor  # (K, span) int64
+    clip_in_span: slice
+
+    @property
+    def has_window(self) -> bool:
+        return self.rows.shape[1] > self.clip_in_span.stop - self.clip_in_span.start
 
 
 class ClipBatch:
@@ -56,16 +77,21 @@ class ClipBatch:
     row of every span frame in them (`FrameSpans`): clips overlap and share their decode group's frames (about 1.4
     decoded frames per clip at T = 16), so nothing holds T copies of a frame until it is asked for. Either way
     `clips` and `window` become float32 on first use, on the batch's device (the point of use: nothing converts or
-    copies what is not used).
+    copies what is not used). `frame_pieces()` hands over the frames themselves, for consumers that read only part
+    of each frame (object tubes).
     """
 
     def __init__(self, clips: torch.Tensor | None, video: torch.Tensor, frame: torch.Tensor,
-                 window: torch.Tensor | None = None, *, spans: "FrameSpans | None" = None):
+                 window: torch.Tensor | None = None, *, spans: "FrameSpans | None" = None,
+                 clip_in_span: slice | None = None):
         if (clips is None) == (spans is None):
             raise ValueError("a ClipBatch holds clips or frame spans, one of the two")
+        if window is not None and clip_in_span is None:
+            raise ValueError("a ClipBatch with a skip window says where its clips sit in it (clip_in_span)")
         self.video, self.frame, self._spans = video, frame, spans
         self._clips = clips
         self._window = window if spans is None else _FROM_SPANS
+        self._clip_in_span = spans.spec.clip_in_span if spans is not None else clip_in_span
 
     @property
     def clips(self) -> torch.Tensor:
@@ -94,6 +120,21 @@ class ClipBatch:
     def window(self, value: torch.Tensor | None) -> None:
         self._window = value
         self._release()
+
+    def frame_pieces(self) -> list[FramePiece]:
+        """The batch's clips (with their skip windows) as the frames they come from, nothing converted: one piece
+        per decode group on the DALI loader, one for the torch loader's uint8 clips (float32 once `clips` or
+        `window` was read and the frames were dropped)."""
+        if self._spans is not None:
+            plain = self._clip_in_span
+            return [FramePiece(frames.unsqueeze(0).transpose(1, 2), torch.zeros_like(rows[:, 0]), rows, plain)
+                    for frames, rows in self._spans.pieces]
+        frames, plain = self._clips, slice(0, self._clips.shape[2])
+        if self._window is not None:
+            frames, plain = self._window, self._clip_in_span
+        steps = torch.arange(frames.shape[2], device=frames.device)
+        clip = torch.arange(frames.shape[0], device=frames.device)
+        return [FramePiece(frames, clip, steps.expand(frames.shape[0], -1), plain)]
 
     def _release(self) -> None:
         """Drop the decoded frames once nothing is left to gather from them."""
@@ -319,7 +360,7 @@ def assemble_batch(span: torch.Tensor, clips: np.ndarray, table: RunTable, spec:
     window, plain = (span, _contiguous(span[:, :, spec.clip_in_span])) if spec.has_window else (None, span)
     video = to_device(table.run_video[table.clip_run[clips]], device)
     frame = to_device(table.clip_centre[clips], device)
-    return ClipBatch(clips=plain, video=video, frame=frame, window=window)
+    return ClipBatch(clips=plain, video=video, frame=frame, window=window, clip_in_span=spec.clip_in_span)
 
 
 def unit_float(frames: torch.Tensor) -> torch.Tensor:

@@ -76,7 +76,7 @@ class TubeScorer:
         for start in range(0, owner.shape[0], TUBE_CHUNK):
             part = slice(start, start + TUBE_CHUNK)
             with stage("tube cut"):
-                tubes = crop_tubes(clips, owner[part], windows[part], self.size)  # (m, C, T, S, S)
+                tubes = crop_tubes(clips, owner[part], windows[part], self.size, extent=self.window)  # (m, C, T, S, S)
             with stage("network"):
                 with inference_autocast(self.precision, tubes.device):
                     target, recon = model.reconstruct(tubes)
