@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -349,7 +350,10 @@ def test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback(tmp_path):
               "sys.meta_path.insert(0, Trip())\n"
               "sys.argv = ['vadgpu', 'presets']\n"
               "runpy.run_module('vadgpu', run_name='__main__')\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+    # the command starts as from a terminal, with Ctrl-C at its default (a process that inherits SIGINT ignored
+    # never sees it, and Python then installs no KeyboardInterrupt handler)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert done.returncode == 130, done.stderr
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
     assert done.stderr.strip() == "Interrupted."
