@@ -23,7 +23,6 @@ With `--flow` (flow_term.py's `--keep`: each test tube's optical-flow z-score `f
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ sys.path.insert(0, str(HERE.parent / "ped2"))
 sys.path.insert(0, str(HERE))
 
 from script_errors import open_catalog, run  # noqa: E402  (benchmarks/ped2)
-from motion_term import load_tubes  # noqa: E402  (beside this script)
+from motion_term import load_tubes, term_parser  # noqa: E402  (beside this script)
 from terms import aucs  # noqa: E402
 
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5)
@@ -65,13 +64,9 @@ def main() -> None:
     from vadgpu.data.prepare import load_prepared
     from vadgpu.io import atomic_write_json
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", default="ped2")
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--tubes", required=True, help="terms.py's per-tube file (RUN/terms-tubes.npz)")
+    parser = term_parser(__doc__, boxes=False)
     parser.add_argument("--flow", default=None, help="flow_term.py's per-tube flow z-scores (its --keep file) for "
                         "the same --tubes")
-    parser.add_argument("--dev", default="", help="comma-separated test videos a recipe may be chosen on")
     parser.add_argument("--out", default=None, help="JSON record (default: print only)")
     args = parser.parse_args()
     dataset = open_catalog(parser, args.dataset, args.root)

@@ -30,7 +30,6 @@ and on the `--dev` ones.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -42,7 +41,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "ped2"))
 sys.path.insert(0, str(HERE))
 
-from motion_term import NearestTraining, load_tubes, print_terms, term_combinations, tube_rows  # noqa: E402
+from motion_term import (NearestTraining, load_tubes, print_terms, term_combinations, term_parser,  # noqa: E402
+                         tube_rows)
 from script_errors import open_catalog, run  # noqa: E402  (benchmarks/ped2)
 from terms import aucs  # noqa: E402  (beside this script)
 
@@ -149,12 +149,7 @@ def main() -> None:
     from vadgpu.objects.default_boxes import ensure_box_cache
     from vadgpu.objects.window import training_box_heights
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", default="ped2")
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--tubes", required=True, help="terms.py's per-tube file (RUN/terms-tubes.npz)")
-    parser.add_argument("--boxes", default=None)
-    parser.add_argument("--dev", default="")
+    parser = term_parser(__doc__)
     parser.add_argument("--bins", type=int, default=8, help="flow direction sectors (default 8)")
     parser.add_argument("--neighbours", type=int, default=1, help="training boxes averaged over (default 1)")
     parser.add_argument("--preset", choices=PRESETS, default="medium", help="DIS optical flow preset (default "

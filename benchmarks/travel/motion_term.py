@@ -136,18 +136,26 @@ def print_terms(terms: dict) -> None:
               f"{row.get('dev_macro_auc')}")
 
 
+def term_parser(description: str, boxes: bool = True) -> argparse.ArgumentParser:
+    """The options every measurement of a term over terms.py's per-tube file shares: the dataset, its root, the
+    per-tube file, the box cache (with `boxes`) and the dev videos."""
+    parser = argparse.ArgumentParser(description=description.split("\n")[0])
+    parser.add_argument("--dataset", default="ped2")
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--tubes", required=True, help="terms.py's per-tube file (RUN/terms-tubes.npz)")
+    if boxes:
+        parser.add_argument("--boxes", default=None)
+    parser.add_argument("--dev", default="", help="comma-separated test videos a recipe may be chosen on")
+    return parser
+
+
 def main() -> None:
     from vadgpu.data.prepare import load_prepared
     from vadgpu.io import atomic_write_json
     from vadgpu.objects.boxes import read_box_cache
     from vadgpu.objects.default_boxes import ensure_box_cache
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", default="ped2")
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--tubes", required=True, help="terms.py's per-tube file (RUN/terms-tubes.npz)")
-    parser.add_argument("--boxes", default=None)
-    parser.add_argument("--dev", default="")
+    parser = term_parser(__doc__)
     parser.add_argument("--lag", type=int, default=4)
     parser.add_argument("--neighbours", type=int, default=5)
     parser.add_argument("--out", default=None)
