@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
 
 from vadgpu.bench.stages import stage
 from vadgpu.errors import VadgpuError
 from vadgpu.objects.darknet_torch import DarknetBackbone
+from vadgpu.objects.roi_align import roi_align
 from vadgpu.precision import DEFAULT_PRECISION, inference_autocast
 
 FEATURE_LAYER = "leaky_9"  # yolov3-tiny: output of the 256-channel convolution at stride 16
