@@ -139,19 +139,20 @@ def test_box_features_equal_those_of_the_whole_network_input_and_padded_pools(ti
     assert torch.equal(got, F.normalize(pooled.flatten(1), dim=1))
 
 
-def test_heap_release_after_a_video_and_after_a_batch_that_grew(monkeypatch):
+def test_heap_release_at_the_start_after_a_video_and_after_a_batch_that_grew(monkeypatch):
     calls, resident = [], [100]
     monkeypatch.setattr(heap, "release_free_memory", lambda: calls.append(resident[0]))
     monkeypatch.setattr(heap, "resident_bytes", lambda: resident[0])
     release = heap.HeapRelease(growth=50)
+    assert calls == [100]  # what was freed before scoring
     resident[0] = 140
     release.step(False)
-    assert calls == []  # grown by less than 50 since it started
+    assert calls == [100]  # grown by less than 50 since it started
     release.step(True)
-    assert calls == [140]  # a video is done
+    assert calls == [100, 140]  # a video is done
     resident[0] = 191
     release.step(False)
-    assert calls == [140, 191]  # 51 above the last release
+    assert calls == [100, 140, 191]  # 51 above the last release
 
 
 @pytest.mark.skipif(heap._glibc() is None, reason="glibc's malloc_trim is not available here")

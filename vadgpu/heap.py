@@ -16,8 +16,8 @@ What a heap keeps it also holds: over a long scoring run, blocks freed between t
 records, the next batch's frames) pile up resident (on Ped2's 12 test videos the heap held 1.4 GiB of freed memory
 at the end of an eval). `release_free_memory()` hands every free page of the heap back to the kernel (glibc's
 malloc_trim, whatever the thresholds; ~10 ms, and the pages are faulted in again where reused); `HeapRelease` is
-when scoring calls it: after each video, and after a batch that left the process GROWTH more resident than the
-last release. Elsewhere than glibc it does nothing.
+when scoring calls it: as it starts, after each video, and after a batch that left the process GROWTH more
+resident than the last release. Elsewhere than glibc it does nothing.
 """
 
 from __future__ import annotations
@@ -79,10 +79,12 @@ def resident_bytes() -> int | None:
 
 
 class HeapRelease:
-    """When a scoring run releases the heap's free memory (module doc): after a video (`step(True)`), and after a
-    batch (`step(False)`) that left the resident set `growth` bytes above what it was after the last release."""
+    """When a scoring run releases the heap's free memory (module doc): as it starts (what earlier work freed), after
+    a video (`step(True)`), and after a batch (`step(False)`) that left the resident set `growth` bytes above what it
+    was after the last release."""
 
     def __init__(self, growth: int = GROWTH):
+        release_free_memory()
         self.growth, self.mark = growth, resident_bytes()
 
     def step(self, video_done: bool) -> None:
