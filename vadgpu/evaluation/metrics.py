@@ -7,6 +7,9 @@
     EER        the equal error rate on the pooled ROC curve: the point where the false positive rate equals the
                false negative rate (1 - TPR), linearly interpolated between the two ROC points around it.
     AP         average precision over the pooled frames, anomalous = positive class.
+
+scikit-learn is imported where a metric is computed, not with this module: a scoring process loads it (about 60 MiB)
+only once its scores are made.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from vadgpu.errors import VadgpuError
 
@@ -54,12 +56,16 @@ def has_both_classes(labels: np.ndarray) -> bool:
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray, what: str = "scores") -> float | None:
     """ROC AUC, or None when the labels hold a single class (AUC undefined)."""
+    from sklearn.metrics import roc_auc_score
+
     labels, scores = _check(labels, scores, what)
     return float(roc_auc_score(labels, scores)) if has_both_classes(labels) else None
 
 
 def equal_error_rate(labels: np.ndarray, scores: np.ndarray, what: str = "scores") -> tuple[float, float]:
     """(EER, threshold): where FPR = FNR on the ROC curve; the threshold of the first ROC point at or past it."""
+    from sklearn.metrics import roc_curve
+
     labels, scores = _check(labels, scores, what)
     if not has_both_classes(labels):
         raise VadgpuError(f"{what}: EER needs both normal and anomalous frames")
@@ -75,6 +81,8 @@ def equal_error_rate(labels: np.ndarray, scores: np.ndarray, what: str = "scores
 
 def frame_metrics(per_video: dict[str, tuple[np.ndarray, np.ndarray]]) -> FrameMetrics:
     """All metrics from {video name: (labels (frames,), final scores (frames,))}."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     if not per_video:
         raise VadgpuError("metrics: no test videos were scored")
     checked = {name: _check(lab, sc, f"video {name}") for name, (lab, sc) in per_video.items()}

@@ -2,19 +2,21 @@
 pooled ROC curve. Metrics are shown in percent, as in the terminal.
 
 Figures are built with matplotlib's object API (no pyplot state, no display needed) and saved atomically.
+matplotlib and scikit-learn are imported where a plot is drawn: scoring does not hold them while it runs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from sklearn.metrics import roc_curve
 
 from vadgpu.io import atomic_path
 from vadgpu.outputs import png_metadata
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CURVE_SIZE = (8.0, 3.0)  # inches; at DPI -> 800 x 300 pixels
 ROC_SIZE = (5.0, 5.0)
@@ -27,7 +29,15 @@ def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
 
+def _figure(size: tuple[float, float]) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size)
+
+
 def _save(fig: Figure, path: str | Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     path = Path(path)
     FigureCanvasAgg(fig)
     with atomic_path(path) as tmp:
@@ -54,7 +64,7 @@ def plot_score_curve(
     """Score against frame index; frames labelled anomalous are shaded red; `auc` (a fraction) goes into the title
     as percent. Returns the PNG path."""
     frames = np.asarray(frames)
-    fig = Figure(figsize=CURVE_SIZE)
+    fig = _figure(CURVE_SIZE)
     ax = fig.add_subplot()
     if labels is not None:
         for i, (start, stop) in enumerate(anomalous_intervals(labels)):
@@ -74,8 +84,10 @@ def plot_score_curve(
 
 def plot_roc(path: str | Path, labels: np.ndarray, scores: np.ndarray, auc: float, eer: float | None = None) -> Path:
     """The pooled ROC curve with its AUC (and the EER point) in the legend. Returns the PNG path."""
+    from sklearn.metrics import roc_curve
+
     fpr, tpr, _ = roc_curve(np.asarray(labels).reshape(-1), np.asarray(scores).reshape(-1))
-    fig = Figure(figsize=ROC_SIZE)
+    fig = _figure(ROC_SIZE)
     ax = fig.add_subplot()
     ax.plot(fpr, tpr, color="tab:blue", lw=1.5, label=f"ROC (micro AUC {percent(auc)} %)")
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
 
 from vadgpu.bench.stages import stage
 from vadgpu.errors import VadgpuError
 from vadgpu.objects.darknet_torch import DarknetBackbone
+from vadgpu.objects.roi_align import roi_align
 from vadgpu.precision import DEFAULT_PRECISION, inference_autocast
 
 FEATURE_LAYER = "leaky_9"  # yolov3-tiny: output of the 256-channel convolution at stride 16
@@ -37,8 +37,9 @@ POOL = 2  # roi_align cells per side of each box
 SHORT_SIDE = 320  # network input: the frame's shorter side, in pixels
 MULTIPLE = 32  # YOLO inputs are multiples of the network's largest stride
 SAMPLING_RATIO = 2  # roi_align samples per cell and axis
-CPU_FRAMES = 2  # frames per backbone call on the CPU: small activations stay in reused memory (16 at once spent
-# more time faulting in fresh pages than computing: 112 ms a frame against 9 ms, channels-last both)
+CPU_FRAMES = 2  # frames per backbone call on the CPU, network input included: small activations stay in reused
+# memory (16 at once spent more time faulting in fresh pages than computing: 112 ms a frame against 9 ms,
+# channels-last both)
 
 
 def network_input_size(frame_hw: tuple[int, int], short_side: int = SHORT_SIDE) -> tuple[int, int]:
@@ -51,14 +52,15 @@ def network_input_size(frame_hw: tuple[int, int], short_side: int = SHORT_SIDE) 
 
 def network_input(frames: torch.Tensor, short_side: int = SHORT_SIDE) -> torch.Tensor:
     """Frames (N, C, H, W) float in [0, 1], C = 1 (gray) or 3 (RGB), as the network takes them: (N, 3, h, w) RGB at
-    `network_input_size`, resized bilinearly (half-pixel centres, as OpenCV's INTER_LINEAR)."""
+    `network_input_size`, resized bilinearly (half-pixel centres, as OpenCV's INTER_LINEAR). A gray frame is resized
+    once and given as three equal channels (a broadcast view: the backbone's channels-last copy makes them)."""
     if frames.dim() != 4 or frames.shape[1] not in (1, 3):
         raise VadgpuError(f"appearance features: frames must be (N, 1 or 3, H, W), got {tuple(frames.shape)}")
     width, height = network_input_size(tuple(frames.shape[-2:]), short_side)
-    rgb = frames.float().expand(-1, 3, -1, -1) if frames.shape[1] == 1 else frames.float()
-    if tuple(rgb.shape[-2:]) == (height, width):
-        return rgb.contiguous()
-    return F.interpolate(rgb, size=(height, width), mode="bilinear", align_corners=False)
+    x = frames.float()
+    if tuple(x.shape[-2:]) != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
 class BoxFeatures:
@@ -106,22 +108,27 @@ class BoxFeatures:
         except (KeyError, TypeError, ValueError) as exc:
             raise VadgpuError(f"the stored appearance features are incomplete or malformed ({exc!r})") from exc
 
+    def map(self, frames: torch.Tensor, precision: str = DEFAULT_PRECISION) -> torch.Tensor:
+        """The backbone's map (N, C', h, w) of frames (N, C, H, W) in [0, 1], in `precision`."""
+        x = network_input(frames, self.short_side).contiguous(memory_format=torch.channels_last)
+        with inference_autocast(precision, x.device):
+            return self.backbone(x)
+
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor, owner: torch.Tensor, boxes: torch.Tensor,
                  precision: str = DEFAULT_PRECISION) -> torch.Tensor:
         """(M, D) float32 unit vectors of boxes (M, 4) (frame-normalised xyxy) in frames[owner] of `frames`
-        (N, C, H, W) in [0, 1], on the frames' device. The backbone runs once over all N frames, in `precision`
-        (vadgpu/precision.py; its map is float32 again before pooling)."""
+        (N, C, H, W) in [0, 1], on the frames' device. The backbone runs once over all N frames (on the CPU
+        `CPU_FRAMES` at a time, each call making its own network input), in `precision` (vadgpu/precision.py; its
+        map is float32 again before pooling)."""
         if owner.numel() == 0:
             return frames.new_zeros((0, 0), dtype=torch.float32)
         with stage("appearance.backbone"):
-            x = network_input(frames, self.short_side).contiguous(memory_format=torch.channels_last)
-            step = CPU_FRAMES if x.device.type == "cpu" else len(x)
-            with inference_autocast(precision, x.device):
-                maps = torch.cat([self.backbone(x[i:i + step]) for i in range(0, len(x), step)])  # (N, C', h, w)
-            maps = maps.float()
+            step = CPU_FRAMES if frames.device.type == "cpu" else len(frames)
+            maps = torch.cat([self.map(frames[i:i + step], precision) for i in range(0, len(frames), step)])
+            maps = maps.float()  # (N, C', h, w)
         with stage("appearance.pool"):
-            height, width = x.shape[-2:]
+            width, height = network_input_size(tuple(frames.shape[-2:]), self.short_side)
             stride = width / maps.shape[-1]
             scale = boxes.new_tensor([width, height, width, height], dtype=torch.float32)
             rois = torch.cat([owner.to(torch.float32)[:, None], boxes.float() * scale], dim=1)

@@ -33,8 +33,10 @@ from vadgpu.errors import VadgpuError
 
 FORMAT = 1  # of `to_record`
 BN_EPS = 1e-6  # OpenCV's batch norm epsilon for Darknet nets (Darknet itself divides by sqrt(var) + 1e-6)
-ACTIVATIONS = {"leaky": lambda: nn.LeakyReLU(0.1), "relu": nn.ReLU, "swish": nn.SiLU, "mish": nn.Mish,
-               "logistic": nn.Sigmoid, "tanh": nn.Tanh, "linear": None}  # those OpenCV 4.x reads
+# those OpenCV 4.x reads; in place where torch has it (a convolution's output is read by its activation alone)
+ACTIVATIONS = {"leaky": lambda: nn.LeakyReLU(0.1, inplace=True), "relu": lambda: nn.ReLU(inplace=True),
+               "swish": lambda: nn.SiLU(inplace=True), "mish": lambda: nn.Mish(inplace=True),
+               "logistic": nn.Sigmoid, "tanh": nn.Tanh, "linear": None}
 _SPEC_KEYS = {"convolutional": ("channels", "filters", "size", "stride", "padding", "groups"),
               "maxpool": ("size", "stride", "padding")}
 _RECORD_KEYS = ("format", "name", "layer", "weights_sha256", "cfg_sha256", "specs", "state")
@@ -110,9 +112,18 @@ class _MaxPool(nn.Module):
         self.pad = (padding // 2, padding - padding // 2) * 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if any(self.pad):
+        # a traced graph (export) keeps the padding: it takes frames of any size
+        if any(self.pad) and (torch.jit.is_tracing() or not self._padding_unread(x)):
             x = F.pad(x, self.pad, value=float("-inf"))
         return F.max_pool2d(x, self.size, self.stride)
+
+    def _padding_unread(self, x: torch.Tensor) -> bool:
+        """Whether no window reaches a padded cell (nothing on the left and top, and the right and bottom padding
+        adds no output: yolov3-tiny's 2 x 2 pools on even sizes), so the padded copy can be skipped."""
+        left, right, top, bottom = self.pad
+        return left == 0 and top == 0 and all(
+            side >= self.size and (side + extra - self.size) // self.stride == (side - self.size) // self.stride
+            for side, extra in ((x.shape[-1], right), (x.shape[-2], bottom)))
 
 
 class DarknetBackbone(nn.Module):

@@ -2,7 +2,8 @@
 
 DDL perturbs one object tracked through all T frames of a clip, so the cache needs ids that persist across
 frames. Ultralytics detectors track with ByteTrack (`detector.tracks_objects`); the others go through
-`IoUTracker`, which suits fixed cameras where an object moves little between frames.
+`IoUTracker`, which suits fixed cameras where an object moves little between frames. scipy's matching is imported
+where it runs: scoring, which reads cached boxes, does not load it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from vadgpu.objects.detectors import Detections, Detector
 
@@ -58,6 +58,8 @@ class IoUTracker:
         ids = np.full(len(boxes), -1, np.int64)
         matched_tracks = np.zeros(len(self._ids), bool)
         if len(boxes) and len(self._ids):
+            from scipy.optimize import linear_sum_assignment
+
             iou = iou_matrix(self._boxes, boxes)  # (tracks, detections)
             if self.match_classes:
                 iou = np.where(self._classes[:, None] == classes[None, :], iou, 0.0)

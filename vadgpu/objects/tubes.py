@@ -218,14 +218,43 @@ def _frame_pieces(batch):
     over its frames; any other batch its float `clips` (and `window`)."""
     if hasattr(batch, "frame_pieces"):
         return batch.frame_pieces(), None
-
-    def whole(frames: torch.Tensor) -> list[FramePiece]:
-        n, length = frames.shape[0], frames.shape[2]
-        steps = torch.arange(length, device=frames.device).expand(n, length)
-        return [FramePiece(frames, torch.arange(n, device=frames.device), steps, slice(0, length))]
-
     window = getattr(batch, "window", None)
-    return whole(batch.clips), None if window is None else whole(window)
+    return clip_pieces(batch.clips), None if window is None else clip_pieces(window)
+
+
+def clip_pieces(clips: torch.Tensor) -> list[FramePiece]:
+    """Clips (N, C, L, H, W) as the one frame piece that holds them as they are."""
+    n, length = clips.shape[0], clips.shape[2]
+    steps = torch.arange(length, device=clips.device).expand(n, length)
+    return [FramePiece(clips, torch.arange(n, device=clips.device), steps, slice(0, length))]
+
+
+def crop_piece_tubes(pieces: list[FramePiece], owner: np.ndarray, windows: torch.Tensor, size: int,
+                     extent: float) -> torch.Tensor:
+    """Tube m cut from the T frames of clip owner[m] (host, non-decreasing) of a batch given as its frame pieces
+    (ClipBatch.frame_pieces: consecutive clips each, in order) at windows[m], as crop_tubes cuts it from the clips
+    themselves -> (M, C, T, S, S) float32: decoded uint8 frames are made float only where the samples read them."""
+    parts, first = [], 0
+    for piece in pieces:
+        count = piece.rows.shape[0]
+        lo, hi = np.searchsorted(owner, [first, first + count])
+        if hi > lo:
+            local = torch.from_numpy(owner[lo:hi] - first).to(piece.frames.device)
+            parts.append(crop_tubes(piece.frames, piece.clip[local], windows[lo:hi], size,
+                                    steps=piece.rows[local][:, piece.clip_in_span], extent=extent))
+        first += count
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def centre_frames(pieces: list[FramePiece]) -> torch.Tensor:
+    """The centre frame of every clip of a batch given as its frame pieces: (N, C, H, W) float32 in [0, 1] (uint8
+    frames divided as `unit_float` divides them, so the values of the float clips' centre frames)."""
+    out = []
+    for piece in pieces:
+        rows = piece.rows[:, piece.clip_in_span]
+        frames = piece.frames[piece.clip, :, rows[:, rows.shape[1] // 2]]  # (K, C, H, W)
+        out.append(unit_float(frames) if frames.dtype == torch.uint8 else frames)
+    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 def native_frame_size(videos) -> tuple[int, int]:

@@ -22,8 +22,7 @@ from vadgpu.data.types import PreparedVideo
 from vadgpu.device import is_cuda, resolve_device
 from vadgpu.errors import VadgpuError
 from vadgpu.pipelines.clip_index import ClipSpec, RunTable, span_frames
-from vadgpu.pipelines.loader import (DEFAULT_RUN_LENGTH, DEFAULT_RUNS_PER_GROUP, ClipBatch, ClipLoader, assemble_batch,
-                                     to_device)
+from vadgpu.pipelines.loader import DEFAULT_RUN_LENGTH, ClipBatch, ClipLoader, assemble_batch, to_device
 from vadgpu.pipelines.resize import resize_frame
 
 
@@ -153,7 +152,7 @@ def make_baseline_loader(
     *,
     num_workers: int = 0,
     run_length: int = DEFAULT_RUN_LENGTH,
-    runs_per_group: int = DEFAULT_RUNS_PER_GROUP,
+    runs_per_group: int | None = None,
 ) -> BaselineLoader:
     """torch DataLoader over the DALI loader's clip index; OpenCV decodes T frames per clip in `num_workers`
     processes. Same arguments, batches and order as `make_loader` (run_length/runs_per_group only shape the

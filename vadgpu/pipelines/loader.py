@@ -38,7 +38,8 @@ __all__ = ["ClipSpec", "ClipBatch", "FramePiece", "ClipLoader", "make_loader", "
 
 DEFAULT_RUN_LENGTH = 64  # frames per decoded run: long enough that overlap (span - 1) costs little
 SPANS_PER_RUN = 4  # and at least this many clip spans, so a long skip window re-decodes under 1/4 of each run
-DEFAULT_RUNS_PER_GROUP = 8  # runs per DALI iteration; clips are shuffled across them
+DEFAULT_RUNS_PER_GROUP = 8  # runs per DALI iteration in training; clips are shuffled across them
+TEST_RUNS_PER_GROUP = 1  # in test order nothing is shuffled: one run per iteration keeps a few frames in flight
 # Frame-folder formats fn.decoders.image reads on both backends (the names probe.py gives them)
 IMAGE_CODECS = frozenset(IMAGE_FORMATS.values())
 
@@ -217,7 +218,7 @@ class ClipLoader:
         shard_id: int,
         num_shards: int,
         run_length: int,
-        runs_per_group: int,
+        runs_per_group: int | None,
         num_threads: int | None,
     ):
         self.videos = list(videos)
@@ -228,6 +229,8 @@ class ClipLoader:
         self.seed = seed
         self.shard_id = shard_id
         self.num_shards = num_shards
+        if runs_per_group is None:
+            runs_per_group = DEFAULT_RUNS_PER_GROUP if train else TEST_RUNS_PER_GROUP
         self.runs_per_group = runs_per_group
         self.num_threads = max(1, num_threads or os.cpu_count() or 1)
         self.is_folder = check_decodable(self.videos, self.decode_backend())
@@ -392,15 +395,17 @@ def make_loader(
     num_shards: int = 1,
     *,
     run_length: int = DEFAULT_RUN_LENGTH,
-    runs_per_group: int = DEFAULT_RUNS_PER_GROUP,
+    runs_per_group: int | None = None,
     num_threads: int | None = None,
 ) -> ClipLoader:
     """DALI clip loader over `videos` (video files or frame folders, made decodable by `vadgpu data prepare`).
 
-    Training: full clips only, runs shuffled per epoch under `seed`, clips shuffled across `runs_per_group` runs.
-    Test: every frame once as a centre, in video/frame order, ends edge-replicated. Shard `shard_id` of
-    `num_shards` gets a disjoint part with the same batch count as every other shard. `device` goes through
-    vadgpu.device.resolve_device: CUDA decodes on the GPU (NVDEC / nvJPEG), CPU uses DALI's CPU backend.
+    Training: full clips only, runs shuffled per epoch under `seed`, clips shuffled across `runs_per_group` runs
+    (default DEFAULT_RUNS_PER_GROUP). Test: every frame once as a centre, in video/frame order, ends
+    edge-replicated; by default one run per decode group (TEST_RUNS_PER_GROUP: little is decoded ahead, and the
+    clips are the same for any grouping). Shard `shard_id` of `num_shards` gets a disjoint part with the same batch
+    count as every other shard. `device` goes through vadgpu.device.resolve_device: CUDA decodes on the GPU
+    (NVDEC / nvJPEG), CPU uses DALI's CPU backend.
     """
     require("nvidia.dali", "the DALI clip loader (use --loader torch where DALI is not installed)")
     device = resolve_device(device)

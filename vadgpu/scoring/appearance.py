@@ -19,6 +19,7 @@ record (scoring/calibration.py) and score on the model's device.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -79,8 +80,13 @@ class AppearanceBank:
             raise VadgpuError(f"appearance: query features have {features.shape[1]} values, the training boxes' "
                               f"{self.features.shape[1]}")
         bank_video = None if video is None else self.video
-        distances = log_distances(features.float(), self.features.float(), self.k, video, bank_video)
+        distances = log_distances(features.float(), self.float_features, self.k, video, bank_video)
         return ((distances - self.mean) / self.std).float()
+
+    @cached_property
+    def float_features(self) -> torch.Tensor:
+        """The rows as float32 (they are stored in half precision), converted once, not for every query."""
+        return self.features.float()
 
     def to_record(self) -> dict:
         return {"features": self.features.cpu(), "video": self.video.cpu(), "mean": self.mean, "std": self.std,

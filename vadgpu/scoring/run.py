@@ -1,5 +1,8 @@
 """Run a scorer over whole videos: the test-order loader (every frame exactly once as a centre frame, edges
-replicated), one scorer call per batch on the device, one host transfer of the per-frame scores at the end."""
+replicated), one scorer call per batch on the device, one host transfer of the per-frame scores at the end.
+Nothing of a video outlives its batches but its scores (and a tube scorer's records): the loader decodes a run of
+frames at a time, and the C heap's freed memory goes back to the kernel after each video and whenever it has
+piled up (heap.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from tqdm import tqdm
 from vadgpu.bench.stages import stage, timed
 from vadgpu.data.types import PreparedVideo
 from vadgpu.errors import VadgpuError
+from vadgpu.heap import HeapRelease
 from vadgpu.model_checks import check_finite_scores
 
 DEFAULT_BATCH_SIZE = 16
@@ -37,18 +41,22 @@ def score_videos(model, videos: Sequence[PreparedVideo], scorer, device: torch.d
                             train=False)
     scores, video_ids, frame_ids = [], [], []  # per batch, on the device: one host transfer at the end
     total = sum(v.num_frames for v in videos)
-    lines = None if progress else _ProgressLines(desc, videos)  # no bar: a line per video, never silent
+    ends, heap = _VideoEnds(videos), HeapRelease()
+    lines = None if progress else _ProgressLines(desc, ends)  # no bar: a line per video, never silent
     with torch.inference_mode(), tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True,
                                       disable=None if progress else True) as bar:
         for batch in timed(clips, "decode"):
-            with stage("clips"):
-                frames = batch.clips
+            with stage("clips"):  # a tube scorer cuts its tubes from the decoded frames, a frame scorer takes clips
+                frames = batch.frame_pieces() if getattr(scorer, "takes_frame_pieces", False) else batch.clips
             scores.append(scorer(model, frames, batch.video, batch.frame))
             video_ids.append(batch.video)
             frame_ids.append(batch.frame)
-            bar.update(len(batch.frame))
+            del batch, frames
+            bar.update(len(frame_ids[-1]))
+            finished = ends.advance(len(frame_ids[-1]))
             if lines is not None:
-                lines.update(len(batch.frame))
+                lines.done(finished)
+            heap.step(bool(finished))
     if not scores:
         raise VadgpuError("the loader gave no clips: the videos have no frames to score")
     with stage("protocol"):
@@ -58,25 +66,39 @@ def score_videos(model, videos: Sequence[PreparedVideo], scorer, device: torch.d
         return [scorer.finish(r) for r in raw]
 
 
-class _ProgressLines:
-    """What a progress bar would say, as `vadgpu` log lines: one at the start, one as each video is done (the test
-    loader gives the videos in order, each frame once)."""
+class _VideoEnds:
+    """Which videos a run of scored frames has finished: the test loader gives the videos in order, each frame
+    once."""
 
-    def __init__(self, desc: str, videos: Sequence[PreparedVideo]):
+    def __init__(self, videos: Sequence[PreparedVideo]):
+        self.videos = list(videos)
+        self.ends = np.cumsum([v.num_frames for v in self.videos])
+        self.total, self.frames, self.next = int(self.ends[-1]) if self.videos else 0, 0, 0
+
+    def advance(self, frames: int) -> list[int]:
+        """Count `frames` more scored frames; the indices of the videos they finished."""
+        self.frames += frames
+        finished = []
+        while self.next < len(self.videos) and self.frames >= self.ends[self.next]:
+            finished.append(self.next)
+            self.next += 1
+        return finished
+
+
+class _ProgressLines:
+    """What a progress bar would say, as `vadgpu` log lines: one at the start, one as each video is done."""
+
+    def __init__(self, desc: str, ends: _VideoEnds):
         from vadgpu.log import logger
 
-        self.log, self.desc, self.videos = logger.info, desc, list(videos)
-        self.total, self.done, self.next, self.started = sum(v.num_frames for v in videos), 0, 0, time.perf_counter()
-        self.log(f"{desc}: {self.total} frames of {len(self.videos)} video(s)")
+        self.log, self.desc, self.ends, self.started = logger.info, desc, ends, time.perf_counter()
+        self.log(f"{desc}: {ends.total} frames of {len(ends.videos)} video(s)")
 
-    def update(self, frames: int) -> None:
-        self.done += frames
-        ends = np.cumsum([v.num_frames for v in self.videos])
-        while self.next < len(self.videos) and self.done >= ends[self.next]:
-            video = self.videos[self.next]
-            self.next += 1
-            self.log(f"{self.desc}: video {video.name} done ({self.next}/{len(self.videos)}, {int(ends[self.next - 1])}"
-                     f"/{self.total} frames, {time.perf_counter() - self.started:.0f} s)")
+    def done(self, finished: list[int]) -> None:
+        videos, seconds = self.ends.videos, time.perf_counter() - self.started
+        for index in finished:
+            self.log(f"{self.desc}: video {videos[index].name} done ({index + 1}/{len(videos)}, "
+                     f"{int(self.ends.ends[index])}/{self.ends.total} frames, {seconds:.0f} s)")
 
 
 def place(videos: Sequence[PreparedVideo], scores: torch.Tensor, video_ids: torch.Tensor,

@@ -22,13 +22,19 @@ import numpy as np
 import torch
 
 from vadgpu.bench.stages import stage
-from vadgpu.objects.tubes import FrameBoxes, crop_tubes, tube_windows
+from vadgpu.objects.tubes import FrameBoxes, centre_frames, clip_pieces, crop_piece_tubes, tube_windows
+from vadgpu.pipelines.loader import FramePiece
 from vadgpu.precision import DEFAULT_PRECISION, inference_autocast
 from vadgpu.scoring.appearance import AppearanceTerm
 from vadgpu.scoring.kinds import error_map, scores_from_errors
 from vadgpu.scoring.location import LocationStats
 
-TUBE_CHUNK = 512  # tubes per model call: a crowded frame batch must not take the device's memory at once
+TUBE_CHUNK = 512  # tubes per model call at most: a crowded frame batch must not take the device's memory at once
+CPU_TUBE_CHUNK = 32  # on the host: the activations take ~0.75 MiB a tube (512 at once: 390 MiB), and calls that
+# small run at least as fast (they stay in the caches; measured alone, 32 tubes a call took less time a tube than
+# 512). A batch's tubes are split into calls of equal size (161 tubes: 6 of 26-27, not 5 of 32 and one of 1): a
+# call of a single tube takes other kernels, whose last bits differ, while larger calls give the scores of one
+# call over all the tubes
 
 
 class TubeRecord(NamedTuple):
@@ -56,27 +62,33 @@ class TubeScorer:
     precision: str = DEFAULT_PRECISION  # the tube network's and the appearance backbone's (vadgpu/precision.py)
     records: list[TubeRecord] = field(default_factory=list)
     kept_features: list[torch.Tensor] = field(default_factory=list)
+    takes_frame_pieces = True  # score_videos hands it each batch's decoded frames (frame_pieces), not float clips
 
-    def __call__(self, model, clips: torch.Tensor, video: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-        """(N,) raw frame scores for clips (N, C, T, H, W) centred at (video, frame); -inf where a frame has no box.
-        Records every tube (TubeRecord)."""
-        height, width = clips.shape[-2:]
+    def __call__(self, model, clips: torch.Tensor | list[FramePiece], video: torch.Tensor, frame: torch.Tensor
+                 ) -> torch.Tensor:
+        """(N,) raw frame scores for clips centred at (video, frame), (N, C, T, H, W) or the frames they are cut
+        from (a loader batch's `frame_pieces()`); -inf where a frame has no box. Records every tube (TubeRecord)."""
+        pieces = clips if isinstance(clips, list) else clip_pieces(clips)
+        height, width = pieces[0].frames.shape[-2:]
+        device = pieces[0].frames.device
         with stage("boxes"):
             video_np, frame_np = video.cpu().numpy(), frame.cpu().numpy()
             owner_np, rows_np = self.boxes.select_rows(video_np, frame_np)
             boxes_np = self.boxes.boxes[rows_np]
-            best = torch.full((clips.shape[0],), float("-inf"), device=clips.device)
+            best = torch.full((len(video_np),), float("-inf"), device=device)
             if owner_np.size == 0:
                 return best
-            owner = torch.from_numpy(owner_np).to(clips.device)
-            centres = torch.from_numpy(boxes_np).to(clips.device)
+            owner = torch.from_numpy(owner_np).to(device)
+            centres = torch.from_numpy(boxes_np).to(device)
         with stage("tube cut"):
             windows = tube_windows(centres, (height, width), self.window)  # (M, 4) pixels
         scores = []
-        for start in range(0, owner.shape[0], TUBE_CHUNK):
-            part = slice(start, start + TUBE_CHUNK)
+        count = len(owner_np)
+        calls = -(-count // (CPU_TUBE_CHUNK if device.type == "cpu" else TUBE_CHUNK))
+        for call in range(calls):
+            part = slice(call * count // calls, (call + 1) * count // calls)
             with stage("tube cut"):
-                tubes = crop_tubes(clips, owner[part], windows[part], self.size, extent=self.window)  # (m, C, T, S, S)
+                tubes = crop_piece_tubes(pieces, owner_np[part], windows[part], self.size, self.window)  # (m, C, T, ..)
             with stage("network"):
                 with inference_autocast(self.precision, tubes.device):
                     target, recon = model.reconstruct(tubes)
@@ -87,13 +99,12 @@ class TubeScorer:
             tube_scores = raw if self.location is None else self.location.apply(centres, raw)
         if self.appearance is not None or self.features is not None:
             with stage("appearance"):
-                centre_frames = clips[:, :, clips.shape[2] // 2]  # (N, C, H, W)
+                middle = centre_frames(pieces)  # (N, C, H, W)
                 if self.appearance is not None:
                     tube_scores = tube_scores + self.appearance.weight * self.appearance(
-                        centre_frames, owner, centres, precision=self.precision)
+                        middle, owner, centres, precision=self.precision)
                 if self.features is not None:
-                    self.kept_features.append(self.features(centre_frames, owner, centres,
-                                                            precision=self.precision).cpu())
+                    self.kept_features.append(self.features(middle, owner, centres, precision=self.precision).cpu())
         with stage("tube scores"):
             best = best.scatter_reduce(0, owner, tube_scores.to(best.dtype), reduce="amax")
             self.records.append(TubeRecord(video_np[owner_np], frame_np[owner_np], boxes_np, raw.cpu().numpy(),
