@@ -20,6 +20,30 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO / ".cache" / "ultralytics"))
 
 
+_SIGNAL_LEAKS: list[str] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test that leaves SIGINT or SIGTERM handled otherwise than it found them is named at the end of the run
+    and the handler put back, so that the tests after it (which start commands and send them Ctrl-C) see the
+    default."""
+    import signal
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in before.items():
+        if signal.getsignal(signum) is not handler:
+            _SIGNAL_LEAKS.append(f"{item.nodeid} left {signal.Signals(signum).name} handled by "
+                                 f"{signal.getsignal(signum)!r}")
+            signal.signal(signum, handler)
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in _SIGNAL_LEAKS:
+        terminalreporter.write_line(f"signal handler put back: {line}", yellow=True)
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 

@@ -113,12 +113,13 @@ def test_scoring_with_a_dead_webhook_is_not_slower(tmp_path):
                                             "train_scores": scores})
     detector = Detector.load(tmp_path / "model.pt", "cpu", threshold=-1e9)  # one event over the whole video
     avi = root / "testing" / "videos" / "01.avi"
+    plain = [r.score for r in detector.stream(avi)]  # the first stream also pays for start-up: not timed
     begun = time.perf_counter()
-    plain = [r.score for r in detector.stream(avi)]
+    assert [r.score for r in detector.stream(avi)] == plain
     plain_s = time.perf_counter() - begun
     sock, url = _silent_endpoint()
     try:
-        hook = Webhook(url, timeout=2, retries=3)
+        hook = Webhook(url, timeout=5, retries=2)  # a POST that blocked scoring would cost it >= 10 s per event
         notify = Notifiers([hook])
         waits = []
 
@@ -135,7 +136,7 @@ def test_scoring_with_a_dead_webhook_is_not_slower(tmp_path):
         sock.close()
     assert hooked == plain and len(waits) == 2  # the alarm and the end
     assert max(waits) < 0.1, waits  # each notification returns at once (measured: well under 1 ms)
-    assert hooked_s < 2 * plain_s + 5, (hooked_s, plain_s)  # the POSTs time out on their own thread
+    assert hooked_s < 2 * plain_s + 8, (hooked_s, plain_s)  # the POSTs time out on their own thread
     assert hook.sent == 0
 
 
