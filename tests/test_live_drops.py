@@ -115,6 +115,7 @@ def test_a_live_source_that_scoring_cannot_keep_up_with_drops_its_oldest_frames(
     dropped = live.summary.dropped_frames
     assert dropped > 0 and len(frames) + dropped == FRAMES  # every frame scored or counted
     assert frames == sorted(frames) and any(b - a > 1 for a, b in zip(frames, frames[1:]))  # the source's numbers
+    assert frames[-1] == FRAMES - 1  # the oldest waiting frame is dropped, never the newest
     scored = set(frames)
     assert len(clips) == len(frames) and all(set(range(min(c), max(c) + 1)) <= scored for c in clips)  # no gap inside
     assert sum("dropped" in r.message for r in caplog.records) == 1  # the first drop; then at most every 30 s
