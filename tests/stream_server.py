@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import time
 from pathlib import Path
 
 from http_helpers import LocalServer
@@ -16,9 +17,10 @@ class StreamServer:
         /whole/NAME     the whole file
         /half/NAME      its first half, every time
         /cut/NAME       its first half once, then 503
+        /paced/NAME     the whole file in `parts` parts, `seconds` apart: a source that delivers in real time
     """
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, parts: int = 25, seconds: float = 0.04):
         served: dict[str, int] = {}
 
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -29,7 +31,7 @@ class StreamServer:
 
             def do_GET(self):
                 mode, _, name = self.path.strip("/").partition("/")
-                if mode not in ("whole", "half", "cut"):
+                if mode not in ("whole", "half", "cut", "paced"):
                     return super().do_GET()
                 served[self.path] = served.get(self.path, 0) + 1
                 if mode == "cut" and served[self.path] > 1:
@@ -38,7 +40,16 @@ class StreamServer:
                 data = (folder / name).read_bytes()
                 self.send_response(200)
                 self.end_headers()
-                self.wfile.write(data if mode == "whole" else data[: len(data) // 2])
+                if mode == "paced":
+                    try:
+                        for part in range(parts):
+                            self.wfile.write(data[part * len(data) // parts: (part + 1) * len(data) // parts])
+                            self.wfile.flush()
+                            time.sleep(seconds)
+                    except (BrokenPipeError, ConnectionResetError):  # the client stopped reading
+                        pass
+                else:
+                    self.wfile.write(data if mode == "whole" else data[: len(data) // 2])
                 self.close_connection = True
 
         self.server = LocalServer(functools.partial(Handler, directory=str(folder)))

@@ -133,7 +133,8 @@ def test_live_http_stream_equals_the_file_and_the_offline_scores(live, tmp_path)
 
     server = StreamServer(live["mp4"].parent)
     try:
-        code, output = _live(live, f"{server.url}/01.mp4", tmp_path / "http", "--video-out", str(tmp_path / "http.mp4"))
+        code, output = _live(live, f"{server.url}/01.mp4", tmp_path / "http", "--video-out", str(tmp_path / "http.mp4"),
+                             "--drop-frames", "never")  # a file served over HTTP: every frame
     finally:
         server.close()
     assert code == 0, output

@@ -132,7 +132,8 @@ def test_live_scoring_with_nan_weights_is_refused(live, tmp_path):
 @pytest.mark.parametrize("path, frames", [("whole", FRAMES), ("half", None)])
 def test_a_finite_http_stream_ends_instead_of_being_scored_again_and_again(live, server, tmp_path, path, frames):
     out = tmp_path / "out"
-    done = subprocess.run(_command(live["ddl-tiny-cpu"], f"{server.url}/{path}/clip.ts", out, "--retry-delay", "0.1"),
+    done = subprocess.run(_command(live["ddl-tiny-cpu"], f"{server.url}/{path}/clip.ts", out, "--retry-delay", "0.1",
+                                   "--drop-frames", "never"),  # a file served over HTTP: every frame
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert "started again from its first frame" in done.stderr

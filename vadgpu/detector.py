@@ -178,23 +178,28 @@ class Detector:
     def stream(self, source, *, fps: float | None = None, boxes: str | Path | None = None, retries: int = 3,
                retry_delay: float = 2.0, max_frames: int | None = None, keep_images: bool = True,
                on_event: Callable[[str, Event], None] | None = None, name: str | None = None,
-               signals=None) -> "LiveStream":
+               drop_frames: str = "auto", signals=None) -> "LiveStream":
         """Score `source` live: a video file, frame folder, URL, device, "-" (stdin), or an iterable of (H, W, 3)
         uint8 BGR frames; iterate the returned LiveStream for one Result per frame. `fps`: the frame rate of
         frames without timestamps (folders, arrays; default 25). `boxes`: an object model replays a file with
         the boxes of a box cache. `on_event(kind, event)`: called with "start" when an alarm goes on and "end"
-        when its event is finished. `max_frames`: stop after that many frames."""
+        when its event is finished. `max_frames`: stop after that many frames (of the source). The frames are read
+        ahead on a worker thread; when scoring falls behind a live source, `drop_frames` "auto" (a URL or a
+        device), "always" (also stdin and arrays, e.g. a camera read by the caller) or "never" drops the oldest
+        waiting frame, counted in `summary.dropped_frames` (live/reader.py)."""
         from vadgpu.live.parts import live_parts
+        from vadgpu.live.reader import ReadAhead, drops_frames
         from vadgpu.live.scoring import CausalScorer
         from vadgpu.live.stream import source_name
 
+        drop = drops_frames(drop_frames, source)
         if boxes is not None and not isinstance(source, (str, Path)):
             raise VadgpuError("boxes: a box cache replays a file, not frames given as arrays")
         objects, _, _ = live_parts(self.model, self.ckpt, self.name, self.protocol,
                                    str(source) if boxes is not None else None, boxes, self.device, self.precision)
         scorer = CausalScorer(self.model, self.protocol, self.stats, self.device, objects, self.precision)
-        frames = open_frames(source, fps, retries, retry_delay)
         label = name or (str(source) if isinstance(source, (str, Path)) else "frames")
+        frames = ReadAhead(open_frames(source, fps, retries, retry_delay), drop, label)
         return LiveStream(self, scorer, frames, label, max_frames, keep_images, on_event, signals,
                           source_name(label) if name is None else name)
 
@@ -282,7 +287,7 @@ class LiveStream:
                     self._start()
                 if self.summary.fps is None and self.frames.fps:
                     self.summary.fps = self.frames.fps
-                waiting.append((item.index, item.time, time.time(), item.image))
+                waiting.append((item.index, item.time, item.wall or time.time(), item.image))
                 yield from results(self.scorer.push(item.index, item.image))
                 if self.max_frames is not None and item.index + 1 >= self.max_frames:
                     break
@@ -314,6 +319,7 @@ class LiveStream:
     def _finish_summary(self) -> None:
         summary = self.summary
         summary.events = self.events
+        summary.dropped_frames = self.frames.dropped
         summary.seconds = time.perf_counter() - self._begun
         summary.frames_per_s = summary.frames / max(summary.seconds, 1e-9)
         if self.scorer.compute_s:

@@ -15,11 +15,12 @@ from vadgpu.scoring.kinds import DEFAULT_SCORE, MIX_WEIGHT, OBJECT_SCORE, SCORE_
 from vadgpu.scoring.location import TUBE_NORMS
 from vadgpu.pipelines.choose import LOADERS
 from vadgpu.live.events import DEFAULT_MERGE_GAP, LIVE_WINDOW
+from vadgpu.live.reader import DROP_CHOICES
 
 
 # The options only live scoring takes.
 LIVE_OPTIONS = ("threshold", "threshold_off", "min_duration", "merge_gap", "false_alarms_per_hour", "webhook", "mqtt",
-                "save_clips", "video_out", "max_frames")
+                "save_clips", "video_out", "max_frames", "drop_frames")
 # The options a named protocol (--protocol) sets itself.
 SCORING_OPTIONS = ("score", "mix_weight", "norm", "smooth", "window", "sigma", "drop_edges", "tube_norm",
                    "appearance", "appearance_weight")
@@ -200,12 +201,17 @@ def _dataset_root(checkpoint: Path, dataset: str | None, root: Path | None) -> s
 @click.option("--retry-delay", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Live: seconds between reopening attempts.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Live: stop after this many frames.")
+@click.option("--drop-frames", type=click.Choice(DROP_CHOICES), default="auto", show_default=True,
+              help="Live: when scoring falls behind, drop the oldest frame waiting to be scored (counted; the clips "
+              "restart after it) instead of holding the source up. auto: on a URL or a device (a camera does not "
+              "wait); always: also on stdin (a camera piped in); never: score every frame. A file is never dropped "
+              "from.")
 @_protocol_options(("video", "train", "none"), norm_default=f"{NORM_DEFAULT}; live scoring (a stream, or --live) "
                    "takes train or none, default train")
 @click.pass_context
 def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, live, threshold, threshold_off,
                   min_duration, merge_gap, false_alarms_per_hour, webhook, mqtt, save_clips, video_out, retries,
-                  retry_delay, max_frames, **kw) -> None:
+                  retry_delay, max_frames, drop_frames, **kw) -> None:
     """Score a video: a file or frame folder (scores.csv, a score-curve PNG, optional heatmap MP4), or live
     (SOURCE rtsp://..., http(s)://..., /dev/videoN, - for stdin, or a file with --live): every frame's score as
     soon as its clip is complete, a trailing median, the training videos' normalisation, alarms under the event
@@ -225,7 +231,8 @@ def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, 
             raise click.UsageError("--heatmap-mp4 is for files; live scoring writes --video-out")
         alarms = AlarmOptions(threshold, threshold_off, min_duration, merge_gap, false_alarms_per_hour)
         return _score_live(source, checkpoint, model_file, out, alarms, video_out, retries, retry_delay,
-                           max_frames, boxes, {"webhook": webhook, "mqtt": mqtt, "save_clips": save_clips}, kw)
+                           max_frames, drop_frames, boxes,
+                           {"webhook": webhook, "mqtt": mqtt, "save_clips": save_clips}, kw)
     live_only = [f"--{name.replace('_', '-')}" for name in LIVE_OPTIONS
                  if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
     if live_only:
@@ -250,8 +257,8 @@ def score_command(ctx, source, checkpoint, model_file, out, heatmap_mp4, boxes, 
             click.echo(f"wrote {path}")
 
 
-def _score_live(source, checkpoint, model_file, out, alarms, video_out, retries, retry_delay, max_frames, boxes,
-                notify, kw) -> None:
+def _score_live(source, checkpoint, model_file, out, alarms, video_out, retries, retry_delay, max_frames, drop_frames,
+                boxes, notify, kw) -> None:
     from vadgpu.detector import Detector
     from vadgpu.errors import VadgpuError
     from vadgpu.folder_lock import hold_folder
@@ -281,7 +288,8 @@ def _score_live(source, checkpoint, model_file, out, alarms, video_out, retries,
         try:
             summary = score_stream(source, detector, out=out, video_out=video_out, boxes=boxes,
                                    save_clips=notify["save_clips"], retries=retries,
-                                   retry_delay=retry_delay, max_frames=max_frames, echo=click.echo,
+                                   retry_delay=retry_delay, max_frames=max_frames, drop_frames=drop_frames,
+                                   echo=click.echo,
                                    on_event=notifiers)
         finally:
             for line in notifiers.close():
@@ -294,6 +302,9 @@ def _score_live(source, checkpoint, model_file, out, alarms, video_out, retries,
     click.echo(f"{'interrupted after' if summary.interrupted else 'scored'} {summary.frames} frames in "
                f"{summary.seconds:.1f} s ({summary.frames_per_s:.1f} frames/s); per frame {summary.compute_ms_mean:.1f}"
                f" ms (95th percentile {summary.compute_ms_p95:.1f} ms) plus the clip delay of {delay}")
+    if summary.dropped_frames:
+        click.echo(f"dropped {summary.dropped_frames} frame(s) to keep up with the stream (scoring fell behind; the "
+                   "gaps show in the frame column of scores.csv)")
     for path in (out / "scores.csv", out / "events.jsonl", video_out):
         if path is not None and Path(path).exists():
             click.echo(f"wrote {path}")

@@ -6,8 +6,9 @@ Per frame, in order:
 1. Clip. Frame t is the centre of the clip t - T//2 ... t + T - 1 - T//2 (the offline clips), so its score is
    out when frame t + T - 1 - T//2 has arrived: a delay of T // 2 frames for odd T (T//2 - 1 for even T).
    Frames before the first one are replaced by the first (edge replication, as the offline test loader does),
-   and at the end of the stream the last frame stands in for the frames after it. After a reconnect the clips
-   start again at the first new frame. Frames are converted as the torch loader converts them
+   and at the end of the stream the last frame stands in for the frames after it. After a reconnect, or frames
+   dropped because scoring fell behind a live source (live/reader.py), the clips start again at the first new
+   frame. Frames are converted as the torch loader converts them
    (`pipelines.baseline.convert_frame`) and scored with the same functions as offline evaluation
    (`model.reconstruct`, `scores.error_map`, `scores.scores_from_errors`), one clip per frame. Object models
    take clips at the stream's own resolution and score the tubes around the boxes of each centre frame
@@ -58,7 +59,8 @@ LIVE_NORMS = ("train", "none")
 
 @dataclass
 class LiveSummary:
-    frames: int = 0
+    frames: int = 0  # scored
+    dropped_frames: int = 0  # dropped because scoring fell behind a live source (live/reader.py)
     events: list[Event] = field(default_factory=list)
     seconds: float = 0.0
     frames_per_s: float = 0.0
@@ -156,8 +158,12 @@ class CausalScorer:
         self.first = None
         return out
 
+    def clip_frames(self, centre: int, last: int) -> list[int]:
+        """The frame numbers of the clip centred on `centre`, in this segment (`first` ... `last`)."""
+        return [min(max(centre + j, self.first), last) for j in range(-self.behind, self.ahead + 1)]
+
     def _score(self, centre: int, last: int) -> tuple[int, float, float, list | None]:
-        indices = [min(max(centre + j, self.first), last) for j in range(-self.behind, self.ahead + 1)]
+        indices = self.clip_frames(centre, last)
         with stage("clips"):
             clips = torch.stack([self.frames[i] for i in indices], dim=1)[None].to(self.device)  # (1, C, T, H, W)
         boxes = None
@@ -253,19 +259,20 @@ class AnnotatedVideo:
 
 def score_stream(source: str, detector, *, out: Path, video_out: Path | None = None, boxes=None,
                  save_clips: float | None = None, retries: int = 3, retry_delay: float = 2.0,
-                 max_frames: int | None = None,
+                 max_frames: int | None = None, drop_frames: str = "auto",
                  echo: Callable[[str], None] = print, on_event: Callable[[str, Event], None] | None = None
                  ) -> LiveSummary:
     """Score `source` live with `detector` (vadgpu.Detector) and write the files (module docstring); returns when
     the stream ends or a signal stops it (SIGINT, SIGTERM: the summary says interrupted and its exit_code), raises
     on an error; in every case the open event ends with the reason (live/session.py) and the files are closed.
     `on_event(kind, event)`: also called with "start" and "end" (notifications). `save_clips`: seconds of pre- and
-    post-roll of each event's clip in OUT/clips/ (live/clips.py)."""
+    post-roll of each event's clip in OUT/clips/ (live/clips.py). `drop_frames`: Detector.stream's."""
     from vadgpu.live.clips import EventClips
     from vadgpu.live.session import StopSignals, close_all, ended_by
 
     signals = StopSignals()
     live = detector.stream(source, boxes=boxes, retries=retries, retry_delay=retry_delay, max_frames=max_frames,
+                           drop_frames=drop_frames,
                            on_event=lambda kind, e: event(kind, e), signals=signals,
                            keep_images=video_out is not None or save_clips is not None)  # checked before any file
     video = None if video_out is None else AnnotatedVideo(video_out)

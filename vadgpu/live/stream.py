@@ -46,11 +46,13 @@ class Frame:
     index: int  # running frame number from the start of scoring
     time: float  # seconds since the first frame (the stream's timestamps when it has them)
     image: np.ndarray  # (H, W, 3) uint8 BGR, as decoded
+    wall: float | None = None  # Unix seconds when it was read (live/reader.py sets it)
 
 
 @dataclass
 class Gap:
-    """The stream dropped and was reopened: the frames before and after are not consecutive."""
+    """The frames before and after are not consecutive: the stream dropped and was reopened, or frames were dropped
+    because scoring fell behind (live/reader.py)."""
 
     reason: str
 
