@@ -34,7 +34,7 @@ FRAMES = 30
 def _save(path, preset, train_scores=None, **extra):
     torch.manual_seed(0)
     if preset.endswith("objects-cpu"):
-        extra.setdefault("window", 48)  # what training resolves an object preset's window `auto` to (Ped2)
+        extra.setdefault("window", 48)  # a window in pixels, as training writes it for `auto`
     model = build_model(preset, **extra)
     state = {"model_name": preset, "model_config": model.config.to_dict(), "model": model.state_dict(), "epoch": 1,
              "step": 1, "train_scores": train_scores}

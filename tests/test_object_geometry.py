@@ -32,15 +32,17 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_window_rule_is_a_ratio_of_the_median_box_height():
-    assert window_for_height(31.0, (240, 360)) == 48  # UCSD Ped2's training boxes (background subtraction)
-    assert window_for_height(62.0, (480, 720)) == 96  # people twice as tall: twice the window
+    assert window_for_height(31.0, (240, 360)) == 24  # UCSD Ped2's training boxes (background subtraction)
+    assert window_for_height(62.0, (480, 720)) == 50  # people twice as tall: twice the window, kept even
+    assert window_for_height(79.0, (360, 640)) == 64  # the motion-only synthetic scene
     assert window_for_height(3.0, (240, 360)) == MIN_WINDOW
     assert window_for_height(400.0, (241, 360)) == 240  # at most the shorter side, kept even
     assert all(window_for_height(h, (1080, 1920)) % 2 == 0 for h in np.linspace(10, 300, 59))
 
 
 @pytest.mark.parametrize("frame_hw, window, grid", [
-    ((240, 360), 48, (6, 4)),  # Ped2: the grid measured there
+    ((240, 360), 48, (6, 4)),  # Ped2 with a 48-pixel window: the grid the first object recipes used
+    ((240, 360), 24, (12, 8)),  # Ped2 with the window `auto` gives it
     ((480, 720), 96, (6, 4)),  # the same scene at twice the resolution
     ((120, 160), 40, (3, 2)),
     ((1080, 1920), 160, (10, 5)),

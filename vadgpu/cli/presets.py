@@ -24,11 +24,12 @@ def presets() -> None:
     """
     from vadgpu.models.presets import DEFAULT_PRESETS, OBJECT_STEPS
     from vadgpu.models.registry import preset_table
-    from vadgpu.objects.window import WINDOW_PER_HEIGHT
+    from vadgpu.objects.window import WINDOW_PER_HEIGHT, window_for_height
 
     click.echo(format_presets(preset_table()))
     click.echo(f"\nobject tubes: window auto = {WINDOW_PER_HEIGHT:g} x the training boxes' median height, in pixels "
-               f"(48 on UCSD Ped2), set by `vadgpu train`; object models train {OBJECT_STEPS} optimiser steps unless "
-               "--epochs or --steps says otherwise")
+               f"({window_for_height(31.0, (240, 360))} on UCSD Ped2, whose people are about 31 px tall), set by "
+               f"`vadgpu train`; object models train {OBJECT_STEPS} optimiser steps unless --epochs or --steps says "
+               "otherwise")
     defaults = "; ".join(f"--model {arch}: {d['cpu']} (CPU), {d['cuda']} (CUDA)" for arch, d in DEFAULT_PRESETS.items())
     click.echo(f"\ndefaults without --preset: {defaults}")

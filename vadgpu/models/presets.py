@@ -44,7 +44,7 @@ CPU presets (for a 2-core CPU; sizes measured in docs/models.md's table):
 Object presets (`clips="objects"`, `target="predict"`: one tube per tracked object, cut in a fixed window of native
 pixels around the object's centre-frame box and resized to `size`; the centre frame is predicted from its
 neighbours; see objects/tubes.py and docs/models.md, object mode). Their window is `auto`: training sets it from
-the training boxes (1.55 x their median height, objects/window.py; 48 px on Ped2). Training options are not model
+the training boxes (0.8 x their median height, objects/window.py; 24 px on Ped2). Training options are not model
 settings, but object models share one default: OBJECT_STEPS optimiser steps whatever the training split's size
 (engine/config.py), unless --epochs or --steps says otherwise:
     ddl-objects-cpu        DDL on 32x32 gray tubes, T = 5, widths 8-16-32-64, the learned blend weight.
