@@ -62,6 +62,23 @@ def test_a_darknet_pool_skips_only_padding_it_would_never_read():
     assert pool._padding_unread(torch.zeros(1, 1, 8, 12)) and not pool._padding_unread(torch.zeros(1, 1, 7, 12))
 
 
+# Scores equal to this: the same arithmetic in another order of calls is bit for bit equal in a fresh process,
+# but a library loaded beside torch (ultralytics, in the whole test run) can change the last bit of its bilinear
+# resize, and a z-score carries that on.
+SAME = 1e-5
+
+
+def _same_rows(a: list[dict[str, str]], b: list[dict[str, str]]) -> None:
+    """Two CSV tables hold the same rows, numbers within SAME."""
+    assert len(a) == len(b) and all(ra.keys() == rb.keys() for ra, rb in zip(a, b))
+    for ra, rb in zip(a, b):
+        for key, value in ra.items():
+            try:
+                assert abs(float(value) - float(rb[key])) <= SAME, (key, value, rb[key])
+            except ValueError:
+                assert value == rb[key], (key, value, rb[key])
+
+
 def _evaluate(root, model, out, **kw):
     from vadgpu.evaluation.runner import evaluate
     from vadgpu.scoring.protocol import Protocol
@@ -95,7 +112,7 @@ def _float_clip_scores(self, model, clips, video, frame):
 def test_object_scores_are_those_of_float_clips_in_one_network_call(object_run, calibrated_model, tmp_path,
                                                                      monkeypatch):
     """An object model with both terms (location and appearance) over the synthetic test videos: tubes cut from
-    the decoded frames and scored in small calls score every tube exactly as float clips with every tube in one
+    the decoded frames and scored in small calls score every tube as float clips (within SAME) with every tube in one
     network call, and scoring the videos one at a time gives the scores of scoring them together."""
     from vadgpu.scoring import tubes
 
@@ -109,11 +126,11 @@ def test_object_scores_are_those_of_float_clips_in_one_network_call(object_run, 
         whole = _evaluate(root, calibrated_model, tmp_path / "whole")
     assert sorted(small) == sorted(whole) == ["01", "02"]
     for name in small:
-        assert np.array_equal(small[name], whole[name])
-        assert read_csv(tmp_path / "small" / "objects" / f"{name}.csv") == read_csv(
-            tmp_path / "whole" / "objects" / f"{name}.csv")
+        np.testing.assert_allclose(small[name], whole[name], rtol=0, atol=SAME)
+        _same_rows(read_csv(tmp_path / "small" / "objects" / f"{name}.csv"),
+                   read_csv(tmp_path / "whole" / "objects" / f"{name}.csv"))
         alone = _evaluate(root, calibrated_model, tmp_path / f"alone-{name}", videos=[name])
-        assert np.array_equal(alone[name], whole[name])
+        np.testing.assert_allclose(alone[name], whole[name], rtol=0, atol=SAME)
 
 
 def test_box_features_equal_those_of_the_whole_network_input_and_padded_pools(tiny_darknet, monkeypatch):
@@ -136,7 +153,7 @@ def test_box_features_equal_those_of_the_whole_network_input_and_padded_pools(ti
         maps = torch.cat([features.backbone(x[i:i + step]) for i in range(0, len(x), step)])
     rois = torch.cat([owner.float()[:, None], boxes * torch.tensor([96.0, 64.0, 96.0, 64.0])], dim=1)
     pooled = roi_align(maps, rois, (2, 2), 1 / (96 / maps.shape[-1]), 2, True)
-    assert torch.equal(got, F.normalize(pooled.flatten(1), dim=1))
+    torch.testing.assert_close(got, F.normalize(pooled.flatten(1), dim=1), rtol=0, atol=1e-6)
 
 
 def test_heap_release_at_the_start_after_a_video_and_after_a_batch_that_grew(monkeypatch):

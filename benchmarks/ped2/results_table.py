@@ -394,6 +394,26 @@ def travel_table() -> str:
                   *(f"no learning: {label}" for _, label in TRAVEL_REFERENCES)], rows)
 
 
+def travel_seeds_table() -> str:
+    """The checks run with more than one seed (NAME, NAME-seed1, ...): each term's micro and macro AUC as mean
+    (min-max) over the seeds, all test videos, and the dev videos' micro AUC."""
+    groups: dict[str, list[dict]] = {}
+    for folder in sorted(p for p in TRAVEL.iterdir() if (p / "terms.json").is_file()):
+        groups.setdefault(re.sub(r"-seed\d+$", "", folder.name), []).append(
+            json.loads((folder / "terms.json").read_text()))
+    rows = []
+    for name, runs in groups.items():
+        if len(runs) < 2:
+            continue
+        for key, label in TRAVEL_TERMS[:3]:  # the larger of the two is in the table of every run
+            def over(field: str) -> str:
+                return spread([run["terms"][key][field] / 100 for run in runs])
+            rows.append([f"`{name}`", str(len(runs)), label, over("micro_auc"), over("macro_auc"),
+                         over("dev_micro_auc")])
+    return table(["runs", "seeds", "score", "micro AUC mean (min-max)", "macro AUC mean (min-max)",
+                  "dev micro AUC mean (min-max)"], rows)
+
+
 def combinations_table() -> str:
     """Each way of combining the two terms (benchmarks/travel/combine.py) on every check that measured it: micro
     AUC on all test videos, and on the dev videos in brackets."""
@@ -415,7 +435,8 @@ def blocks(lines: list[dict]) -> dict[str, str]:
             "dualpath-forms": forms_tables(lines), "frames": frames_table(lines),
             "references": references_table(lines), "throughput-headline": throughput_headline(),
             "throughput": throughput_table(), "throughput-objects": throughput_objects_table(),
-            "score-stages": score_table(), "travel": travel_table(), "travel-combinations": combinations_table()}
+            "score-stages": score_table(), "travel": travel_table(), "travel-seeds": travel_seeds_table(),
+            "travel-combinations": combinations_table()}
 
 
 PAGES = [REPO / "README.md", REPO / "docs" / "results" / "ped2.md", REPO / "docs" / "results" / "throughput.md",
