@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from tests.cli_helpers import invoke
+from tests.cli_helpers import invoke, read_csv
 from vadgpu.bench.stages import OTHER, StageClock, stage, timed
 from vadgpu.errors import VadgpuError
+from vadgpu.optional import available
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -137,6 +139,52 @@ def test_bench_score_help_and_bad_options(object_run, tmp_path):
                           (["--checkpoint", str(run / "model.pt")], "nothing to score")):
         code, output = invoke(["bench", "score", *args, *out])
         assert code == 1 and "Error: " in output and message in output, output
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.skipif(not (available("onnx") and available("onnxruntime")), reason="the export extra (onnx, "
+                    "onnxruntime) is not installed")
+def test_bench_score_times_an_onnx_model_under_onnxruntime(calibrated_model, object_run, tmp_path, monkeypatch):
+    base, root, run, runner, cli = object_run
+    monkeypatch.setenv("VADGPU_CACHE", str(base / "cache"))
+    onnx_file = tmp_path / "model.onnx"
+    code, output = invoke(["export", "--checkpoint", str(calibrated_model), "--format", "onnx", "--out",
+                           str(onnx_file)])
+    assert code == 0, output
+    out = tmp_path / "onnx.json"
+    dataset = ["--dataset", "synthetic", "--root", str(root), "--videos", "01"]
+    code, output = invoke(["bench", "score", "--model", str(onnx_file), *dataset, "--modes", "score,live",
+                           "--out", str(out), "--no-progress"])
+    assert code == 0, output
+    result = json.loads(out.read_text())
+    settings = result["settings"]
+    assert settings["runtime"] == "onnxruntime" and settings["model_file"] == str(onnx_file)
+    assert settings["checkpoint"] is None and settings["model"]["appearance"]
+    assert result["system"]["versions"]["onnxruntime"]
+    _check_mode(result["modes"]["score"], OBJECT_STAGES | APPEARANCE_PARTS | {"prepare", "writing"})
+    _check_mode(result["modes"]["live"], OBJECT_STAGES | APPEARANCE_PARTS)
+    assert "onnxruntime" in output and str(onnx_file) in output
+    from vadgpu.bench.score_report import format_summary
+
+    assert "| score, 01, onnxruntime | live, 01, onnxruntime |" in format_summary([result])
+    # the scores of the torch path within the export's tolerance, through the bench's own score runs
+    from vadgpu.bench.score import ScoreBench, ScoreBenchSettings
+
+    scored = {}
+    for key, settings in (("torch", ScoreBenchSettings(checkpoint=str(calibrated_model))),
+                          ("onnx", ScoreBenchSettings(model_file=str(onnx_file)))):
+        bench = ScoreBench(replace(settings, dataset="synthetic", root=str(root), videos=("01",), modes=("score",)))
+        bench.scratch = tmp_path / key
+        bench.scratch.mkdir()
+        assert bench._score_one(bench.videos[0], None) == 40
+        scored[key] = [float(r["raw_score"]) for r in read_csv(next(bench.scratch.glob("score-*")) / "scores.csv")]
+    np.testing.assert_allclose(scored["onnx"], scored["torch"], rtol=1e-4, atol=1e-4)  # float32 rounding
+    for args, message in ((["--modes", "score,eval"], "--modes eval takes a weights file"),
+                          (["--modes", "score", "--precision", "bf16"], "float32 under onnxruntime"),
+                          (["--modes", "score", "--checkpoint", str(calibrated_model)], "not both")):
+        code, output = invoke(["bench", "score", "--model", str(onnx_file), *dataset, *args, "--out",
+                               str(tmp_path / "r.json")])
+        assert code == 1 and message in output, output
     assert not (tmp_path / "r.json").exists()
 
 

@@ -89,7 +89,8 @@ def _strings(data):
 
 def result_files() -> list[Path]:
     """The committed text files that can hold paths: configs and JSON records of the runs and benchmarks."""
-    return sorted([*RESULTS.glob("*.json"), *RESULTS.glob("eval-memory/*.json"), *PED2.glob("*.json"),
+    return sorted([*RESULTS.glob("*.json"), *RESULTS.glob("eval-memory/*.json"), *RESULTS.glob("onnxruntime/*.json"),
+                   *PED2.glob("*.json"),
                    *PED2.glob("*/config.yaml"),
                    *PED2.glob("*/*.json"), *PED2.glob("*/*/metrics.json"), *TRAVEL.glob("*/config.yaml"),
                    *TRAVEL.glob("*/*.json")])

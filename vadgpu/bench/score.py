@@ -8,6 +8,10 @@
             timing where missing): metrics.json, scores.csv, curves, objects/
     live    vadgpu.Detector.stream over each video as fast as its frames are read (no pacing, no images kept)
 
+With `model_file` (an ONNX file from `vadgpu export`) score and live run that file under onnxruntime, as `vadgpu score
+--model FILE` and `Detector.load(FILE)` do, in float32; its "network" and "appearance.backbone" stages are then
+onnxruntime's calls. Eval takes a weights file only.
+
 Every run goes under a StageClock (bench/stages.py), which charges each second to the stage the scoring path
 marked (decode, clips, boxes, tube cut, network, ...; `STAGES`), the rest to "other". "model load" (the weights
 file, the network, the calibration record) is start-up: it is reported with the imports (a fresh interpreter
@@ -27,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -69,7 +73,8 @@ DEFAULT_CHECKPOINT = "ped2-ddl"
 
 @dataclass
 class ScoreBenchSettings:
-    checkpoint: str = DEFAULT_CHECKPOINT  # a weights file or shipped weights by name
+    checkpoint: str | None = None  # a weights file or shipped weights by name (default: DEFAULT_CHECKPOINT)
+    model_file: str | None = None  # instead of checkpoint: an exported ONNX file, run by onnxruntime (score, live)
     dataset: str | None = None  # with root: its labelled test split (eval) and the videos of score and live
     root: str | None = None
     variant: str | None = None
@@ -189,6 +194,10 @@ class ScoreBench:
         from vadgpu.models.registry import model_config_from_dict
         from vadgpu.pipelines.choose import resolve_loader
 
+        if settings.checkpoint is not None and settings.model_file is not None:
+            raise VadgpuError("give one of --checkpoint FILE and --model FILE.onnx, not both")
+        if settings.checkpoint is None and settings.model_file is None:
+            settings = replace(settings, checkpoint=DEFAULT_CHECKPOINT)
         self.s, self.echo = settings, echo
         unknown = [m for m in settings.modes if m not in MODES]
         if unknown or not settings.modes:
@@ -197,14 +206,24 @@ class ScoreBench:
             raise VadgpuError(f"--score-boxes {settings.score_boxes}: choose from {', '.join(SCORE_BOXES)}")
         if settings.repeats < 1 or settings.batch_size < 1:
             raise VadgpuError(f"--repeats {settings.repeats} and --batch-size {settings.batch_size} must be >= 1")
+        if settings.model_file is not None and "eval" in settings.modes:
+            raise VadgpuError("--modes eval takes a weights file (--checkpoint); with --model FILE.onnx choose from "
+                              "score, live")
         self.device = resolve_device(settings.device)
-        check_precision(settings.precision, self.device)
+        check_precision(settings.precision, self.device, onnx=settings.model_file is not None)
         self.loader, _ = resolve_loader(settings.loader)
         self.sync = (lambda: torch.cuda.synchronize(self.device)) if is_cuda(self.device) else None
-        self.checkpoint = checkpoint_file(settings.checkpoint)
-        ckpt = load_checkpoint(self.checkpoint, map_location="cpu")
-        self.model_config = model_config_from_dict(ckpt["model_config"], ckpt.get("model_name"))
-        self.calibration = ckpt.get("calibration")
+        if settings.model_file is None:  # self.checkpoint: the weights file, or the ONNX file
+            self.checkpoint = checkpoint_file(settings.checkpoint)
+            ckpt = load_checkpoint(self.checkpoint, map_location="cpu")
+            self.model_config = model_config_from_dict(ckpt["model_config"], ckpt.get("model_name"))
+            self.calibration = ckpt.get("calibration")
+        else:
+            from vadgpu.evaluation.runner import open_onnx_model
+
+            self.checkpoint = Path(settings.model_file)
+            onnx = open_onnx_model(self.checkpoint)
+            self.model_config, self.calibration = onnx.config, onnx.metadata.get("calibration")
         self.dataset = self._open_dataset()
         self.videos = self._videos()
         if "eval" in settings.modes and self.dataset is None:
@@ -266,6 +285,10 @@ class ScoreBench:
 
         system = describe_system(self.device)
         system["source"] = source_commit()
+        if self.s.model_file is not None:
+            import onnxruntime
+
+            system["versions"]["onnxruntime"] = onnxruntime.__version__
         with tempfile.TemporaryDirectory(prefix="vadgpu-bench-score-") as scratch, _quiet_log():
             self.scratch = Path(scratch)
             modes = {}
@@ -293,7 +316,8 @@ class ScoreBench:
         out = asdict(self.s)  # paths as given: a record holds no more of the machine's folders than asked
         cfg = self.model_config
         appearance = (self.calibration or {}).get("appearance")
-        out.update(shipped=shipped_name(self.s.checkpoint), device=str(self.device), loader=self.loader,
+        out.update(shipped=self.s.checkpoint and shipped_name(self.s.checkpoint), device=str(self.device),
+                   loader=self.loader, runtime="torch" if self.s.model_file is None else "onnxruntime",
                    videos=[v.name for v in self.videos],
                    model={"architecture": cfg.architecture, "clips": cfg.clips, "temporal": cfg.temporal,
                           "size": list(cfg.size), "channels": cfg.channels, "window": getattr(cfg, "window", None),
@@ -323,7 +347,9 @@ class ScoreBench:
         cache = cache or Path(tempfile.mkdtemp(prefix="cache-", dir=self.scratch))
         out = Path(tempfile.mkdtemp(prefix="score-", dir=self.scratch))
         with _environment(VADGPU_CACHE=str(cache)):
-            result = score_input(video.path, self.checkpoint, out=out, protocol=Protocol(score=None),
+            onnx = self.s.model_file is not None
+            result = score_input(video.path, None if onnx else self.checkpoint,
+                                 model_file=self.checkpoint if onnx else None, out=out, protocol=Protocol(score=None),
                                  batch_size=self.s.batch_size, device=self.device, progress=False,
                                  loader=self.loader, precision=self.s.precision)
         return int(result.video.num_frames)

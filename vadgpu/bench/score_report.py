@@ -47,16 +47,20 @@ def summary_lines(result: dict) -> list[str]:
     commit = (source.get("commit", "")[:10] + (" (uncommitted changes)" if source.get("dirty") else "")
               if source else "not a git checkout")
     model = settings["model"]
+    onnx = settings.get("runtime") == "onnxruntime"  # records before --model: torch
+    arithmetic = (f"onnxruntime {system['versions'].get('onnxruntime')}, float32" if onnx
+                  else settings.get("precision", DEFAULT_PRECISION))
     load = f"load avg {system.get('load_average_start')} -> {system.get('load_average_end')}"
     lines = [
         f"{system['date']}  {system['device']}  CPU: {system['cpu']} ({system['cores']} cores)  {load}",
         f"torch {system['versions']['torch']}, dali {system['versions'].get('dali')}, vadgpu "
         f"{result['vadgpu_version']}, commit {commit}",
-        f"model {settings['checkpoint']}: {model['architecture']} {model['clips']}, T={model['temporal']} "
+        f"model {settings['model_file'] if onnx else settings['checkpoint']}: "
+        f"{model['architecture']} {model['clips']}, T={model['temporal']} "
         f"{model['size'][0]}x{model['size'][1]} C={model['channels']}"
         + (f", tube window {model['window']}" if model["clips"] == "objects" else "")
         + (", appearance term" if model["appearance"] else "")
-        + f"; {settings.get('precision', DEFAULT_PRECISION)}, loader {settings['loader']}, "
+        + f"; {arithmetic}, loader {settings['loader']}, "
         f"batch {settings['batch_size']}, {settings['repeats']} timed run(s)",
     ]
     if "error" in startup:
@@ -100,6 +104,8 @@ def _label(result: dict, mode: str) -> str:
     videos = result["settings"]["videos"]
     precision = result["settings"].get("precision", DEFAULT_PRECISION)  # records before --precision: fp32
     label = f"{mode}, {', '.join(videos)}" if len(videos) <= 3 else f"{mode}, {len(videos)} videos"
+    if result["settings"].get("runtime") == "onnxruntime":
+        return f"{label}, onnxruntime"
     return label if precision == DEFAULT_PRECISION else f"{label}, {precision}"
 
 

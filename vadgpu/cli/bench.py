@@ -96,8 +96,12 @@ def _comma_list(value: str) -> tuple[str, ...]:
 
 @bench.command("score")
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path), metavar="[VIDEO|FOLDER]...")
-@click.option("--checkpoint", type=CHECKPOINT, default=DEFAULT_CHECKPOINT, show_default=True,
-              help="The model: a weights file (RUN/model.pt) or shipped weights by name.")
+@click.option("--checkpoint", type=CHECKPOINT, default=None,
+              help=f"The model: a weights file (RUN/model.pt) or shipped weights by name [default: "
+              f"{DEFAULT_CHECKPOINT}, unless --model].")
+@click.option("--model", "model_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="An ONNX file from `vadgpu export` instead of --checkpoint: score and live run it under "
+              "onnxruntime (float32).")
 @click.option("--dataset", "name", default=None, help="Catalog name of a dataset whose test videos to score "
               "(eval needs one: its labels).")
 @click.option("--root", type=click.Path(path_type=Path), default=None, help="The dataset's folder (read only).")
@@ -121,12 +125,12 @@ def _comma_list(value: str) -> tuple[str, ...]:
               "made before timing when missing].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The JSON record [default: benchmarks/results/score-NAME-DEVICE.json, NAME the dataset or the "
-              "first input; -bf16 added with --precision bf16].")
+              "first input; -bf16 added with --precision bf16, -onnx with --model].")
 @PRECISION
 @click.option("--markdown", is_flag=True, help="Also print the stage table as Markdown.")
 @click.option("--no-progress", is_flag=True, help="No line per run.")
-def score(inputs, checkpoint, name, root, variant, videos, modes, device, loader, batch_size, repeats, no_warmup,
-          score_boxes, eval_boxes, out, precision, markdown, no_progress) -> None:
+def score(inputs, checkpoint, model_file, name, root, variant, videos, modes, device, loader, batch_size, repeats,
+          no_warmup, score_boxes, eval_boxes, out, precision, markdown, no_progress) -> None:
     """The scoring path end to end, stage by stage: frames/s of score, eval and live, and where the time goes.
 
     Each mode runs the real path (model load apart: start-up, reported with the imports) with a stage clock:
@@ -138,6 +142,7 @@ def score(inputs, checkpoint, name, root, variant, videos, modes, device, loader
     Examples:
       vadgpu bench score --dataset ped2 --root PED2 --videos 04
       vadgpu bench score my_camera.mp4 --checkpoint runs/x/model.pt --modes score,live --device cuda
+      vadgpu bench score --dataset ped2 --root PED2 --videos 04 --modes score --model runs/x/model.onnx
     """
     from vadgpu.bench.score import ScoreBenchSettings, run_score_bench
     from vadgpu.bench.score_report import format_markdown, format_table
@@ -146,16 +151,19 @@ def score(inputs, checkpoint, name, root, variant, videos, modes, device, loader
     from vadgpu.outputs import check_output_file
 
     settings = ScoreBenchSettings(
-        checkpoint=str(checkpoint), dataset=name, root=None if root is None else str(root), variant=variant,
+        checkpoint=None if checkpoint is None else str(checkpoint),
+        model_file=None if model_file is None else str(model_file), dataset=name,
+        root=None if root is None else str(root), variant=variant,
         videos=_comma_list(videos), inputs=tuple(str(p) for p in inputs), modes=_comma_list(modes), device=device,
         loader=loader, batch_size=batch_size, repeats=repeats, warmup=not no_warmup, score_boxes=score_boxes,
         eval_boxes=None if eval_boxes is None else str(eval_boxes), precision=precision)
     if out is None:
         label = name or (Path(inputs[0]).stem if inputs else "score")
-        arithmetic = "" if precision == DEFAULT_PRECISION else f"-{precision}"
+        arithmetic = ("-onnx" if model_file is not None else "" if precision == DEFAULT_PRECISION
+                      else f"-{precision}")
         out = Path("benchmarks") / "results" / f"score-{label}-{resolve_device(device).type}{arithmetic}.json"
     sources = [(root, "the dataset root")] if root is not None else []
-    sources += [(p, "an input") for p in inputs]
+    sources += [(p, "an input") for p in inputs] + ([(model_file, "the model")] if model_file is not None else [])
     check_output_file(out, "--out", sources=sources, kinds=("json",), what="a benchmark result")  # before measuring
     result = run_score_bench(settings, echo=(lambda line: None) if no_progress else lambda line: click.echo(line,
                                                                                                           err=True))
