@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import make_tiny_darknet
 
-from tests.cli_helpers import invoke, read_csv
+from tests.cli_helpers import invoke, needs_export, read_csv
 from vadgpu.errors import VadgpuError
 from vadgpu.objects.appearance import BoxFeatures, network_input, network_input_size
 from vadgpu.optional import available
@@ -242,8 +242,7 @@ def test_eval_appearance_calibrates_in_memory_when_the_record_has_none(object_ru
     assert sorted(r["score"] for r in with_looks) != sorted(r["score"] for r in without)
 
 
-@pytest.mark.skipif(not (available("onnx") and available("onnxruntime")), reason="the export extra (onnx, "
-                    "onnxruntime) is not installed")
+@needs_export
 def test_the_exported_file_scores_like_the_weights_file(calibrated, object_run, tmp_path, monkeypatch):
     import onnxruntime
 

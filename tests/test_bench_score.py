@@ -11,10 +11,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tests.cli_helpers import invoke, read_csv
+from tests.cli_helpers import invoke, needs_export, read_csv
 from vadgpu.bench.stages import OTHER, StageClock, stage, timed
 from vadgpu.errors import VadgpuError
-from vadgpu.optional import available
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -142,8 +141,7 @@ def test_bench_score_help_and_bad_options(object_run, tmp_path):
     assert not (tmp_path / "r.json").exists()
 
 
-@pytest.mark.skipif(not (available("onnx") and available("onnxruntime")), reason="the export extra (onnx, "
-                    "onnxruntime) is not installed")
+@needs_export
 def test_bench_score_times_an_onnx_model_under_onnxruntime(calibrated_model, object_run, tmp_path, monkeypatch):
     base, root, run, runner, cli = object_run
     monkeypatch.setenv("VADGPU_CACHE", str(base / "cache"))
