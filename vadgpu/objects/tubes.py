@@ -200,7 +200,9 @@ class TubeSampler:
         return TubeBatch(tubes, video, frame, inside, valid, window)
 
     def _cut(self, pieces, owner: torch.Tensor, windows: torch.Tensor, frame_hw: tuple[int, int]) -> torch.Tensor:
-        """Every tube's span frames, piece by piece (a piece holds consecutive clips, so consecutive tubes)."""
+        """Every tube's span frames, piece by piece (a piece holds consecutive clips, so consecutive tubes). As
+        crop_piece_tubes does for scoring, but from the tube count per clip instead of a host copy of the owners, so a
+        training step on a GPU sends nothing from the host."""
         side = min(self.window, *frame_hw)
         parts, first = [], 0
         for piece in pieces:
